@@ -1,0 +1,1 @@
+//! Layer blobs: digest check and decompression (placeholder: being implemented).

@@ -1,0 +1,1 @@
+//! OCI image layout reader (placeholder: being implemented).

@@ -1,0 +1,2 @@
+//! The `enclave-builder` binary: parse arguments, run, map the error to an exit code.
+fn main() {}

@@ -1,0 +1,1 @@
+//! `enclave-builder measure ...` (placeholder: being implemented).

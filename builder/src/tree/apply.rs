@@ -1,0 +1,1 @@
+//! Applying one layer's tar stream onto a [`Tree`] (placeholder: being implemented).

@@ -1,0 +1,1 @@
+//! AMD SEV-SNP launch digest (placeholder: being implemented).

@@ -1,0 +1,1 @@
+//! Intel TDX MRTD and RTMRs (placeholder: being implemented).

@@ -1,0 +1,1 @@
+//! vTPM PCRs (placeholder: being implemented).
