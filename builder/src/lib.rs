@@ -3,18 +3,94 @@
 //! Data flows one way, one module per stage:
 //!
 //! ```text
-//! manifest (TOML) ──plan──▶ Plan ──inputs──▶ verified layer blobs + files
-//!     ──tree::apply──▶ Tree (names, modes, owners, xattrs; contents in the ContentStore)
-//!     ──erofs::write──▶ rootfs data area ──verity::build──▶ hash area + root hash
-//!     ──record──▶ record.json, artifacts renamed into place by `output`
+//! manifest (TOML) ──plan──▶ Plan ──pipeline::verify_inputs──▶ VerifiedInputs (pins checked)
+//!     ──pipeline::assemble_tree (tree::apply)──▶ Tree (names, modes, owners, xattrs;
+//!                                                contents in the ContentStore)
+//!     ──erofs::write──▶ file-system bytes ──verity::build──▶ hash area + root hash
+//!     ──pipeline::build──▶ record.json, cmdline, rootfs.img renamed into place (output)
 //! ```
 //!
-//! [`pipeline`] is the only place the stages are sequenced.
+//! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
+//! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
+//! crate, which has no build machinery.
+//!
+//! ```
+//! let m = builder::manifest::parse(r#"
+//! schema = 1
+//! [image]
+//! name = "x"
+//! version = "1"
+//! source_date_epoch = 0
+//! [rootfs]
+//! layers = []
+//! [boot]
+//! kernel = { path = "vmlinuz" }
+//! firmware = { path = "OVMF.fd" }
+//! "#, "x.toml").unwrap();
+//! assert_eq!(m.boot.root_device, "/dev/vda");
+//! ```
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod content;
 pub mod erofs;
 pub mod inputs;
+pub mod manifest;
 pub mod measure;
+pub mod output;
+pub mod pin;
+pub mod pipeline;
+pub mod plan;
+pub mod seed;
 pub mod tree;
 pub mod verity;
+
+use std::io::Write;
+
+use cli::{Cli, Command};
+pub use pipeline::Progress;
+
+/// Exit code: the build or command failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: an input was refused.
+pub const EXIT_INPUT_REFUSED: u8 = 3;
+
+/// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
+pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Build(args) => {
+            let plan = plan::Plan::new(&args.manifest, &args.out, args.force)?;
+            let quiet = |_: &str| {};
+            let record = pipeline::build(&plan, if args.quiet { &quiet } else { progress })?;
+            if args.json {
+                stdout.write_all(&pipeline::record_json(&record)?)?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{}: rootfs.img {} bytes, verity root hash {}",
+                    args.out.display(),
+                    record.rootfs.data_size,
+                    record.rootfs.verity.root_hash
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The process exit code for an error from [`run`].
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let refused = err.chain().any(|e| {
+        e.is::<pin::PinErrors>()
+            || e.is::<pin::PinError>()
+            || e.is::<manifest::Error>()
+            || e.is::<inputs::oci_layout::Error>()
+            || e.is::<inputs::layer::Error>()
+            || e.is::<tree::apply::Error>()
+    });
+    if refused {
+        EXIT_INPUT_REFUSED
+    } else {
+        EXIT_FAILURE
+    }
+}

@@ -23,3 +23,4 @@ pub mod tdx;
 pub mod tpm;
 
 pub use digest::{DigestParseError, Sha256Digest, Sha384Digest};
+pub mod record;

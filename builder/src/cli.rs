@@ -1,0 +1,49 @@
+//! The raw command line (clap derive only; no I/O). `///` comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Build bit-identical confidential-VM images from a pinned manifest and compute the launch
+/// measurements the hardware will report for them.
+///
+/// Exit codes: 0 success; 1 the build or command failed; 2 usage error; 3 an input was
+/// refused (missing or wrong pin, corrupt or hostile layer, bad manifest).
+#[derive(Debug, Parser)]
+#[command(name = "enclave-builder", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the image a manifest describes.
+    ///
+    /// Writes DIR/rootfs.img (EROFS root file system with its dm-verity hash tree appended),
+    /// DIR/cmdline (the kernel command line, with the verity root hash) and DIR/record.json
+    /// (inputs, outputs, verity parameters). The directory is assembled beside DIR and renamed
+    /// into place only when complete. Progress goes to stderr.
+    Build(BuildArgs),
+}
+
+/// `build` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The manifest (TOML). Paths inside it are relative to its own directory.
+    pub manifest: PathBuf,
+    /// The output directory to create.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print the record as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace DIR if it holds a previous build output.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

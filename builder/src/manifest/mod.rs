@@ -1,0 +1,86 @@
+//! The image manifest: what to build, every external input pinned by digest.
+//!
+//! [`parse`] turns TOML text into a [`Manifest`]; the serde types in [`schema`] are the format,
+//! documented field by field in the README. Paths in a manifest are relative to the manifest
+//! file; [`crate::plan`] resolves them.
+
+mod schema;
+
+pub use schema::{
+    Boot, FileEntry, Image, InputFile, LayerSource, Manifest, Rootfs, SCHEMA_VERSION,
+};
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TOML is malformed or does not match the schema (unknown field, wrong type...).
+    #[error("{origin}: {source}")]
+    Toml {
+        /// The manifest's name, for the message.
+        origin: String,
+        /// What toml/serde said, with line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The manifest declares a schema this builder does not know.
+    #[error(
+        "{origin}: schema = {found} is not supported; this builder reads schema = {SCHEMA_VERSION}"
+    )]
+    Schema {
+        /// The manifest's name.
+        origin: String,
+        /// The schema it declares.
+        found: u32,
+    },
+    /// A field's value is out of range.
+    #[error("{origin}: {field}: {problem}")]
+    Field {
+        /// The manifest's name.
+        origin: String,
+        /// Which field, as a TOML path.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// Parses manifest text. `origin` names it in messages (usually its path).
+pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
+    let manifest: Manifest = toml::from_str(text).map_err(|source| Error::Toml {
+        origin: origin.to_owned(),
+        source,
+    })?;
+    if manifest.schema != SCHEMA_VERSION {
+        return Err(Error::Schema {
+            origin: origin.to_owned(),
+            found: manifest.schema,
+        });
+    }
+    for (i, file) in manifest.rootfs.files.iter().enumerate() {
+        if file.mode > 0o7777 {
+            return Err(Error::Field {
+                origin: origin.to_owned(),
+                field: format!("rootfs.files[{i}].mode"),
+                problem: format!(
+                    "{:#o} has bits beyond 0o7777; give permission bits only, e.g. 0o644",
+                    file.mode
+                ),
+            });
+        }
+        if !file.path.starts_with('/') || file.path.split('/').any(|c| c == "..") {
+            return Err(Error::Field {
+                origin: origin.to_owned(),
+                field: format!("rootfs.files[{i}].path"),
+                problem: format!(
+                    "{:?} must be an absolute path inside the image without `..`, e.g. \"/etc/motd\"",
+                    file.path
+                ),
+            });
+        }
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests;

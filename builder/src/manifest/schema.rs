@@ -1,0 +1,144 @@
+//! The manifest's serde types. Changing a field name or meaning is a schema change: bump
+//! [`SCHEMA_VERSION`] and document it in the README.
+
+use measurements::Sha256Digest;
+use serde::Deserialize;
+
+/// The manifest schema this builder reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Schema version; must be [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Name, version, time.
+    pub image: Image,
+    /// The root file system.
+    pub rootfs: Rootfs,
+    /// Kernel, firmware, command line.
+    pub boot: Boot,
+}
+
+/// Identity of the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Image name (appears in the record).
+    pub name: String,
+    /// Image version (appears in the record).
+    pub version: String,
+    /// The only time that may reach an artifact (seconds since the Unix epoch).
+    pub source_date_epoch: u64,
+}
+
+/// The root file system: layers applied in order, then extra files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    /// Layer sources, lowest first.
+    pub layers: Vec<LayerSource>,
+    /// Files placed after all layers.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// Where layers come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawLayer")]
+pub enum LayerSource {
+    /// Every layer of one image in an OCI image layout directory, in the image's order.
+    Oci {
+        /// The layout directory (relative to the manifest).
+        oci: String,
+        /// The image manifest's digest (`sha256:...`), which selects and pins the image.
+        manifest: Option<Sha256Digest>,
+    },
+    /// One tar file (uncompressed, gzip or zstd), pinned by the sha256 of the file.
+    Tar {
+        /// The tar file (relative to the manifest).
+        tar: String,
+        /// sha256 of the file as it is on disk.
+        sha256: Option<Sha256Digest>,
+    },
+}
+
+/// An extra file placed into the image after the layers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// The file providing the content (relative to the manifest).
+    pub source: String,
+    /// sha256 of `source`.
+    pub sha256: Option<Sha256Digest>,
+    /// Permission bits (write `0o644`).
+    pub mode: u32,
+    /// Owner user id.
+    #[serde(default)]
+    pub uid: u32,
+    /// Owner group id.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// A local file pinned by sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    /// Path (relative to the manifest).
+    pub path: String,
+    /// sha256 of the file.
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// Boot inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// The kernel image the VMM loads (`-kernel`).
+    pub kernel: InputFile,
+    /// The firmware (`-bios`), e.g. an OVMF build.
+    pub firmware: InputFile,
+    /// Kernel command line; the builder appends the root/verity parameters.
+    #[serde(default)]
+    pub cmdline: String,
+    /// The block device the root image is attached as inside the guest.
+    #[serde(default = "default_root_device")]
+    pub root_device: String,
+}
+
+fn default_root_device() -> String {
+    "/dev/vda".to_owned()
+}
+
+/// The layer table as written; exactly one of `oci` and `tar` must be present. Parsing through
+/// this keeps serde's field-level messages (an untagged enum would only say "no variant").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    oci: Option<String>,
+    manifest: Option<Sha256Digest>,
+    tar: Option<String>,
+    sha256: Option<Sha256Digest>,
+}
+
+impl TryFrom<RawLayer> for LayerSource {
+    type Error = String;
+
+    fn try_from(r: RawLayer) -> Result<Self, String> {
+        match (r.oci, r.tar) {
+            (Some(oci), None) if r.sha256.is_none() => {
+                Ok(LayerSource::Oci { oci, manifest: r.manifest })
+            }
+            (None, Some(tar)) if r.manifest.is_none() => {
+                Ok(LayerSource::Tar { tar, sha256: r.sha256 })
+            }
+            (Some(_), None) => Err("an `oci` layer is pinned by `manifest = \"sha256:...\"`, not `sha256`".into()),
+            (None, Some(_)) => Err("a `tar` layer is pinned by `sha256 = \"...\"`, not `manifest`".into()),
+            _ => Err("a layer has exactly one of `oci = \"DIR\"` (with `manifest`) or `tar = \"FILE\"` (with `sha256`)".into()),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+schema = 1
+[image]
+name = "t"
+version = "1"
+source_date_epoch = 1700000000
+[[rootfs.layers]]
+oci = "layout"
+manifest = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+[[rootfs.layers]]
+tar = "extra.tar"
+[[rootfs.files]]
+path = "/etc/motd"
+source = "motd"
+mode = 0o644
+[boot]
+kernel = { path = "vmlinuz", sha256 = "51349501a3d1ff83836437d2b365fd2d57f2feb8642d315e5181dec23d4c3275" }
+firmware = { path = "OVMF.fd" }
+cmdline = "console=ttyS0"
+"#;
+
+#[test]
+fn parses_minimal_manifest() {
+    let m = parse(MINIMAL, "t.toml").unwrap();
+    assert_eq!(m.rootfs.layers.len(), 2);
+    assert!(matches!(
+        &m.rootfs.layers[0],
+        LayerSource::Oci {
+            manifest: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        &m.rootfs.layers[1],
+        LayerSource::Tar { sha256: None, .. }
+    ));
+    assert_eq!(m.rootfs.files[0].mode, 0o644);
+    assert_eq!(m.boot.root_device, "/dev/vda");
+    assert!(m.boot.firmware.sha256.is_none());
+}
+
+#[test]
+fn rejects_unknown_fields_with_position() {
+    let text = MINIMAL.replace("cmdline = ", "cmdlin = ");
+    let err = parse(&text, "t.toml").unwrap_err().to_string();
+    assert!(err.contains("t.toml") && err.contains("cmdlin"), "{err}");
+}
+
+#[test]
+fn rejects_bad_digest_and_schema() {
+    let text = MINIMAL.replace("sha256:0000", "sha256:zz00");
+    let err = parse(&text, "t.toml").unwrap_err().to_string();
+    assert!(err.contains("hexadecimal"), "{err}");
+    let text = MINIMAL.replace("schema = 1", "schema = 7");
+    assert!(matches!(
+        parse(&text, "t.toml"),
+        Err(Error::Schema { found: 7, .. })
+    ));
+}
+
+#[test]
+fn rejects_mode_and_path_out_of_range() {
+    let text = MINIMAL.replace("mode = 0o644", "mode = 0o100644");
+    assert!(parse(&text, "t.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("rootfs.files[0].mode"));
+    let text = MINIMAL.replace("\"/etc/motd\"", "\"/etc/../../x\"");
+    assert!(parse(&text, "t.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("rootfs.files[0].path"));
+}

@@ -1,0 +1,124 @@
+//! Pinned local files: hash what is on disk and compare with the manifest's pin.
+//!
+//! A missing pin and a wrong pin are both refused; the message gives the digest actually
+//! found so the user can pin it on purpose.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use measurements::Sha256Digest;
+use sha2::{Digest, Sha256};
+
+/// A local file whose bytes matched its pin when it was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedFile {
+    /// The path as the manifest wrote it (relative to the manifest).
+    pub source: String,
+    /// The resolved path on this machine (never written into an artifact).
+    pub path: PathBuf,
+    /// Its sha256.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A pin problem with one input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    /// The manifest gives no digest for the input.
+    #[error(
+        "{field} ({source_path}) has no sha256 pin; its content has sha256 {found}. \
+         If that is the file you mean, add `sha256 = \"{found}\"` to {field}"
+    )]
+    Missing {
+        /// The manifest field, e.g. `boot.kernel`.
+        field: String,
+        /// The path as written in the manifest.
+        source_path: String,
+        /// The digest of the file as found.
+        found: Sha256Digest,
+    },
+    /// The file's bytes do not match the pin.
+    #[error(
+        "{field} ({source_path}): sha256 mismatch: the manifest pins {expected} but the file has \
+         {found}. Restore the pinned file, or pin the new one on purpose with `sha256 = \"{found}\"`"
+    )]
+    Mismatch {
+        /// The manifest field.
+        field: String,
+        /// The path as written in the manifest.
+        source_path: String,
+        /// The pinned digest.
+        expected: Sha256Digest,
+        /// The digest of the file as found.
+        found: Sha256Digest,
+    },
+    /// The file cannot be read.
+    #[error("{field} ({source_path}): cannot read the file; check the path (it is relative to the manifest)")]
+    Io {
+        /// The manifest field.
+        field: String,
+        /// The path as written in the manifest.
+        source_path: String,
+        /// The I/O error (names the resolved path).
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Several pin problems, reported together so the user can fix them in one go.
+#[derive(Debug, thiserror::Error)]
+#[error("{} input(s) failed their pin check:\n  - {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  - "))]
+pub struct PinErrors(pub Vec<PinError>);
+
+/// sha256 and size of a file, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((Sha256Digest(hasher.finalize().into()), size))
+}
+
+/// Checks one file against its pin.
+pub fn check(
+    base: &Path,
+    source: &str,
+    pin: Option<&Sha256Digest>,
+    field: &str,
+) -> Result<PinnedFile, PinError> {
+    let path = base.join(source);
+    let (found, size) = hash_file(&path).map_err(|e| PinError::Io {
+        field: field.to_owned(),
+        source_path: source.to_owned(),
+        source: e,
+    })?;
+    match pin {
+        None => Err(PinError::Missing {
+            field: field.to_owned(),
+            source_path: source.to_owned(),
+            found,
+        }),
+        Some(expected) if *expected != found => Err(PinError::Mismatch {
+            field: field.to_owned(),
+            source_path: source.to_owned(),
+            expected: *expected,
+            found,
+        }),
+        Some(_) => Ok(PinnedFile {
+            source: source.to_owned(),
+            path,
+            sha256: found,
+            size,
+        }),
+    }
+}

@@ -1,0 +1,434 @@
+//! The only place the stages are sequenced: plan → inputs → tree → EROFS → verity → record.
+//!
+//! Each stage takes the previous stage's output and returns its own; `anyhow` context names
+//! the stage in every error.
+
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use measurements::record::{self, Record};
+use measurements::Sha256Digest;
+use sha2::{Digest, Sha256};
+
+use crate::content::ContentStore;
+use crate::inputs::{layer, oci_layout};
+use crate::manifest::LayerSource;
+use crate::output::Staging;
+use crate::pin::{self, PinError, PinErrors, PinnedFile};
+use crate::plan::Plan;
+use crate::seed::{self, Part, Seed};
+use crate::tree::{self, Leaf, LeafKind, Metadata, Tree};
+use crate::{erofs, verity};
+
+/// Where progress messages go (stderr in the binary; nowhere in tests).
+pub trait Progress {
+    /// One line of progress.
+    fn message(&self, line: &str);
+}
+
+impl<F: Fn(&str)> Progress for F {
+    fn message(&self, line: &str) {
+        self(line)
+    }
+}
+
+/// Stage 1 output: every input verified against its pin.
+#[derive(Debug)]
+pub struct VerifiedInputs {
+    /// Layers in application order, each with the record entry of its source.
+    pub layers: Vec<oci_layout::LayerBlob>,
+    /// Record entries, in manifest order.
+    pub records: Vec<record::Input>,
+    /// Extra files (manifest entry index, pinned source).
+    pub files: Vec<(usize, PinnedFile)>,
+    /// The kernel.
+    pub kernel: PinnedFile,
+    /// The firmware.
+    pub firmware: PinnedFile,
+}
+
+/// Stage 1: checks every pin. Problems with local files are collected and reported together.
+pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
+    let m = &plan.manifest;
+    let base = &plan.base_dir;
+    let mut problems: Vec<PinError> = Vec::new();
+    let mut records = Vec::new();
+    let mut layers = Vec::new();
+    for (i, source) in m.rootfs.layers.iter().enumerate() {
+        match source {
+            LayerSource::Oci { oci, manifest } => {
+                let field = format!("rootfs.layers[{i}]");
+                let image = oci_layout::open_image(&base.join(oci), manifest.as_ref())
+                    .with_context(|| format!("{field}: OCI image layout {oci}"))?;
+                records.push(record::Input::OciImage {
+                    source: oci.clone(),
+                    manifest: image.manifest_digest,
+                    config: image.config_digest,
+                });
+                for l in image.layers {
+                    records.push(record::Input::Layer {
+                        source: oci.clone(),
+                        sha256: l.digest,
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                    });
+                    layers.push(l);
+                }
+            }
+            LayerSource::Tar { tar, sha256 } => {
+                let field = format!("rootfs.layers[{i}]");
+                match pin::check(base, tar, sha256.as_ref(), &field) {
+                    Ok(p) => {
+                        let l = oci_layout::tar_layer(&p.path, &p.sha256, p.size)
+                            .with_context(|| format!("{field}: tar layer {tar}"))?;
+                        records.push(record::Input::Layer {
+                            source: tar.clone(),
+                            sha256: p.sha256,
+                            size: p.size,
+                            media_type: l.media_type.clone(),
+                        });
+                        layers.push(l);
+                    }
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for (i, f) in m.rootfs.files.iter().enumerate() {
+        match pin::check(
+            base,
+            &f.source,
+            f.sha256.as_ref(),
+            &format!("rootfs.files[{i}]"),
+        ) {
+            Ok(p) => {
+                records.push(record::Input::File {
+                    path: f.path.clone(),
+                    source: f.source.clone(),
+                    sha256: p.sha256,
+                    size: p.size,
+                });
+                files.push((i, p));
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let kernel = pin::check(
+        base,
+        &m.boot.kernel.path,
+        m.boot.kernel.sha256.as_ref(),
+        "boot.kernel",
+    );
+    let firmware = pin::check(
+        base,
+        &m.boot.firmware.path,
+        m.boot.firmware.sha256.as_ref(),
+        "boot.firmware",
+    );
+    let (kernel, firmware) = match (kernel, firmware) {
+        (Ok(k), Ok(f)) if problems.is_empty() => (k, f),
+        (k, f) => {
+            problems.extend(k.err());
+            problems.extend(f.err());
+            return Err(PinErrors(problems).into());
+        }
+    };
+    records.push(record::Input::Kernel {
+        source: kernel.source.clone(),
+        sha256: kernel.sha256,
+        size: kernel.size,
+    });
+    records.push(record::Input::Firmware {
+        source: firmware.source.clone(),
+        sha256: firmware.sha256,
+        size: firmware.size,
+    });
+    Ok(VerifiedInputs {
+        layers,
+        records,
+        files,
+        kernel,
+        firmware,
+    })
+}
+
+/// Stage 2: applies the layers in order, then the extra files, into an in-memory tree whose
+/// file contents go to `store`.
+pub fn assemble_tree(
+    plan: &Plan,
+    inputs: &VerifiedInputs,
+    store: &ContentStore,
+    progress: &dyn Progress,
+) -> anyhow::Result<Tree> {
+    let mut tree = Tree::new();
+    let n = inputs.layers.len();
+    for (i, l) in inputs.layers.iter().enumerate() {
+        let name = format!("layer {} ({})", l.digest, l.media_type);
+        progress.message(&format!(
+            "[{}/{n}] applying layer sha256:{} ({} bytes)",
+            i + 1,
+            l.digest,
+            l.size
+        ));
+        let mut reader = layer::open(l).with_context(|| format!("opening {name}"))?;
+        tree::apply::apply_layer(&mut tree, &mut reader, &name, store)
+            .with_context(|| format!("applying {name}"))?;
+    }
+    for (i, pinned) in &inputs.files {
+        let entry = &plan.manifest.rootfs.files[*i];
+        let mut f = fs_err::File::open(&pinned.path)?;
+        let content = store
+            .put(&mut f, pinned.size)
+            .with_context(|| format!("rootfs.files[{i}]: reading {}", entry.source))?;
+        if content.sha256 != pinned.sha256.0 {
+            anyhow::bail!(
+                "rootfs.files[{i}]: {} changed while the build was reading it; rebuild",
+                entry.source
+            );
+        }
+        let leaf = Leaf {
+            meta: Metadata {
+                mode: entry.mode,
+                uid: entry.uid,
+                gid: entry.gid,
+                xattrs: Default::default(),
+            },
+            kind: LeafKind::Regular(content),
+        };
+        tree::apply::insert_file(&mut tree, entry.path.as_bytes(), leaf)
+            .with_context(|| format!("rootfs.files[{i}]: placing {}", entry.path))?;
+    }
+    Ok(tree)
+}
+
+/// Stage 3+4 output: the root image written and its verity tree appended.
+#[derive(Debug)]
+pub struct RootImage {
+    /// The image file (in the staging directory).
+    pub path: PathBuf,
+    /// The file-system UUID.
+    pub fs_uuid: [u8; 16],
+    /// File-system bytes; the verity area starts here.
+    pub data_size: u64,
+    /// The verity parameters used.
+    pub params: verity::Params,
+    /// The computed tree.
+    pub tree: verity::HashTree,
+    /// sha256 and size of the whole image file.
+    pub sha256: Sha256Digest,
+    /// Total size.
+    pub size: u64,
+}
+
+/// Stage 3+4: writes the EROFS image, then appends the dm-verity hash area to the same file.
+pub fn write_root_image(
+    plan: &Plan,
+    inputs: &VerifiedInputs,
+    tree: &Tree,
+    store: &ContentStore,
+    path: &Path,
+    progress: &dyn Progress,
+) -> anyhow::Result<RootImage> {
+    let m = &plan.manifest;
+    let mut parts: Vec<Part<'_>> = inputs
+        .layers
+        .iter()
+        .map(|l| Part::Layer(&l.digest))
+        .collect();
+    for (i, p) in &inputs.files {
+        let f = &m.rootfs.files[*i];
+        parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
+    }
+    let seed = Seed::new(m.image.source_date_epoch, &parts);
+    let fs_uuid = seed.uuid("erofs");
+
+    progress.message("writing the EROFS root file system");
+    let file = fs_err::File::create(path)?;
+    let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let info = erofs::write(
+        tree,
+        &erofs::Options {
+            epoch: m.image.source_date_epoch,
+            uuid: fs_uuid,
+        },
+        store,
+        &mut hashing,
+    )
+    .context("writing the EROFS image")?;
+    hashing.flush()?;
+
+    progress.message(&format!(
+        "computing the dm-verity tree over {} bytes",
+        info.size
+    ));
+    let params = verity::Params {
+        salt: seed.verity_salt(),
+        uuid: seed.uuid("verity"),
+        data_block_size: 4096,
+        hash_block_size: 4096,
+    };
+    let mut data = fs_err::File::open(path)?;
+    let vtree = {
+        let mut r = io::BufReader::with_capacity(1 << 20, &mut data).take(info.size);
+        verity::build(&mut r, info.size, &params).context("computing the dm-verity tree")?
+    };
+    hashing.write_all(&vtree.area)?;
+    let (mut buffered, sha256, size) = hashing.finish();
+    buffered.flush()?;
+    let file = buffered.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    // Guard: the file on disk is exactly what was hashed.
+    let mut check = fs_err::File::open(path)?;
+    let on_disk = check.seek(SeekFrom::End(0))?;
+    anyhow::ensure!(
+        on_disk == size,
+        "rootfs.img is {on_disk} bytes on disk, {size} were written"
+    );
+    Ok(RootImage {
+        path: path.to_owned(),
+        fs_uuid,
+        data_size: info.size,
+        params,
+        tree: vtree,
+        sha256,
+        size,
+    })
+}
+
+/// The kernel command line fragment that opens the verity device and mounts it as root.
+pub fn verity_cmdline(root_device: &str, image: &RootImage) -> String {
+    let table = image.tree.dm_table(
+        &image.params,
+        root_device,
+        root_device,
+        image.data_size,
+        &["panic_on_corruption"],
+    );
+    format!("root=/dev/dm-0 rootfstype=erofs ro dm-mod.create=\"root,,,ro,{table}\"")
+}
+
+/// Runs the whole build, returning the record (also written as `record.json`).
+pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
+    let inputs = verify_inputs(plan).context("checking inputs")?;
+    let staging = Staging::new(&plan.out_dir, plan.force)?;
+    let store = ContentStore::new(staging.path().join(".objects"))?;
+    let tree =
+        assemble_tree(plan, &inputs, &store, progress).context("assembling the root tree")?;
+    let image = write_root_image(
+        plan,
+        &inputs,
+        &tree,
+        &store,
+        &staging.path().join("rootfs.img"),
+        progress,
+    )
+    .context("writing rootfs.img")?;
+    fs_err::remove_dir_all(store.dir())?;
+
+    let m = &plan.manifest;
+    let fragment = verity_cmdline(&m.boot.root_device, &image);
+    let full = if m.boot.cmdline.trim().is_empty() {
+        fragment.clone()
+    } else {
+        format!("{} {fragment}", m.boot.cmdline.trim())
+    };
+    let cmdline_path = staging.path().join("cmdline");
+    fs_err::write(&cmdline_path, full.as_bytes())?;
+
+    let record = Record {
+        schema: record::RECORD_SCHEMA.to_owned(),
+        builder: record::BuilderInfo {
+            name: env!("CARGO_PKG_NAME").to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        image: record::ImageInfo {
+            name: m.image.name.clone(),
+            version: m.image.version.clone(),
+        },
+        manifest_sha256: plan.manifest_sha256,
+        source_date_epoch: m.image.source_date_epoch,
+        inputs: inputs.records.clone(),
+        outputs: vec![
+            record::Output {
+                name: "cmdline".to_owned(),
+                size: full.len() as u64,
+                sha256: Sha256Digest::of(full.as_bytes()),
+            },
+            record::Output {
+                name: "rootfs.img".to_owned(),
+                size: image.size,
+                sha256: image.sha256,
+            },
+        ],
+        rootfs: record::Rootfs {
+            filesystem: "erofs".to_owned(),
+            uuid: seed::uuid_string(&image.fs_uuid),
+            data_size: image.data_size,
+            verity: record::Verity {
+                hash_algorithm: "sha256".to_owned(),
+                root_hash: Sha256Digest(image.tree.root_hash),
+                salt: hex::encode(&image.params.salt),
+                data_block_size: image.params.data_block_size,
+                hash_block_size: image.params.hash_block_size,
+                data_blocks: image.tree.data_blocks,
+                hash_blocks: image.tree.hash_blocks,
+                hash_offset: image.data_size,
+                uuid: seed::uuid_string(&image.params.uuid),
+            },
+        },
+        kernel_cmdline: record::KernelCmdline {
+            verity_fragment: fragment,
+            full,
+        },
+    };
+    fs_err::write(staging.path().join("record.json"), record_json(&record)?)?;
+    staging.commit()?;
+    Ok(record)
+}
+
+/// The record's canonical bytes: pretty JSON in struct order, with a final newline.
+pub fn record_json(record: &Record) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(record)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn finish(self) -> (W, Sha256Digest, u64) {
+        (
+            self.inner,
+            Sha256Digest(self.hasher.finalize().into()),
+            self.size,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,47 @@
+//! Stage 0: the command line plus the parsed manifest become a [`Plan`] the pipeline uses.
+//!
+//! Pipeline code never sees a clap type: [`Plan::new`] resolves the manifest's relative paths
+//! against the manifest's directory, so a build works from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use measurements::Sha256Digest;
+
+use crate::manifest::{self, Manifest};
+
+/// Everything a build needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// sha256 of the manifest file's bytes.
+    pub manifest_sha256: Sha256Digest,
+    /// The directory relative paths in the manifest are resolved against.
+    pub base_dir: PathBuf,
+    /// Where the output directory goes.
+    pub out_dir: PathBuf,
+    /// Replace an existing output directory.
+    pub force: bool,
+}
+
+impl Plan {
+    /// Reads and parses the manifest at `manifest_path`.
+    pub fn new(manifest_path: &Path, out_dir: &Path, force: bool) -> anyhow::Result<Plan> {
+        let bytes = fs_err::read(manifest_path).context("reading the manifest")?;
+        let text = std::str::from_utf8(&bytes)
+            .with_context(|| format!("{} is not UTF-8 text", manifest_path.display()))?;
+        let manifest = manifest::parse(text, &manifest_path.display().to_string())?;
+        let base_dir = match manifest_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Plan {
+            manifest,
+            manifest_sha256: Sha256Digest::of(&bytes),
+            base_dir,
+            out_dir: out_dir.to_owned(),
+            force,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! The build record: what a build consumed and produced, and what a verifier pins.
+//!
+//! `record.json` is written by `enclave-builder build` and read by verifiers. Its `schema`
+//! string is versioned: adding an optional field keeps [`RECORD_SCHEMA`]; renaming, removing
+//! or changing the meaning of one requires a new schema string. Field order is the struct
+//! order, so the serialised bytes are deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Sha256Digest;
+
+/// The schema identifier of records this crate writes and reads.
+pub const RECORD_SCHEMA: &str = "enclave-builder.record.v1";
+
+/// A build record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Always [`RECORD_SCHEMA`].
+    pub schema: String,
+    /// The builder that produced it.
+    pub builder: BuilderInfo,
+    /// Image name and version from the manifest.
+    pub image: ImageInfo,
+    /// sha256 of the manifest file's bytes.
+    pub manifest_sha256: Sha256Digest,
+    /// The only time that reached an artifact.
+    pub source_date_epoch: u64,
+    /// Every external input, in manifest order.
+    pub inputs: Vec<Input>,
+    /// Every artifact in the output directory except the record itself, by name.
+    pub outputs: Vec<Output>,
+    /// The root file system and its dm-verity parameters.
+    pub rootfs: Rootfs,
+    /// The kernel command line.
+    pub kernel_cmdline: KernelCmdline,
+}
+
+/// Which builder wrote the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderInfo {
+    /// Crate name.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+}
+
+/// Image identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+}
+
+/// One verified input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Input {
+    /// An OCI image (manifest and config) in an image layout.
+    OciImage {
+        /// The layout directory as the manifest names it.
+        source: String,
+        /// The image manifest digest.
+        manifest: Sha256Digest,
+        /// The image config digest.
+        config: Sha256Digest,
+    },
+    /// One layer blob.
+    Layer {
+        /// Where it came from, as the manifest names it.
+        source: String,
+        /// Blob digest (sha256 of the blob as stored).
+        sha256: Sha256Digest,
+        /// Blob size in bytes.
+        size: u64,
+        /// The layer's media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+        media_type: String,
+    },
+    /// An extra file placed in the root file system.
+    File {
+        /// Path inside the image.
+        path: String,
+        /// Source file as the manifest names it.
+        source: String,
+        /// sha256 of the source file.
+        sha256: Sha256Digest,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The kernel image.
+    Kernel {
+        /// As the manifest names it.
+        source: String,
+        /// sha256 of the file.
+        sha256: Sha256Digest,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The firmware image.
+    Firmware {
+        /// As the manifest names it.
+        source: String,
+        /// sha256 of the file.
+        sha256: Sha256Digest,
+        /// Size in bytes.
+        size: u64,
+    },
+}
+
+/// One artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// File name in the output directory.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the file.
+    pub sha256: Sha256Digest,
+}
+
+/// The root file system image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    /// The file-system type (`erofs`).
+    pub filesystem: String,
+    /// The file-system UUID (derived from the inputs).
+    pub uuid: String,
+    /// Size of the file-system (data) area in bytes; the verity hash area follows it.
+    pub data_size: u64,
+    /// dm-verity parameters.
+    pub verity: Verity,
+}
+
+/// dm-verity parameters, as `veritysetup` and the kernel take them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verity {
+    /// Hash algorithm (`sha256`).
+    pub hash_algorithm: String,
+    /// Root hash (hex).
+    pub root_hash: Sha256Digest,
+    /// Salt (hex).
+    pub salt: String,
+    /// Data block size in bytes.
+    pub data_block_size: u32,
+    /// Hash block size in bytes.
+    pub hash_block_size: u32,
+    /// Number of data blocks.
+    pub data_blocks: u64,
+    /// Number of hash-tree blocks (without the superblock).
+    pub hash_blocks: u64,
+    /// Byte offset of the verity superblock in the image (`veritysetup --hash-offset`).
+    pub hash_offset: u64,
+    /// UUID in the verity superblock.
+    pub uuid: String,
+}
+
+/// The kernel command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelCmdline {
+    /// The root/verity part the builder adds (`root=... dm-mod.create=...`).
+    pub verity_fragment: String,
+    /// The whole line the VMM passes (`-append`): the manifest's line, then the fragment.
+    pub full: String,
+}

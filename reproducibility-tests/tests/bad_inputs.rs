@@ -1,0 +1,232 @@
+//! Each bad input is refused with exit code 3 and a message that names the input and the fix,
+//! and leaves no output directory (finished-looking or partial) behind.
+
+use std::path::{Path, PathBuf};
+
+use measurements::Sha256Digest;
+use reproducibility_tests::{write_layout, Compression, Entry, Kind, Layer};
+use serde_json::json;
+
+use crate::util::builder;
+
+/// A scratch project: a manifest plus its inputs in one temporary directory.
+struct Case {
+    dir: tempfile::TempDir,
+    layers: Vec<String>,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("vmlinuz"), b"not really a kernel").unwrap();
+        fs_err::write(dir.path().join("fw.fd"), b"not really firmware").unwrap();
+        Case {
+            dir,
+            layers: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds an OCI layout layer source (pinned to its manifest digest).
+    fn oci(
+        &mut self,
+        name: &str,
+        layers: &[(Vec<u8>, Compression)],
+    ) -> reproducibility_tests::Layout {
+        let l = write_layout(&self.path().join(name), layers, json!({}), "t").unwrap();
+        self.layers.push(format!(
+            "[[rootfs.layers]]\noci = \"{name}\"\nmanifest = \"sha256:{}\"\n",
+            l.manifest
+        ));
+        l
+    }
+
+    /// Adds a tar layer source with the given pin line (or none).
+    fn tar(&mut self, name: &str, bytes: &[u8], pin: Option<String>) {
+        fs_err::write(self.path().join(name), bytes).unwrap();
+        let pin = pin
+            .map(|p| format!("sha256 = \"{p}\"\n"))
+            .unwrap_or_default();
+        self.layers
+            .push(format!("[[rootfs.layers]]\ntar = \"{name}\"\n{pin}"));
+    }
+
+    /// Writes the manifest and runs the build; returns (exit code, stderr, out dir).
+    fn build(&self) -> (i32, String, PathBuf) {
+        let k = Sha256Digest::of(b"not really a kernel");
+        let f = Sha256Digest::of(b"not really firmware");
+        let text = format!(
+            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n{}\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\nfirmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n",
+            if self.layers.is_empty() { "[rootfs]\nlayers = []\n".to_owned() } else { self.layers.concat() }
+        );
+        let manifest = self.path().join("m.toml");
+        fs_err::write(&manifest, text).unwrap();
+        let out = self.path().join("out");
+        let o = builder(&[
+            "build",
+            manifest.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            out,
+        )
+    }
+
+    /// Builds, expecting refusal; checks exit code 3, that nothing was left behind, and that
+    /// stderr mentions every one of `needles`.
+    fn refused(&self, needles: &[&str]) -> String {
+        let (code, err, out) = self.build();
+        assert_eq!(
+            code, 3,
+            "expected exit code 3 (input refused), got {code}; stderr:\n{err}"
+        );
+        assert!(!out.exists(), "a refused build left {}", out.display());
+        let leftovers: Vec<_> = fs_err::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains("partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
+        for n in needles {
+            assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
+        }
+        err
+    }
+}
+
+fn simple_tar() -> Vec<u8> {
+    Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/a", 0o644, b"a\n")
+        .finish()
+}
+
+#[test]
+fn missing_pin_prints_the_digest_to_pin() {
+    let mut c = Case::new();
+    let t = simple_tar();
+    c.tar("l.tar", &t, None);
+    let d = Sha256Digest::of(&t).to_hex();
+    c.refused(&["l.tar", "no sha256 pin", &d, "rootfs.layers[0]"]);
+}
+
+#[test]
+fn wrong_digest_prints_both_digests() {
+    let mut c = Case::new();
+    let t = simple_tar();
+    let wrong = Sha256Digest::of(b"something else").to_hex();
+    c.tar("l.tar", &t, Some(wrong.clone()));
+    c.refused(&["l.tar", "mismatch", &wrong, &Sha256Digest::of(&t).to_hex()]);
+}
+
+#[test]
+fn truncated_blob_is_named() {
+    let mut c = Case::new();
+    let l = c.oci("img", &[(simple_tar(), Compression::Gzip)]);
+    let blob = c.path().join("img/blobs/sha256").join(l.layers[0].to_hex());
+    let bytes = fs_err::read(&blob).unwrap();
+    fs_err::write(&blob, &bytes[..bytes.len() / 2]).unwrap();
+    c.refused(&[&l.layers[0].to_hex()[..12]]);
+}
+
+#[test]
+fn corrupt_compressed_stream_is_named() {
+    // The pin matches the corrupt bytes: the digest is right, the gzip stream is not.
+    let mut c = Case::new();
+    let mut gz = Compression::Gzip.compress(&simple_tar()).unwrap();
+    let mid = gz.len() / 2;
+    gz[mid] ^= 0xff;
+    gz[mid + 1] ^= 0xff;
+    let pin = Sha256Digest::of(&gz).to_hex();
+    c.tar("l.tar.gz", &gz, Some(pin.clone()));
+    c.refused(&[&pin[..12]]);
+}
+
+#[test]
+fn dotdot_above_root_is_refused() {
+    let mut c = Case::new();
+    let t = Layer::new().file("../../etc/evil", 0o644, b"x").finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["../../etc/evil"]);
+}
+
+#[test]
+fn path_through_an_earlier_symlink_that_leaves_the_root_is_refused() {
+    let mut c = Case::new();
+    let lower = Layer::new().symlink("escape", "../../../../tmp").finish();
+    let upper = Layer::new().file("escape/owned", 0o644, b"x").finish();
+    c.oci(
+        "img",
+        &[(lower, Compression::Gzip), (upper, Compression::None)],
+    );
+    c.refused(&["escape"]);
+}
+
+#[test]
+fn hardlink_to_missing_target_is_refused() {
+    let mut c = Case::new();
+    let t = Layer::new().hardlink("etc/link", "etc/nowhere").finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["etc/link", "etc/nowhere"]);
+}
+
+#[test]
+fn conflicting_duplicates_in_one_layer_are_refused() {
+    let mut c = Case::new();
+    let t = Layer::new()
+        .file("etc/x", 0o644, b"one")
+        .push(&Entry {
+            mode: 0o644,
+            data: b"two",
+            ..Entry::new(Kind::File, "etc/x")
+        })
+        .finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["etc/x"]);
+}
+
+#[test]
+fn unknown_media_type_is_refused() {
+    let mut c = Case::new();
+    let l = c.oci("img", &[(simple_tar(), Compression::None)]);
+    // Rewrite the manifest with an unknown layer media type (and re-pin it).
+    let blobs = c.path().join("img/blobs/sha256");
+    let mpath = blobs.join(l.manifest.to_hex());
+    let text = fs_err::read_to_string(&mpath).unwrap().replace(
+        "application/vnd.oci.image.layer.v1.tar\"",
+        "application/vnd.example.unknown\"",
+    );
+    let d = Sha256Digest::of(text.as_bytes());
+    fs_err::write(blobs.join(d.to_hex()), &text).unwrap();
+    let index = fs_err::read_to_string(c.path().join("img/index.json"))
+        .unwrap()
+        .replace(&l.manifest.to_hex(), &d.to_hex())
+        .replace(
+            &format!("\"size\":{}", fs_err::metadata(&mpath).unwrap().len()),
+            &format!("\"size\":{}", text.len()),
+        );
+    fs_err::write(c.path().join("img/index.json"), index).unwrap();
+    c.layers[0] = format!("[[rootfs.layers]]\noci = \"img\"\nmanifest = \"sha256:{d}\"\n");
+    c.refused(&["application/vnd.example.unknown"]);
+}
+
+#[test]
+fn missing_file_names_the_path_and_field() {
+    let mut c = Case::new();
+    c.layers
+        .push("[[rootfs.layers]]\ntar = \"does-not-exist.tar\"\nsha256 = \"00\"\n".into());
+    // A malformed pin is a manifest error.
+    c.refused(&["sha256"]);
+    c.layers[0] = format!(
+        "[[rootfs.layers]]\ntar = \"does-not-exist.tar\"\nsha256 = \"{}\"\n",
+        Sha256Digest::of(b"").to_hex()
+    );
+    c.refused(&["does-not-exist.tar", "rootfs.layers[0]"]);
+}

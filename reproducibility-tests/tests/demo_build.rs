@@ -1,0 +1,152 @@
+use std::path::Path;
+
+use crate::util::{demo_build, demo_manifest, ok, repo, run_builder, tool, Conditions};
+
+/// First differing byte of two files, for a useful failure message.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or((a.len() != b.len()).then(|| a.len().min(b.len())))
+}
+
+fn assert_same_file(a: &Path, b: &Path) {
+    let (x, y) = (fs_err::read(a).unwrap(), fs_err::read(b).unwrap());
+    if let Some(off) = first_difference(&x, &y) {
+        panic!(
+            "not reproducible: {} and {} differ first at byte offset {off} ({} vs {} bytes)",
+            a.display(),
+            b.display(),
+            x.len(),
+            y.len()
+        );
+    }
+}
+
+#[test]
+fn demo_is_bit_identical_under_different_conditions() {
+    let manifest = demo_manifest();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Conditions {
+        tz: "UTC",
+        lc_all: "C",
+        umask: "022",
+        tmpdir: tmp.path().join("tmp-a"),
+        cwd: repo(),
+    };
+    let b = Conditions {
+        tz: "Pacific/Chatham",
+        lc_all: "de_DE.UTF-8",
+        umask: "077",
+        tmpdir: tmp.path().join("other/tmp-b"),
+        cwd: tmp.path().join("elsewhere"),
+    };
+    let out_a = tmp.path().join("a/out");
+    let out_b = tmp.path().join("b/deeper/path/out");
+    // Build A with a relative manifest path from the repository, B with an absolute one from
+    // an unrelated directory.
+    ok(
+        &run_builder(
+            &a,
+            &[
+                "build",
+                "manifests/demo.toml",
+                "--out",
+                out_a.to_str().unwrap(),
+            ],
+        ),
+        "build A",
+    );
+    ok(
+        &run_builder(
+            &b,
+            &[
+                "build",
+                manifest.to_str().unwrap(),
+                "--out",
+                out_b.to_str().unwrap(),
+            ],
+        ),
+        "build B",
+    );
+    for name in ["rootfs.img", "record.json", "cmdline"] {
+        assert_same_file(&out_a.join(name), &out_b.join(name));
+    }
+    // Nothing host-specific in the record.
+    let record = fs_err::read_to_string(out_a.join("record.json")).unwrap();
+    for leak in [
+        tmp.path().to_str().unwrap(),
+        repo().to_str().unwrap(),
+        "Chatham",
+    ] {
+        assert!(!record.contains(leak), "record.json contains {leak:?}");
+    }
+}
+
+#[test]
+fn record_names_the_outputs_as_they_are() {
+    let out = demo_build();
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap();
+    let outputs = record["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    for o in outputs {
+        let name = o["name"].as_str().unwrap();
+        let path = out.join(name);
+        // sha256sum (coreutils) is the independent digest.
+        let sum = tool("sha256sum", &[path.to_str().unwrap()]);
+        let sum = String::from_utf8(sum.stdout).unwrap();
+        assert_eq!(
+            sum.split_whitespace().next().unwrap(),
+            o["sha256"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().len(),
+            o["size"].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+    let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
+    assert_eq!(cmdline, record["kernel_cmdline"]["full"].as_str().unwrap());
+    let mut names: Vec<_> = fs_err::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cmdline", "record.json", "rootfs.img"],
+        "unexpected files in the output"
+    );
+}
+
+#[test]
+fn demo_record_snapshot() {
+    let out = demo_build();
+    let record = fs_err::read_to_string(out.join("record.json")).unwrap();
+    // Any change to the demo image's bytes shows up here for review.
+    insta::assert_snapshot!("demo_record", record);
+}
+
+#[test]
+fn json_flag_prints_the_record() {
+    let manifest = demo_manifest();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("j");
+    let o = crate::util::builder(&[
+        "build",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    ok(&o, "build --json");
+    assert_eq!(o.stdout, fs_err::read(out.join("record.json")).unwrap());
+    assert!(
+        o.stderr.is_empty(),
+        "--quiet printed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

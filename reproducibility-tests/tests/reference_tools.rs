@@ -1,0 +1,329 @@
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{demo_build, demo_manifest, ok, repo, tool};
+
+fn record(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn veritysetup_verifies_and_detects_a_flipped_byte() {
+    let out = demo_build();
+    let r = record(out);
+    let root = r["rootfs"]["verity"]["root_hash"].as_str().unwrap();
+    let offset = r["rootfs"]["verity"]["hash_offset"].as_u64().unwrap();
+    let img = out.join("rootfs.img");
+    let img_s = img.to_str().unwrap();
+    let off_arg = format!("--hash-offset={offset}");
+    ok(
+        &tool("veritysetup", &["verify", &off_arg, img_s, img_s, root]),
+        "veritysetup verify",
+    );
+
+    // veritysetup's own reading of our superblock agrees with the record.
+    let dump = tool("veritysetup", &["dump", &off_arg, img_s]);
+    ok(&dump, "veritysetup dump");
+    let dump = String::from_utf8(dump.stdout).unwrap();
+    let field = |name: &str| {
+        dump.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|v| v.trim_start_matches(':').trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {name} in veritysetup dump:\n{dump}"))
+    };
+    assert_eq!(
+        field("Salt"),
+        r["rootfs"]["verity"]["salt"].as_str().unwrap()
+    );
+    assert_eq!(
+        field("Data blocks"),
+        r["rootfs"]["verity"]["data_blocks"].to_string()
+    );
+    assert_eq!(
+        field("UUID"),
+        r["rootfs"]["verity"]["uuid"].as_str().unwrap()
+    );
+    assert_eq!(field("Hash algorithm"), "sha256");
+
+    // One flipped byte in the data area (in the middle of the file system).
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.img");
+    let mut bytes = fs_err::read(&img).unwrap();
+    bytes[(offset / 2) as usize] ^= 0x01;
+    fs_err::write(&bad, &bytes).unwrap();
+    let bad_s = bad.to_str().unwrap();
+    let o = tool("veritysetup", &["verify", &off_arg, bad_s, bad_s, root]);
+    assert!(
+        !o.status.success(),
+        "veritysetup accepted a corrupted data area"
+    );
+}
+
+/// A listing of a tree for comparison: one line per path with type, permissions, owner,
+/// size and content digest / link target / device, plus the hard-link group of each file.
+fn listing(root: &Path, with_hardlinks: bool) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let md = fs_err::symlink_metadata(&path).unwrap();
+            let ft = md.file_type();
+            let what = if ft.is_dir() {
+                stack.push(path.clone());
+                "dir".to_owned()
+            } else if ft.is_symlink() {
+                format!("symlink -> {}", fs_err::read_link(&path).unwrap().display())
+            } else if ft.is_file() {
+                let data = fs_err::read(&path).unwrap();
+                inodes
+                    .entry((md.dev(), md.ino()))
+                    .or_default()
+                    .push(rel.clone());
+                format!(
+                    "file {} {}",
+                    data.len(),
+                    measurements::Sha256Digest::of(&data)
+                )
+            } else if ft.is_char_device() {
+                format!("char {:#x}", md.rdev())
+            } else if ft.is_block_device() {
+                format!("block {:#x}", md.rdev())
+            } else if ft.is_fifo() {
+                "fifo".to_owned()
+            } else {
+                "socket".to_owned()
+            };
+            let perm = if ft.is_symlink() {
+                0
+            } else {
+                md.mode() & 0o7777
+            };
+            out.insert(
+                rel,
+                format!("{what} mode={perm:o} owner={}:{}", md.uid(), md.gid()),
+            );
+        }
+    }
+    if with_hardlinks {
+        for group in inodes.values().filter(|g| g.len() > 1) {
+            let mut g = group.clone();
+            g.sort();
+            out.insert(format!("hardlink-group {}", g[0]), g.join(" = "));
+        }
+    }
+    out
+}
+
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+        if a.get(k) != b.get(k) {
+            s += &format!(
+                "{k}:\n  ours:      {:?}\n  reference: {:?}\n",
+                a.get(k),
+                b.get(k)
+            );
+        }
+    }
+    s
+}
+
+/// xattrs of every path under `root`, read with getfattr (attr package).
+fn xattrs(root: &Path) -> BTreeMap<String, String> {
+    let o = Command::new("getfattr")
+        .args(["-R", "-P", "-d", "-m", "-", "-e", "hex", "."])
+        .current_dir(root)
+        .output()
+        .expect("getfattr (package attr) must be installed");
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut out = BTreeMap::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut lines = block.lines();
+        let file = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# file: ")
+            .to_owned();
+        let mut attrs: Vec<&str> = lines.collect();
+        attrs.sort();
+        out.insert(file, attrs.join(" "));
+    }
+    out
+}
+
+/// The reference flattening: umoci unpacks the same OCI image (zstd layers decompressed by the
+/// zstd tool first, since umoci 0.4.7 has no zstd), GNU tar extracts the plain tar layer, and
+/// `install` places the extra file.
+fn reference_rootfs(work: &Path) -> PathBuf {
+    let inputs = repo().join("manifests/demo-inputs");
+    let layout = work.join("layout");
+    ok(
+        &tool(
+            "cp",
+            &[
+                "-a",
+                inputs.join("oci").to_str().unwrap(),
+                layout.to_str().unwrap(),
+            ],
+        ),
+        "cp",
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(blob(mdigest)).unwrap()).unwrap();
+    for l in manifest["layers"].as_array_mut().unwrap() {
+        if l["mediaType"].as_str().unwrap().ends_with("+zstd") {
+            let src = blob(l["digest"].as_str().unwrap());
+            let o = tool("zstd", &["-d", "-c", "-q", src.to_str().unwrap()]);
+            ok(&o, "zstd -d");
+            let d = measurements::Sha256Digest::of(&o.stdout);
+            fs_err::write(blob(&d.to_hex()), &o.stdout).unwrap();
+            l["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+            l["digest"] = format!("sha256:{d}").into();
+            l["size"] = o.stdout.len().into();
+        }
+    }
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = measurements::Sha256Digest::of(&mbytes);
+    fs_err::write(blob(&md.to_hex()), &mbytes).unwrap();
+    let mut index = index;
+    index["manifests"][0]["digest"] = format!("sha256:{md}").into();
+    index["manifests"][0]["size"] = mbytes.len().into();
+    fs_err::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+
+    let bundle = work.join("bundle");
+    let image = format!("{}:demo", layout.display());
+    ok(
+        &tool(
+            "umoci",
+            &["unpack", "--image", &image, bundle.to_str().unwrap()],
+        ),
+        "umoci unpack",
+    );
+    let rootfs = bundle.join("rootfs");
+    ok(
+        &tool(
+            "tar",
+            &[
+                "-xpf",
+                inputs.join("extra.tar").to_str().unwrap(),
+                "-C",
+                rootfs.to_str().unwrap(),
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=*",
+            ],
+        ),
+        "tar -x extra.tar",
+    );
+    let motd = repo().join("manifests/files/motd");
+    ok(
+        &tool(
+            "install",
+            &[
+                "-m",
+                "0644",
+                "-o",
+                "0",
+                "-g",
+                "0",
+                motd.to_str().unwrap(),
+                rootfs.join("etc/motd").to_str().unwrap(),
+            ],
+        ),
+        "install motd",
+    );
+    rootfs
+}
+
+#[test]
+fn fsck_erofs_extraction_matches_an_independent_flattening() {
+    let _ = demo_manifest();
+    let out = demo_build();
+    let work = tempfile::tempdir().unwrap();
+    let img = out.join("rootfs.img");
+    ok(&tool("fsck.erofs", &[img.to_str().unwrap()]), "fsck.erofs");
+    let extracted = work.path().join("extracted");
+    let arg = format!("--extract={}", extracted.display());
+    ok(
+        &tool("fsck.erofs", &[&arg, "--preserve", img.to_str().unwrap()]),
+        "fsck.erofs --extract",
+    );
+    let reference = reference_rootfs(work.path());
+    let (ours, theirs) = (listing(&extracted, false), listing(&reference, false));
+    let d = diff(&ours, &theirs);
+    assert!(
+        d.is_empty(),
+        "fsck.erofs --extract differs from the umoci/tar flattening:\n{d}"
+    );
+}
+
+#[test]
+fn kernel_mount_matches_an_independent_flattening_including_xattrs_and_hardlinks() {
+    let _ = demo_manifest();
+    let out = demo_build();
+    let work = tempfile::tempdir().unwrap();
+    let reference = reference_rootfs(work.path());
+    let mnt = work.path().join("mnt");
+    fs_err::create_dir_all(&mnt).unwrap();
+    // The Linux kernel's own EROFS driver is the reader here (needs root and loop devices,
+    // which CI has).
+    let img = out.join("rootfs.img");
+    ok(
+        &tool(
+            "mount",
+            &[
+                "-t",
+                "erofs",
+                "-o",
+                "loop,ro",
+                img.to_str().unwrap(),
+                mnt.to_str().unwrap(),
+            ],
+        ),
+        "mount -t erofs",
+    );
+    let ours = listing(&mnt, true);
+    let our_x = xattrs(&mnt);
+    let _ = tool("umount", &[mnt.to_str().unwrap()]);
+    let theirs = listing(&reference, true);
+    let d = diff(&ours, &theirs);
+    assert!(
+        d.is_empty(),
+        "the mounted image differs from the umoci/tar flattening:\n{d}"
+    );
+    let d = diff(&our_x, &xattrs(&reference));
+    assert!(
+        d.is_empty(),
+        "xattrs differ from the umoci/tar flattening:\n{d}"
+    );
+    assert!(
+        our_x.values().any(|v| v.contains("security.capability")),
+        "{our_x:?}"
+    );
+}

@@ -1,0 +1,13 @@
+//! The cross-cutting suite: the real binary, in separate processes, checked by reference tools.
+
+// Shared helpers: locating the binary, the demo inputs, running builds under variations.
+mod util;
+
+// The demo manifest built twice under different conditions, and its record snapshot.
+mod demo_build;
+
+// The demo image read back by independent tools: veritysetup, fsck.erofs, umoci, the kernel.
+mod reference_tools;
+
+// Bad inputs: each refused with a message naming the input and the fix, and no output left.
+mod bad_inputs;

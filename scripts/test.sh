@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, then every test in the workspace (unit tests,
+# reference-tool cross-checks, reproducibility builds). The reference tools must be installed
+# (.ci/run installs them; see README "Tests").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The reproducibility suite runs the real binary in separate processes: build it first.
+cargo build --locked -p enclave-builder
+cargo test --workspace --locked --no-fail-fast
