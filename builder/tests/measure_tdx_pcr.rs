@@ -60,18 +60,26 @@ fn run(cmd: &mut Command) -> String {
 fn kernel() -> &'static Path {
     static K: OnceLock<PathBuf> = OnceLock::new();
     K.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("builder-measure-kernel")
-            .join(std::process::id().to_string());
-        let _ = fs_err::remove_dir_all(&dir);
-        fs_err::create_dir_all(&dir).unwrap();
-        run(Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(fixture(
-                "kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb",
-            ))
-            .arg(&dir));
-        dir.join("boot/vmlinuz-6.1.0-56-cloud-amd64")
+        // Extracted once into a private directory, then renamed into place (atomic, so
+        // test binaries running in parallel never see a partial file).
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builder-measure-kernel");
+        let kernel = root.join("vmlinuz-6.1.0-56-cloud-amd64");
+        if !kernel.exists() {
+            let tmp = root.join(format!("tmp-{}", std::process::id()));
+            let _ = fs_err::remove_dir_all(&tmp);
+            fs_err::create_dir_all(&tmp).unwrap();
+            // Only the kernel: `dpkg-deb -x` would also unpack ~100 MB of modules.
+            let deb = fixture("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
+            run(Command::new("sh")
+                .arg("-c")
+                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xf - -C \"$2\" ./boot/vmlinuz-6.1.0-56-cloud-amd64")
+                .arg("sh")
+                .arg(&deb)
+                .arg(&tmp));
+            let _ = fs_err::rename(tmp.join("boot/vmlinuz-6.1.0-56-cloud-amd64"), &kernel);
+            let _ = fs_err::remove_dir_all(&tmp);
+        }
+        kernel
     })
 }
 
@@ -307,6 +315,46 @@ fn pcr_cli_on_objcopy_uki_matches_systemd_measure() {
         v257["sha256"]["pcr4"], ours["sha256"]["pcr4"],
         "PCR 4 does not depend on the stub version"
     );
+}
+
+#[test]
+fn tdx_rtmr0_from_platform_profile() {
+    use sha2::{Digest, Sha384};
+    let dir = scratch("rtmr0");
+    let digests: Vec<[u8; 48]> = [&b"td-hob"[..], b"cfv", b"acpi"]
+        .iter()
+        .map(|d| Sha384::digest(d).into())
+        .collect();
+    let profile = dir.join("rtmr0.txt");
+    let text: String = digests
+        .iter()
+        .map(|d| format!("{}  # event\n", hex::encode(d)))
+        .collect();
+    fs_err::write(&profile, format!("# RTMR0 profile\n\n{text}")).unwrap();
+    let mut want = [0u8; 48];
+    for d in &digests {
+        want = Sha384::digest([&want[..], &d[..]].concat()).into();
+    }
+    let fw = fixture(FW);
+    let out = tdx(&[
+        "--ovmf",
+        fw.to_str().unwrap(),
+        "--rtmr0-digests",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(field(&out, "RTMR0"), hex::encode(want));
+    // A malformed line is an error naming the file and line.
+    fs_err::write(&profile, "abc\n").unwrap();
+    let cli = TdxCli::try_parse_from([
+        "tdx",
+        "--ovmf",
+        fw.to_str().unwrap(),
+        "--rtmr0-digests",
+        profile.to_str().unwrap(),
+    ])
+    .unwrap();
+    let err = format!("{:#}", run_tdx(&cli.args, &mut Vec::new()).unwrap_err());
+    assert!(err.contains("rtmr0.txt:1"), "{err}");
 }
 
 #[test]

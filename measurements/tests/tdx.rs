@@ -202,6 +202,13 @@ fn malformed_firmware_gives_typed_errors() {
         Tdvf::parse(&bad),
         Err(TdvfError::BadSection { index: 0, .. })
     ));
+    // A section claiming 1 TiB of memory (MemoryDataSize of section 0).
+    let mut bad = fw.clone();
+    bad[tdvf_at + 16 + 16..tdvf_at + 16 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(
+        Tdvf::parse(&bad),
+        Err(TdvfError::BadSection { index: 0, .. })
+    ));
     // Rename the TDX_METADATA_OFFSET entry (GUID e47a6535-... in mixed-endian form): a footer
     // table without a TDX entry.
     let tdx_guid = [0x35, 0x65, 0x7a, 0xe4, 0x4a, 0x98, 0x98, 0x47];
@@ -241,8 +248,8 @@ proptest! {
     ) {
         // Keep the last 64 KiB + header of the real image (footer table, reset vector), mutate it,
         // and optionally truncate the front so offsets point outside.
-        let fw = firmware();
-        let mut tail = fw[fw.len() - 0x1_0000..].to_vec();
+        static TAIL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let mut tail = TAIL.get_or_init(|| { let fw = firmware(); fw[fw.len() - 0x1_0000..].to_vec() }).clone();
         for (at, v) in edits {
             tail[at] = v;
         }

@@ -38,14 +38,26 @@ pub(crate) fn run(cmd: &mut Command) -> String {
 pub(crate) fn debian_kernel() -> &'static Path {
     static K: OnceLock<PathBuf> = OnceLock::new();
     K.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("measurements-tdxtpm-kernel")
-            .join(std::process::id().to_string());
-        let _ = fs_err::remove_dir_all(&dir);
-        fs_err::create_dir_all(&dir).unwrap();
-        let deb = fixture("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
-        run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&dir));
-        dir.join("boot/vmlinuz-6.1.0-56-cloud-amd64")
+        // Extracted once into a private directory, then renamed into place (atomic, so
+        // test binaries running in parallel never see a partial file).
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("measurements-tdxtpm-kernel");
+        let kernel = root.join("vmlinuz-6.1.0-56-cloud-amd64");
+        if !kernel.exists() {
+            let tmp = root.join(format!("tmp-{}", std::process::id()));
+            let _ = fs_err::remove_dir_all(&tmp);
+            fs_err::create_dir_all(&tmp).unwrap();
+            // Only the kernel: `dpkg-deb -x` would also unpack ~100 MB of modules.
+            let deb = fixture("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
+            run(Command::new("sh")
+                .arg("-c")
+                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xf - -C \"$2\" ./boot/vmlinuz-6.1.0-56-cloud-amd64")
+                .arg("sh")
+                .arg(&deb)
+                .arg(&tmp));
+            let _ = fs_err::rename(tmp.join("boot/vmlinuz-6.1.0-56-cloud-amd64"), &kernel);
+            let _ = fs_err::remove_dir_all(&tmp);
+        }
+        kernel
     })
 }
 

@@ -1,7 +1,9 @@
 //! `enclave-builder measure tdx`: MRTD, RTMR1 and RTMR2 of a QEMU direct-boot TD.
 //!
-//! Flag names follow virtee/tdx-measure where it has them (`--two-pass-add-pages`). RTMR0 is
-//! not printed: it depends on the VMM's ACPI tables (see `measurements::tdx`).
+//! Flag names follow virtee/tdx-measure where it has them (`--two-pass-add-pages`). RTMR0
+//! depends on the VMM's ACPI tables, TD HOB and firmware variables, which this tool does not
+//! synthesise: it is printed only when a platform profile gives its event digests
+//! (`--rtmr0-digests`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +37,11 @@ pub struct TdxArgs {
     /// Position of the kernel event in RTMR1 relative to the separator (OVMF-version dependent).
     #[arg(long, value_enum, default_value_t = Rtmr1OrderArg::KernelFirst)]
     pub rtmr1_order: Rtmr1OrderArg,
+    /// Platform profile for RTMR0: a file of SHA-384 event digests in log order, one hex digest
+    /// per line (`#` starts a comment), e.g. taken from a reference TD's CCEL event log for the
+    /// same QEMU version and VM shape. Without it RTMR0 is not printed.
+    #[arg(long, value_name = "FILE")]
+    pub rtmr0_digests: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +91,11 @@ pub fn run_tdx(args: &TdxArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let rtmr0 = args
+        .rtmr0_digests
+        .as_ref()
+        .map(|p| rtmr0_profile(p))
+        .transpose()?;
     let order_name = if args.two_pass_add_pages {
         "two-pass"
     } else {
@@ -91,7 +103,7 @@ pub fn run_tdx(args: &TdxArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     if args.json {
         let mut v = json!({ "mrtd": mrtd, "page_add_order": order_name });
-        for (name, events) in [("rtmr1", &rtmr1), ("rtmr2", &rtmr2)] {
+        for (name, events) in [("rtmr0", &rtmr0), ("rtmr1", &rtmr1), ("rtmr2", &rtmr2)] {
             if let Some(events) = events {
                 v[name] = json!(value(events));
                 if args.transcript {
@@ -117,7 +129,7 @@ pub fn run_tdx(args: &TdxArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "# MRTD: {order_name} page add")?;
     }
     writeln!(out, "MRTD  {mrtd}")?;
-    for (name, events) in [("RTMR1", &rtmr1), ("RTMR2", &rtmr2)] {
+    for (name, events) in [("RTMR0", &rtmr0), ("RTMR1", &rtmr1), ("RTMR2", &rtmr2)] {
         let Some(events) = events else { continue };
         if args.transcript {
             writeln!(out, "# {name} events")?;
@@ -132,6 +144,26 @@ pub fn run_tdx(args: &TdxArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{name} {}", value(events))?;
     }
     Ok(())
+}
+
+/// Reads an RTMR0 platform profile: one SHA-384 hex digest per line, `#` comments.
+fn rtmr0_profile(path: &std::path::Path) -> anyhow::Result<Vec<Event<Sha384Digest>>> {
+    let text = fs_err::read_to_string(path)?;
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let digest: Sha384Digest = line
+            .parse()
+            .with_context(|| format!("{}:{}: not a SHA-384 digest", path.display(), n + 1))?;
+        events.push(Event {
+            description: format!("RTMR0 event from platform profile line {}", n + 1),
+            digest,
+        });
+    }
+    Ok(events)
 }
 
 fn section_line(s: &measurements::tdx::TdvfSection) -> String {

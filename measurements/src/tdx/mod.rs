@@ -5,7 +5,9 @@
 //! - [`mrtd`]: the build-time measurement, in either [`PageAddOrder`];
 //! - [`rtmr1_events`], [`rtmr2_events`]: events to [`replay`](crate::tpm::replay).
 //!
-//! RTMR0 (ACPI tables, TD HOB, firmware variables) is left out; see [`rtmr1_events`]'s module.
+//! RTMR0 (ACPI tables, TD HOB, firmware variables) depends on the whole VMM configuration and
+//! is not synthesised here; a verifier that has its event digests (a platform profile) replays
+//! them with [`replay`](crate::tpm::replay).
 
 mod footer;
 mod mrtd;
@@ -17,4 +19,4 @@ pub use rtmr::{
     rtmr1_events, rtmr2_events, Rtmr1Order, EXIT_BOOT_SERVICES_INVOCATION,
     EXIT_BOOT_SERVICES_SUCCESS,
 };
-pub use tdvf::{Tdvf, TdvfError, TdvfSection, TdvfSectionType};
+pub use tdvf::{Tdvf, TdvfError, TdvfSection, TdvfSectionType, MAX_SECTION_MEMORY};

@@ -17,6 +17,11 @@ const TDX_METADATA_OFFSET_GUID: [u8; 16] = footer::guid(
     [0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2],
 );
 
+/// Largest `MemoryDataSize` accepted for one section (4 GiB). TDVF sections describe the
+/// firmware image and its early memory, all below 4 GiB; the bound keeps MRTD computation on
+/// hostile metadata from running for hours.
+pub const MAX_SECTION_MEMORY: u64 = 1 << 32;
+
 /// Page granularity of TDX private memory.
 pub(crate) const PAGE_SIZE: u64 = 4096;
 
@@ -265,6 +270,9 @@ impl<'a> Tdvf<'a> {
             }
             if memory_address % PAGE_SIZE != 0 || memory_data_size % PAGE_SIZE != 0 {
                 return Err(bad("MemoryAddress or MemoryDataSize is not 4 KiB aligned"));
+            }
+            if memory_data_size > MAX_SECTION_MEMORY {
+                return Err(bad("MemoryDataSize is above 4 GiB"));
             }
             if memory_address.checked_add(memory_data_size).is_none() {
                 return Err(bad("MemoryAddress + MemoryDataSize overflows"));

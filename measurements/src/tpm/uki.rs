@@ -208,10 +208,7 @@ pub fn pcr11<D: Bank>(
         let mut name = s.name().as_bytes().to_vec();
         name.push(0);
         for e in [
-            Event::of_data(
-                format!("section name {:?}", format!("{}\\0", s.name())),
-                &name,
-            ),
+            Event::of_data(format!("section name \"{}\\0\"", s.name()), &name),
             Event::of_data(
                 format!("section {} payload ({} bytes)", s.name(), payload.len()),
                 payload,
