@@ -25,19 +25,14 @@ impl ContentStore {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         fs_err::create_dir_all(&dir)?;
-        Ok(ContentStore {
-            dir,
-            next_tmp: 0.into(),
-        })
+        Ok(ContentStore { dir, next_tmp: 0.into() })
     }
 
     /// Streams `reader` into the store and returns its content descriptor. The stream must
     /// yield exactly `expected_size` bytes; a short or long stream is an error of kind
     /// `UnexpectedEof` / `InvalidData`.
     pub fn put(&self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
-        let n = self
-            .next_tmp
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.next_tmp.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self.dir.join(format!("tmp-{n}"));
         let mut file = fs_err::File::create(&tmp)?;
         let mut hasher = Sha256::new();
@@ -85,9 +80,7 @@ impl ContentStore {
 impl ContentSource for ContentStore {
     fn open(&self, content: &Content) -> io::Result<Box<dyn Read + '_>> {
         let file = fs_err::File::open(self.path_of(&content.sha256))?;
-        Ok(Box::new(
-            io::BufReader::with_capacity(1 << 16, file).take(content.size),
-        ))
+        Ok(Box::new(io::BufReader::with_capacity(1 << 16, file).take(content.size)))
     }
 }
 

@@ -106,10 +106,7 @@ impl Tree {
     pub fn new() -> Self {
         Tree {
             root: Directory {
-                meta: Metadata {
-                    mode: 0o755,
-                    ..Metadata::default()
-                },
+                meta: Metadata { mode: 0o755, ..Metadata::default() },
                 entries: BTreeMap::new(),
             },
             leaves: Vec::new(),
@@ -141,10 +138,7 @@ impl MemoryContent {
     /// Stores `data` and returns its [`Content`].
     pub fn insert(&mut self, data: Vec<u8>) -> Content {
         let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&data).into();
-        let content = Content {
-            size: data.len() as u64,
-            sha256,
-        };
+        let content = Content { size: data.len() as u64, sha256 };
         self.blobs.insert(sha256, data);
         content
     }
