@@ -138,7 +138,7 @@ impl Layout {
         if data_size == 0 {
             return Err(Error::EmptyData);
         }
-        if data_size % dbs != 0 {
+        if !data_size.is_multiple_of(dbs) {
             return Err(Error::UnalignedDataSize {
                 data_size,
                 data_block_size: data_block_size.get(),
@@ -199,7 +199,7 @@ impl Layout {
     /// is written at byte `hash_offset` (the kernel table's `<hash_start_block>`).
     pub fn hash_start_block(&self, hash_offset: u64) -> Result<u64, Error> {
         let hbs = u64::from(self.hash_block_size.get());
-        if hash_offset % hbs != 0 {
+        if !hash_offset.is_multiple_of(hbs) {
             return Err(Error::UnalignedHashOffset {
                 hash_offset,
                 hash_block_size: hbs as u32,

@@ -25,13 +25,13 @@ use super::Error;
 /// Size of the superblock in bytes.
 pub const SUPERBLOCK_SIZE: usize = 512;
 /// The superblock signature.
-pub const SIGNATURE: [u8; 8] = *b"verity\0\0";
+pub(crate) const SIGNATURE: [u8; 8] = *b"verity\0\0";
 /// The only superblock version veritysetup writes.
-pub const SUPERBLOCK_VERSION: u32 = 1;
+pub(crate) const SUPERBLOCK_VERSION: u32 = 1;
 /// dm-verity format version 1: the salt is hashed before each block (version 0 appends it).
-pub const HASH_TYPE: u32 = 1;
+pub(crate) const HASH_TYPE: u32 = 1;
 /// The algorithm name this crate writes.
-pub const ALGORITHM: &str = "sha256";
+pub(crate) const ALGORITHM: &str = "sha256";
 /// Largest salt the superblock can hold.
 pub const MAX_SALT_SIZE: usize = 256;
 
