@@ -385,6 +385,17 @@ fn superblock_fields_match_veritysetup_dump() {
     assert_eq!(theirs, tree.superblock().unwrap());
     assert_eq!(theirs.uuid, UUID);
     assert_eq!(theirs.salt, salt());
+
+    // Our dump of veritysetup's hash file names its fields and recomputes its root hash.
+    let text = verity::dump(&fs_err::read(dir.path().join("hash")).unwrap()).unwrap();
+    for line in [
+        format!("  uuid             {UUID_STR}"),
+        "  data_blocks      200".to_owned(),
+        "hash_blocks        3".to_owned(),
+        format!("root_hash          {}", tree.root_hash_hex()),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
 }
 
 #[test]
@@ -417,4 +428,27 @@ fn deterministic() {
     )
     .unwrap();
     assert_ne!(a.root_hash, d.root_hash);
+}
+
+/// A pinned known answer, so a format change shows up even where veritysetup is missing.
+/// source = veritysetup 2.6.1:
+///   data = 129 blocks of 4096 bytes, block i filled with byte i (python3)
+///   veritysetup format data hash --salt=a5a5…a5 (32 bytes) --uuid=12345678-9abc-4def-8011-223344556677
+///   root hash from its output; sha256sum of the hash file.
+#[test]
+fn known_answer_from_veritysetup() {
+    let data: Vec<u8> = (0..129u8).flat_map(|i| [i; 4096]).collect();
+    let params = params_with(4096, 4096, vec![0xa5; 32]);
+    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    assert_eq!(
+        tree.root_hash_hex(),
+        "8a62b977412fd871a9f18a3acee686afe1b8058a87762b6e51783702489753ed",
+        "root hash changed: update only if the format change is intentional"
+    );
+    assert_eq!(
+        hex::encode(Sha256::digest(&tree.area)),
+        "e4bc3c25e989ac9b37b1230ae67d3b6bd25426dc0fec5739c1b18927925523bb",
+        "hash area bytes changed: update only if the format change is intentional"
+    );
+    insta::assert_snapshot!(verity::dump(&tree.area).unwrap());
 }

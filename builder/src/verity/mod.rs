@@ -33,8 +33,10 @@ use std::io::{self, Read};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+mod dump;
 mod superblock;
 
+pub use dump::dump;
 pub use superblock::{Superblock, MAX_SALT_SIZE, SUPERBLOCK_SIZE};
 
 /// Size of one digest (SHA-256) in bytes.
@@ -359,6 +361,14 @@ pub enum Error {
     TooLarge {
         /// Data size in bytes.
         data_size: u64,
+    },
+    /// A hash area is shorter than its superblock says.
+    #[error("the hash area is {len} bytes; its superblock describes {expected}")]
+    AreaTooShort {
+        /// Bytes present.
+        len: u64,
+        /// Bytes the superblock's geometry needs.
+        expected: u64,
     },
     /// A superblock field is out of range.
     #[error("verity superblock field {field} is invalid ({value:#x})")]

@@ -254,3 +254,51 @@ fn dm_table_line() {
     .unwrap();
     assert!(unsalted.dm_table("a", "b", 0, &[]).unwrap().ends_with(" -"));
 }
+
+#[test]
+fn dump_reads_back_what_build_wrote() {
+    let data: Vec<u8> = (0..129u32).flat_map(|i| [i as u8; 4096]).collect();
+    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let text = dump(&tree.area).unwrap();
+    assert!(
+        text.contains(&format!("root_hash          {}", tree.root_hash_hex())),
+        "{text}"
+    );
+    assert!(
+        text.contains("  level 1   offset 4096       blocks 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  level 0   offset 8192       blocks 2\n"),
+        "{text}"
+    );
+    assert!(matches!(
+        dump(&tree.area[..tree.area.len() - 1]),
+        Err(Error::AreaTooShort {
+            len: 16383,
+            expected: 16384
+        })
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn dump_never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200)) {
+        let _ = dump(&bytes);
+    }
+
+    #[test]
+    fn dump_never_panics_on_mutated_areas(
+        edits in proptest::collection::vec((0usize..512, proptest::prelude::any::<u8>()), 1..8),
+        cut in 0usize..20000,
+    ) {
+        let data = vec![3u8; 4096 * 130];
+        let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+        let mut area = tree.area;
+        for (at, byte) in edits {
+            area[at] = byte;
+        }
+        area.truncate(cut);
+        let _ = dump(&area);
+    }
+}
