@@ -46,7 +46,7 @@ pub const DIGEST_SIZE: usize = 32;
 const CHUNK_BYTES: usize = 8 << 20;
 
 /// Parameters that reach the hash area bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     /// Salt, prepended to every hashed block (format version 1). At most 256 bytes.
     pub salt: Vec<u8>,
