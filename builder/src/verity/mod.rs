@@ -382,6 +382,11 @@ pub enum Error {
 
 /// Builds the hash tree over the first `data_size` bytes read from `data` (bytes after them
 /// are not read). The data is streamed; only the tree (32 bytes per data block) is held.
+///
+/// `data_size` must be a non-zero multiple of the data block size. The returned area is
+/// what veritysetup writes at any hash offset that is a multiple of the hash block size
+/// (appended to a 4096-aligned image with 4096-byte hash blocks, always);
+/// [`HashTree::dm_table`] refuses other offsets.
 pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<HashTree, Error> {
     let layout = Layout::new(params, data_size)?;
     let sb = Superblock {
