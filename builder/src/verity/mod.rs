@@ -1,18 +1,234 @@
-//! dm-verity hash tree (placeholder: interface fixed, implementation in progress).
+//! dm-verity hash tree in the veritysetup on-disk format (format version 1, SHA-256).
+//!
+//! [`build`] streams the data once and returns a [`HashTree`]: the root hash and the *hash
+//! area*, the bytes veritysetup would write to the hash device:
+//!
+//! ```text
+//! hash offset ─▶ ┌──────────────────────────┐
+//!                │ superblock (512 B), zero │  one hash block
+//!                │ padded to a hash block   │
+//! hash_start ──▶ ├──────────────────────────┤
+//!                │ top level (1 block)      │  levels from the root down:
+//!                │ ...                      │  level i+1 hashes the blocks of level i,
+//!                │ level 0                  │  level 0 hashes the data blocks
+//!                └──────────────────────────┘
+//! ```
+//!
+//! Every digest is `sha256(salt ‖ block)`. A hash block holds `hash_block_size / 32` digests
+//! (a power of two because block sizes are), and the last block of a level is zero-padded.
+//! With a single data block there are no levels and the root is that block's digest.
+//!
+//! The area is position independent as long as it starts at a multiple of the hash block
+//! size: veritysetup places the tree at `ceil((hash_offset + 512) / hash_block_size)` blocks
+//! (cryptsetup `VERITY_hash_offset_block`), which is `hash_offset / hash_block_size + 1` then.
+//! [`HashTree::dm_table`] gives the kernel's table line for a given offset.
+//!
+//! Data sizes must be a non-zero multiple of the data block size: veritysetup silently drops a
+//! partial tail block (leaving it unverified) and refuses empty devices, so both are errors here;
+//! padding is the caller's decision.
 
-use std::io::Read;
+use std::fmt::Write as _;
+use std::io::{self, Read};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+mod dump;
+mod superblock;
+
+pub use dump::dump;
+pub use superblock::{Superblock, MAX_SALT_SIZE, SUPERBLOCK_SIZE};
+
+/// Size of one digest (SHA-256) in bytes.
+pub const DIGEST_SIZE: usize = 32;
+
+/// Bytes of data read and hashed per step. Two such buffers are alive at a time.
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// Parameters that reach the hash area bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    /// Salt, prepended to every hashed block (format version 1).
+    /// Salt, prepended to every hashed block (format version 1). At most 256 bytes.
     pub salt: Vec<u8>,
     /// UUID written into the verity superblock.
     pub uuid: [u8; 16],
-    /// Data block size in bytes.
+    /// Data block size in bytes (checked by [`BlockSize`]).
     pub data_block_size: u32,
-    /// Hash block size in bytes.
+    /// Hash block size in bytes (checked by [`BlockSize`]).
     pub hash_block_size: u32,
+}
+
+impl Params {
+    /// Parameters with veritysetup's default block sizes (4096 bytes for data and hashes).
+    pub fn new(salt: Vec<u8>, uuid: [u8; 16]) -> Self {
+        Params {
+            salt,
+            uuid,
+            data_block_size: BlockSize::DEFAULT.get(),
+            hash_block_size: BlockSize::DEFAULT.get(),
+        }
+    }
+}
+
+/// A dm-verity block size: a power of two from 512 to 65536 bytes (the kernel's bounds;
+/// it also refuses data blocks larger than the page size when activating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockSize(u32);
+
+impl BlockSize {
+    /// The smallest block size (one sector).
+    pub const MIN: u32 = 512;
+    /// The largest block size.
+    pub const MAX: u32 = 65536;
+    /// veritysetup's default, and the EROFS block size.
+    pub const DEFAULT: BlockSize = BlockSize(4096);
+
+    /// Checks `bytes`; `None` unless it is a power of two in `MIN..=MAX`.
+    pub const fn new(bytes: u32) -> Option<Self> {
+        if bytes.is_power_of_two() && bytes >= Self::MIN && bytes <= Self::MAX {
+            Some(BlockSize(bytes))
+        } else {
+            None
+        }
+    }
+
+    /// The size in bytes.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The size in bytes as a `usize` (at most 65536, so this never truncates).
+    fn bytes(self) -> usize {
+        self.0 as usize
+    }
+
+    fn parse(field: &'static str, value: u32) -> Result<Self, Error> {
+        Self::new(value).ok_or(Error::InvalidBlockSize { field, value })
+    }
+}
+
+impl TryFrom<u32> for BlockSize {
+    type Error = Error;
+
+    fn try_from(value: u32) -> Result<Self, Error> {
+        Self::parse("block_size", value)
+    }
+}
+
+/// The geometry of a hash tree: [`Params`] checked against a data size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    data_block_size: BlockSize,
+    hash_block_size: BlockSize,
+    data_blocks: u64,
+    /// Hash blocks per level, level 0 (the hashes of the data blocks) first.
+    level_blocks: Vec<u64>,
+}
+
+impl Layout {
+    /// Checks `params` (block sizes, salt length) and `data_size` (a non-zero multiple of the
+    /// data block size) and computes the level sizes.
+    pub fn new(params: &Params, data_size: u64) -> Result<Self, Error> {
+        let data_block_size = BlockSize::parse("data_block_size", params.data_block_size)?;
+        let hash_block_size = BlockSize::parse("hash_block_size", params.hash_block_size)?;
+        if params.salt.len() > MAX_SALT_SIZE {
+            return Err(Error::SaltTooLong {
+                len: params.salt.len(),
+            });
+        }
+        let dbs = u64::from(data_block_size.get());
+        if data_size == 0 {
+            return Err(Error::EmptyData);
+        }
+        if !data_size.is_multiple_of(dbs) {
+            return Err(Error::UnalignedDataSize {
+                data_size,
+                data_block_size: data_block_size.get(),
+            });
+        }
+        let data_blocks = data_size / dbs;
+        // Block sizes are powers of two ≥ 512, so this is a power of two ≥ 16, as veritysetup
+        // and the kernel require (they round down to one).
+        let per_block = u64::from(hash_block_size.get()) / DIGEST_SIZE as u64;
+        let mut level_blocks = Vec::new();
+        let mut n = data_blocks;
+        while n > 1 {
+            n = n.div_ceil(per_block);
+            level_blocks.push(n);
+        }
+        let layout = Layout {
+            data_block_size,
+            hash_block_size,
+            data_blocks,
+            level_blocks,
+        };
+        // Everything is held in memory, so the area must be addressable.
+        layout.area_len().ok_or(Error::TooLarge { data_size })?;
+        Ok(layout)
+    }
+
+    /// The data block size.
+    pub fn data_block_size(&self) -> BlockSize {
+        self.data_block_size
+    }
+
+    /// The hash block size.
+    pub fn hash_block_size(&self) -> BlockSize {
+        self.hash_block_size
+    }
+
+    /// Number of data blocks covered.
+    pub fn data_blocks(&self) -> u64 {
+        self.data_blocks
+    }
+
+    /// Number of tree levels (0 for a single data block).
+    pub fn levels(&self) -> usize {
+        self.level_blocks.len()
+    }
+
+    /// Hash blocks in the tree, without the superblock block.
+    pub fn hash_blocks(&self) -> u64 {
+        self.level_blocks.iter().sum()
+    }
+
+    /// Size of the hash area in bytes: the superblock block plus the tree.
+    pub fn area_size(&self) -> u64 {
+        (self.hash_blocks() + 1) * u64::from(self.hash_block_size.get())
+    }
+
+    /// Where the tree's root level starts on the hash device, in hash blocks, when the area
+    /// is written at byte `hash_offset` (the kernel table's `<hash_start_block>`).
+    pub fn hash_start_block(&self, hash_offset: u64) -> Result<u64, Error> {
+        let hbs = u64::from(self.hash_block_size.get());
+        if !hash_offset.is_multiple_of(hbs) {
+            return Err(Error::UnalignedHashOffset {
+                hash_offset,
+                hash_block_size: hbs as u32,
+            });
+        }
+        // The superblock (512 bytes ≤ one hash block) takes exactly one block.
+        Ok(hash_offset / hbs + 1)
+    }
+
+    /// The area size as a `usize`, if it fits.
+    fn area_len(&self) -> Option<usize> {
+        let blocks = self
+            .level_blocks
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_add(n))?;
+        let bytes = blocks.checked_mul(u64::from(self.hash_block_size.get()))?;
+        usize::try_from(bytes).ok()
+    }
+
+    /// Byte range of level `i` inside the area (top level first, after the superblock block).
+    /// Only called after `area_len` succeeded, so nothing overflows.
+    fn level_range(&self, i: usize) -> std::ops::Range<usize> {
+        let hbs = self.hash_block_size.bytes();
+        let above: u64 = self.level_blocks[i + 1..].iter().sum();
+        let start = (1 + above as usize) * hbs;
+        start..start + self.level_blocks[i] as usize * hbs
+    }
 }
 
 /// A computed hash area: the veritysetup superblock block followed by the tree levels.
@@ -26,6 +242,60 @@ pub struct HashTree {
     pub hash_blocks: u64,
     /// Bytes to write at the hash offset: superblock block, then the levels.
     pub area: Vec<u8>,
+    /// The geometry the tree was built with.
+    pub layout: Layout,
+    /// The salt the tree was built with.
+    pub salt: Vec<u8>,
+}
+
+impl HashTree {
+    /// The root hash as lowercase hex.
+    pub fn root_hash_hex(&self) -> String {
+        hex::encode(self.root_hash)
+    }
+
+    /// The kernel's dm-verity table line (Documentation/admin-guide/device-mapper/verity.rst)
+    /// for this tree written at byte `hash_offset` of `hash_dev`:
+    ///
+    /// `0 <data sectors> verity 1 <data_dev> <hash_dev> <dbs> <hbs> <data blocks>
+    /// <hash_start_block> sha256 <root hex> <salt hex or -> [<#words> <options…>]`
+    ///
+    /// `options` are optional-parameter words (`ignore_zero_blocks`, `panic_on_corruption`,
+    /// or `use_fec_from_device /dev/x` as one string); the count is the number of words.
+    pub fn dm_table(
+        &self,
+        data_dev: &str,
+        hash_dev: &str,
+        hash_offset: u64,
+        options: &[&str],
+    ) -> Result<String, Error> {
+        let l = &self.layout;
+        let hash_start = l.hash_start_block(hash_offset)?;
+        let sectors = l.data_blocks * u64::from(l.data_block_size.get() / 512);
+        let salt = if self.salt.is_empty() {
+            "-".to_owned()
+        } else {
+            hex::encode(&self.salt)
+        };
+        let mut line = format!(
+            "0 {sectors} verity 1 {data_dev} {hash_dev} {} {} {} {hash_start} sha256 {} {salt}",
+            l.data_block_size.get(),
+            l.hash_block_size.get(),
+            l.data_blocks,
+            self.root_hash_hex(),
+        );
+        let words: Vec<&str> = options.iter().flat_map(|o| o.split_whitespace()).collect();
+        if !words.is_empty() {
+            // Writing to a String cannot fail.
+            let _ = write!(line, " {} {}", words.len(), words.join(" "));
+        }
+        Ok(line)
+    }
+
+    /// The superblock fields written at the start of the area.
+    pub fn superblock(&self) -> Result<Superblock, Error> {
+        Superblock::parse(&self.area)
+    }
 }
 
 /// Errors from building a hash tree.
@@ -33,19 +303,233 @@ pub struct HashTree {
 #[non_exhaustive]
 pub enum Error {
     /// Reading the data failed.
-    #[error("reading the data to hash")]
-    Io(#[from] std::io::Error),
+    #[error("reading the data to hash at byte {offset}")]
+    Read {
+        /// Byte offset in the data where the read started.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The data ended before `data_size` bytes.
+    #[error("the data ends at byte {offset}, before its declared size of {data_size} bytes")]
+    Truncated {
+        /// Bytes actually read.
+        offset: u64,
+        /// Bytes expected.
+        data_size: u64,
+    },
+    /// A block size is not a power of two in 512..=65536.
+    #[error("{field} = {value} is not a power of two from 512 to 65536")]
+    InvalidBlockSize {
+        /// Which parameter.
+        field: &'static str,
+        /// Its value.
+        value: u32,
+    },
+    /// The salt is longer than the superblock can hold.
+    #[error("the salt is {len} bytes, more than the 256 the verity superblock holds")]
+    SaltTooLong {
+        /// Salt length in bytes.
+        len: usize,
+    },
+    /// There is no data to protect.
+    #[error("the data is empty; dm-verity needs at least one data block")]
+    EmptyData,
+    /// The data size is not a multiple of the data block size.
+    #[error(
+        "the data size {data_size} is not a multiple of the data block size {data_block_size}"
+    )]
+    UnalignedDataSize {
+        /// Data size in bytes.
+        data_size: u64,
+        /// Data block size in bytes.
+        data_block_size: u32,
+    },
+    /// The hash area's offset is not a multiple of the hash block size.
+    #[error(
+        "the hash offset {hash_offset} is not a multiple of the hash block size {hash_block_size}"
+    )]
+    UnalignedHashOffset {
+        /// Offset in bytes.
+        hash_offset: u64,
+        /// Hash block size in bytes.
+        hash_block_size: u32,
+    },
+    /// The tree would not fit in memory (it is 1/128 of the data with 4 KiB hash blocks).
+    #[error("the hash tree for {data_size} bytes of data does not fit in memory")]
+    TooLarge {
+        /// Data size in bytes.
+        data_size: u64,
+    },
+    /// A hash area is shorter than its superblock says.
+    #[error("the hash area is {len} bytes; its superblock describes {expected}")]
+    AreaTooShort {
+        /// Bytes present.
+        len: u64,
+        /// Bytes the superblock's geometry needs.
+        expected: u64,
+    },
+    /// A superblock field is out of range.
+    #[error("verity superblock field {field} is invalid ({value:#x})")]
+    Superblock {
+        /// The field (or `length` when the input is shorter than 512 bytes).
+        field: &'static str,
+        /// The offending value.
+        value: u64,
+    },
 }
 
-/// Builds the hash tree over `data_size` bytes read from `data`.
+/// Builds the hash tree over the first `data_size` bytes read from `data` (bytes after them
+/// are not read). The data is streamed; only the tree (32 bytes per data block) is held.
+///
+/// `data_size` must be a non-zero multiple of the data block size. The returned area is
+/// what veritysetup writes at any hash offset that is a multiple of the hash block size
+/// (appended to a 4096-aligned image with 4096-byte hash blocks, always);
+/// [`HashTree::dm_table`] refuses other offsets.
 pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<HashTree, Error> {
-    let _ = (data, data_size, params);
-    unimplemented!("verity")
+    let layout = Layout::new(params, data_size)?;
+    let sb = Superblock {
+        hash_type: superblock::HASH_TYPE,
+        uuid: params.uuid,
+        algorithm: superblock::ALGORITHM.to_owned(),
+        data_block_size: layout.data_block_size.get(),
+        hash_block_size: layout.hash_block_size.get(),
+        data_blocks: layout.data_blocks,
+        salt: params.salt.clone(),
+    }
+    .to_bytes()?;
+    // `Layout::new` checked that the area fits in a usize.
+    let area_len = layout.area_len().ok_or(Error::TooLarge { data_size })?;
+    let mut area = Vec::new();
+    area.try_reserve_exact(area_len)
+        .map_err(|_| Error::TooLarge { data_size })?;
+    area.resize(area_len, 0);
+    area[..SUPERBLOCK_SIZE].copy_from_slice(&sb);
+
+    let salted = Sha256::new_with_prefix(&params.salt);
+    let dbs = layout.data_block_size.bytes();
+    let hbs = layout.hash_block_size.bytes();
+    let root_hash = if layout.levels() == 0 {
+        // One data block: the root is its digest and there is no tree.
+        let mut block = vec![0u8; dbs];
+        read_exact_at(data, &mut block, 0, data_size)?;
+        digest(&salted, &block)
+    } else {
+        let level0 = layout.level_range(0);
+        let digests = level0.start + layout.data_blocks as usize * DIGEST_SIZE;
+        hash_stream(
+            data,
+            data_size,
+            dbs,
+            &salted,
+            &mut area[level0.start..digests],
+        )?;
+        for i in 1..layout.levels() {
+            let below = layout.level_range(i - 1);
+            let this = layout.level_range(i);
+            let (upper, lower) = area.split_at_mut(below.start);
+            let src = &lower[..below.len()];
+            let used = src.len() / hbs * DIGEST_SIZE;
+            hash_blocks(src, hbs, &salted, &mut upper[this.start..this.start + used]);
+        }
+        let top = layout.level_range(layout.levels() - 1);
+        digest(&salted, &area[top])
+    };
+    Ok(HashTree {
+        root_hash,
+        data_blocks: layout.data_blocks,
+        hash_blocks: layout.hash_blocks(),
+        area,
+        salt: params.salt.clone(),
+        layout,
+    })
 }
 
-impl HashTree {
-    /// The dm-verity table line (stub).
-    pub fn dm_table(&self, _p: &Params, _d: &str, _h: &str, _off: u64, _o: &[&str]) -> String {
-        unimplemented!()
+/// Hashes `data_size` bytes of `data` in blocks of `block`, writing the digests to `out`
+/// in order. Reads the next chunk on this thread while the current one is hashed in parallel.
+fn hash_stream(
+    data: &mut dyn Read,
+    data_size: u64,
+    block: usize,
+    salted: &Sha256,
+    mut out: &mut [u8],
+) -> Result<(), Error> {
+    // CHUNK_BYTES is a multiple of every block size (powers of two ≤ 64 KiB).
+    let first = chunk_len(data_size, 0);
+    let mut cur = vec![0u8; first];
+    let mut next = vec![0u8; first];
+    read_exact_at(data, &mut cur, 0, data_size)?;
+    let mut offset = first as u64;
+    while !cur.is_empty() {
+        let want = chunk_len(data_size, offset);
+        next.resize(want, 0);
+        let (this_out, rest) =
+            std::mem::take(&mut out).split_at_mut(cur.len() / block * DIGEST_SIZE);
+        out = rest;
+        let read = std::thread::scope(|s| {
+            let hasher = s.spawn(|| hash_blocks(&cur, block, salted, this_out));
+            let read = read_exact_at(data, &mut next, offset, data_size);
+            if let Err(panic) = hasher.join() {
+                std::panic::resume_unwind(panic);
+            }
+            read
+        });
+        read?;
+        offset += want as u64;
+        std::mem::swap(&mut cur, &mut next);
     }
+    Ok(())
 }
+
+/// Length of the chunk starting at `offset`: at most `CHUNK_BYTES`, 0 at the end.
+fn chunk_len(data_size: u64, offset: u64) -> usize {
+    // The minimum is at most CHUNK_BYTES, so it fits in a usize.
+    data_size.saturating_sub(offset).min(CHUNK_BYTES as u64) as usize
+}
+
+/// Digests of each `block`-sized piece of `src` into consecutive 32-byte slots of `out`.
+fn hash_blocks(src: &[u8], block: usize, salted: &Sha256, out: &mut [u8]) {
+    src.par_chunks(block)
+        .zip(out.par_chunks_mut(DIGEST_SIZE))
+        .with_min_len(64)
+        .for_each(|(b, o)| o.copy_from_slice(&digest(salted, b)));
+}
+
+fn digest(salted: &Sha256, block: &[u8]) -> [u8; 32] {
+    let mut h = salted.clone();
+    h.update(block);
+    h.finalize().into()
+}
+
+/// Fills `buf` from `data`, whose position is byte `offset`.
+fn read_exact_at(
+    data: &mut dyn Read,
+    buf: &mut [u8],
+    offset: u64,
+    data_size: u64,
+) -> Result<(), Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        match data.read(&mut buf[done..]) {
+            Ok(0) => {
+                return Err(Error::Truncated {
+                    offset: offset + done as u64,
+                    data_size,
+                })
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Read {
+                    offset: offset + done as u64,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

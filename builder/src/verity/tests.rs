@@ -1,0 +1,304 @@
+use std::io::{self, Read};
+
+use super::*;
+
+fn params() -> Params {
+    Params::new(b"salt".to_vec(), [7; 16])
+}
+
+/// cryptsetup's `hash_levels` (lib/verity/verity_hash.c), restated from its description:
+/// levels = least L with (blocks - 1) >> (bits * L) == 0; level i holds
+/// ceil(blocks / 2^((i + 1) * bits)) blocks.
+fn reference_levels(data_blocks: u64, hash_block_size: u32) -> Vec<u64> {
+    let bits = (hash_block_size / 32).trailing_zeros();
+    let mut levels = 0;
+    while bits * levels < 64 && (data_blocks - 1) >> (bits * levels) != 0 {
+        levels += 1;
+    }
+    (0..levels)
+        .map(|i| {
+            let shift = (i + 1) * bits;
+            if shift >= 64 {
+                1
+            } else {
+                data_blocks.div_ceil(1 << shift)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn level_sizes_match_cryptsetup_formula() {
+    for hbs in [512u32, 4096, 65536] {
+        for blocks in [
+            1u64,
+            2,
+            15,
+            16,
+            17,
+            127,
+            128,
+            129,
+            16384,
+            16385,
+            2_097_152,
+            2_097_153,
+            1 << 40,
+        ] {
+            let p = Params {
+                hash_block_size: hbs,
+                ..params()
+            };
+            let layout = Layout::new(&p, blocks * 4096).unwrap();
+            assert_eq!(
+                layout.level_blocks,
+                reference_levels(blocks, hbs),
+                "hbs {hbs} blocks {blocks}"
+            );
+        }
+    }
+}
+
+#[test]
+fn block_size_is_parsed() {
+    for ok in [512u32, 1024, 4096, 65536] {
+        assert_eq!(BlockSize::try_from(ok).unwrap().get(), ok);
+    }
+    for bad in [0u32, 1, 256, 511, 513, 3000, 4095, 131072, u32::MAX] {
+        assert!(
+            matches!(BlockSize::try_from(bad), Err(Error::InvalidBlockSize { value, .. }) if value == bad)
+        );
+    }
+}
+
+#[test]
+fn bad_params_are_typed_errors() {
+    let mut empty = io::empty();
+    let p = Params {
+        data_block_size: 1000,
+        ..params()
+    };
+    assert!(matches!(
+        build(&mut empty, 4096, &p),
+        Err(Error::InvalidBlockSize {
+            field: "data_block_size",
+            value: 1000
+        })
+    ));
+    let p = Params {
+        hash_block_size: 1 << 20,
+        ..params()
+    };
+    assert!(matches!(
+        build(&mut empty, 4096, &p),
+        Err(Error::InvalidBlockSize {
+            field: "hash_block_size",
+            ..
+        })
+    ));
+    let p = Params {
+        salt: vec![0; 257],
+        ..params()
+    };
+    assert!(matches!(
+        build(&mut empty, 4096, &p),
+        Err(Error::SaltTooLong { len: 257 })
+    ));
+    assert!(matches!(
+        build(&mut empty, 0, &params()),
+        Err(Error::EmptyData)
+    ));
+    assert!(matches!(
+        build(&mut empty, 4097, &params()),
+        Err(Error::UnalignedDataSize {
+            data_size: 4097,
+            data_block_size: 4096
+        })
+    ));
+    assert!(matches!(
+        build(&mut empty, u64::MAX - 4095, &params()),
+        Err(Error::TooLarge { .. })
+    ));
+    // A salt of exactly 256 bytes is fine.
+    let p = Params {
+        salt: vec![1; 256],
+        ..params()
+    };
+    build(&mut io::repeat(0).take(4096), 4096, &p).unwrap();
+}
+
+#[test]
+fn short_and_failing_readers_are_errors() {
+    let mut short = io::repeat(1).take(4096 * 3);
+    assert!(matches!(
+        build(&mut short, 4096 * 4, &params()),
+        Err(Error::Truncated {
+            offset: 12288,
+            data_size: 16384
+        })
+    ));
+    // Short in a later chunk, too.
+    let size = (CHUNK_BYTES * 2) as u64;
+    let mut short = io::repeat(1).take(size - 4096);
+    assert!(matches!(
+        build(&mut short, size, &params()),
+        Err(Error::Truncated { .. })
+    ));
+
+    struct Failing(u64);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::other("boom"));
+            }
+            let n = buf.len().min(self.0 as usize).min(1000);
+            buf[..n].fill(0);
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+    assert!(matches!(
+        build(&mut Failing(5000), 8192, &params()),
+        Err(Error::Read { offset: 5000, .. })
+    ));
+}
+
+#[test]
+fn interrupted_and_tiny_reads_give_the_same_tree() {
+    struct Awkward<R>(R, bool);
+    impl<R: Read> Read for Awkward<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 = !self.1;
+            if self.1 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(777);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let data: Vec<u8> = (0..4096 * 300u32).map(|i| (i * 7 % 251) as u8).collect();
+    let a = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let b = build(&mut Awkward(&data[..], false), data.len() as u64, &params()).unwrap();
+    assert_eq!(a.root_hash, b.root_hash);
+    assert_eq!(a.area, b.area);
+}
+
+#[test]
+fn single_block_root_is_the_salted_block_digest() {
+    // Straight from the format description, computed without the module's helpers.
+    let block = [0x5au8; 4096];
+    let tree = build(&mut &block[..], 4096, &params()).unwrap();
+    let expected: [u8; 32] = Sha256::new()
+        .chain_update(b"salt")
+        .chain_update(block)
+        .finalize()
+        .into();
+    assert_eq!(tree.root_hash, expected);
+    assert_eq!(tree.hash_blocks, 0);
+    assert_eq!(tree.area.len(), 4096);
+}
+
+#[test]
+fn two_level_tree_by_hand() {
+    // 129 blocks with 4096-byte hash blocks: level 0 has 2 blocks, level 1 has 1.
+    let data: Vec<u8> = (0..129u32).flat_map(|i| [i as u8; 4096]).collect();
+    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let h = |b: &[u8]| -> [u8; 32] {
+        Sha256::new()
+            .chain_update(b"salt")
+            .chain_update(b)
+            .finalize()
+            .into()
+    };
+    let mut level0 = vec![0u8; 2 * 4096];
+    for (i, b) in data.chunks(4096).enumerate() {
+        level0[i * 32..i * 32 + 32].copy_from_slice(&h(b));
+    }
+    let mut level1 = vec![0u8; 4096];
+    level1[..32].copy_from_slice(&h(&level0[..4096]));
+    level1[32..64].copy_from_slice(&h(&level0[4096..]));
+    assert_eq!(&tree.area[4096..8192], &level1[..]);
+    assert_eq!(&tree.area[8192..], &level0[..]);
+    assert_eq!(tree.root_hash, h(&level1));
+}
+
+#[test]
+fn dm_table_line() {
+    let data = vec![0u8; 4096 * 200];
+    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let root = tree.root_hash_hex();
+    assert_eq!(
+        tree.dm_table("/dev/vda", "/dev/vda", data.len() as u64, &[])
+            .unwrap(),
+        format!("0 1600 verity 1 /dev/vda /dev/vda 4096 4096 200 201 sha256 {root} 73616c74")
+    );
+    assert_eq!(
+        tree.dm_table("/dev/a", "/dev/b", 0, &["ignore_zero_blocks", "use_fec_from_device /dev/c"]).unwrap(),
+        format!("0 1600 verity 1 /dev/a /dev/b 4096 4096 200 1 sha256 {root} 73616c74 3 ignore_zero_blocks use_fec_from_device /dev/c")
+    );
+    assert!(matches!(
+        tree.dm_table("/dev/a", "/dev/a", 512, &[]),
+        Err(Error::UnalignedHashOffset {
+            hash_offset: 512,
+            hash_block_size: 4096
+        })
+    ));
+    let unsalted = build(
+        &mut &data[..],
+        data.len() as u64,
+        &Params {
+            salt: vec![],
+            ..params()
+        },
+    )
+    .unwrap();
+    assert!(unsalted.dm_table("a", "b", 0, &[]).unwrap().ends_with(" -"));
+}
+
+#[test]
+fn dump_reads_back_what_build_wrote() {
+    let data: Vec<u8> = (0..129u32).flat_map(|i| [i as u8; 4096]).collect();
+    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let text = dump(&tree.area).unwrap();
+    assert!(
+        text.contains(&format!("root_hash          {}", tree.root_hash_hex())),
+        "{text}"
+    );
+    assert!(
+        text.contains("  level 1   offset 4096       blocks 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  level 0   offset 8192       blocks 2\n"),
+        "{text}"
+    );
+    assert!(matches!(
+        dump(&tree.area[..tree.area.len() - 1]),
+        Err(Error::AreaTooShort {
+            len: 16383,
+            expected: 16384
+        })
+    ));
+}
+
+proptest::proptest! {
+    #[test]
+    fn dump_never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200)) {
+        let _ = dump(&bytes);
+    }
+
+    #[test]
+    fn dump_never_panics_on_mutated_areas(
+        edits in proptest::collection::vec((0usize..512, proptest::prelude::any::<u8>()), 1..8),
+        cut in 0usize..20000,
+    ) {
+        let data = vec![3u8; 4096 * 130];
+        let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+        let mut area = tree.area;
+        for (at, byte) in edits {
+            area[at] = byte;
+        }
+        area.truncate(cut);
+        let _ = dump(&area);
+    }
+}
