@@ -33,6 +33,9 @@ use crate::content::ContentStore;
 /// How many symlinks one path may traverse before it is taken for a loop (Linux's limit).
 const MAX_SYMLINK_FOLLOWS: u32 = 40;
 
+/// A path as its components (single names, no `/`).
+type Components = Vec<Vec<u8>>;
+
 /// The layer name [`insert_file`] uses in its errors.
 pub const EXTRA_FILES: &str = "manifest extra files";
 
@@ -614,7 +617,7 @@ fn resolve_parent(
     tree: &Tree,
     comps: &[Vec<u8>],
     ctx: &Ctx<'_>,
-) -> Result<Option<(Vec<Vec<u8>>, Vec<u8>)>, ApplyError> {
+) -> Result<Option<(Components, Vec<u8>)>, ApplyError> {
     let Some((name, parent)) = comps.split_last() else {
         return Ok(None);
     };
