@@ -744,29 +744,28 @@ fn whiteout(
     ctx: &Ctx<'_>,
     state: &LayerState,
 ) -> Result<(), ApplyError> {
+    let opaque = name == b".wh..wh..opq";
+    let hidden = match name.strip_prefix(b".wh.") {
+        _ if opaque => None,
+        Some(n) if !n.is_empty() && n != b"." && n != b".." && !n.starts_with(b".wh.") => Some(n),
+        _ => return Err(ApplyError::Whiteout { layer: ctx.layer(), path: ctx.path.clone() }),
+    };
     let dir_path = resolve_dir(tree, dir_comps, ctx)?;
     let prefix = join(&dir_path);
     let Some(dir) = dir_at_mut(&mut tree.root, &dir_path) else {
         // Nothing below a missing directory to hide.
         return Ok(());
     };
-    if name == b".wh..wh..opq" {
-        let names: Vec<Vec<u8>> = dir.entries.keys().cloned().collect();
-        for n in names {
-            prune_lower(dir, &n, &prefix, state);
+    match hidden {
+        Some(n) => prune_lower(dir, n, &prefix, state),
+        None => {
+            let names: Vec<Vec<u8>> = dir.entries.keys().cloned().collect();
+            for n in names {
+                prune_lower(dir, &n, &prefix, state);
+            }
         }
-        return Ok(());
     }
-    match name.strip_prefix(b".wh.") {
-        Some(n) if !n.is_empty() && n != b"." && n != b".." && !n.starts_with(b".wh.") => {
-            prune_lower(dir, n, &prefix, state);
-            Ok(())
-        }
-        _ => Err(ApplyError::Whiteout {
-            layer: ctx.layer(),
-            path: ctx.path.clone(),
-        }),
-    }
+    Ok(())
 }
 
 /// Removes `dir/name` as far as it came from lower layers: entries the current layer wrote,
