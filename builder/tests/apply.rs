@@ -18,7 +18,9 @@ pub(crate) struct Layer {
 
 impl Layer {
     pub(crate) fn new() -> Self {
-        Layer { b: tar::Builder::new(Vec::new()) }
+        Layer {
+            b: tar::Builder::new(Vec::new()),
+        }
     }
 
     fn header(kind: tar::EntryType, mode: u32, uid: u64, gid: u64, size: u64) -> tar::Header {
@@ -36,16 +38,27 @@ impl Layer {
         self.file_owned(path, data, 0o644, 0, 0)
     }
 
-    pub(crate) fn file_owned(mut self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> Self {
+    pub(crate) fn file_owned(
+        mut self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    ) -> Self {
         let mut h = Self::header(tar::EntryType::Regular, mode, uid, gid, data.len() as u64);
         self.b.append_data(&mut h, path, data).unwrap();
         self
     }
 
     pub(crate) fn file_xattrs(mut self, path: &str, data: &[u8], xattrs: &[(&str, &[u8])]) -> Self {
-        let recs: Vec<(String, &[u8])> =
-            xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
-        self.b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+        let recs: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+            .collect();
+        self.b
+            .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
+            .unwrap();
         self.file(path, data)
     }
 
@@ -71,7 +84,13 @@ impl Layer {
         self
     }
 
-    pub(crate) fn device(mut self, path: &str, kind: tar::EntryType, major: u32, minor: u32) -> Self {
+    pub(crate) fn device(
+        mut self,
+        path: &str,
+        kind: tar::EntryType,
+        major: u32,
+        minor: u32,
+    ) -> Self {
         let mut h = Self::header(kind, 0o600, 0, 0, 0);
         h.set_device_major(major).unwrap();
         h.set_device_minor(minor).unwrap();
@@ -80,7 +99,13 @@ impl Layer {
     }
 
     /// A header whose name field is written verbatim (hostile paths such as `../x`).
-    pub(crate) fn raw(mut self, kind: tar::EntryType, name: &[u8], link: &[u8], data: &[u8]) -> Self {
+    pub(crate) fn raw(
+        mut self,
+        kind: tar::EntryType,
+        name: &[u8],
+        link: &[u8],
+        data: &[u8],
+    ) -> Self {
         let mut h = Self::header(kind, 0o644, 0, 0, data.len() as u64);
         {
             let old = h.as_old_mut();
@@ -105,7 +130,11 @@ pub(crate) fn store() -> (tempfile::TempDir, ContentStore) {
     (dir, store)
 }
 
-pub(crate) fn apply(tree: &mut Tree, store: &ContentStore, layer: Vec<u8>) -> Result<(), ApplyError> {
+pub(crate) fn apply(
+    tree: &mut Tree,
+    store: &ContentStore,
+    layer: Vec<u8>,
+) -> Result<(), ApplyError> {
     apply_layer(tree, &mut layer.as_slice(), "test-layer", store)
 }
 
@@ -139,7 +168,11 @@ fn count_links(dir: &Directory, links: &mut BTreeMap<usize, usize>) {
 fn meta_str(m: &Metadata) -> String {
     let mut s = format!("{:o} {}:{}", m.mode, m.uid, m.gid);
     for (k, v) in &m.xattrs {
-        s.push_str(&format!(" {}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)));
+        s.push_str(&format!(
+            " {}={}",
+            String::from_utf8_lossy(k),
+            String::from_utf8_lossy(v)
+        ));
     }
     s
 }
@@ -182,7 +215,10 @@ fn dump_dir(
 }
 
 fn lines(s: &str) -> Vec<String> {
-    s.lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect()
+    s.lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
@@ -197,7 +233,11 @@ fn every_entry_type_with_metadata() {
         .device("dev/null", tar::EntryType::Char, 1, 3)
         .device("dev/loop300", tar::EntryType::Block, 7, 300)
         .device("p", tar::EntryType::Fifo, 0, 0)
-        .file_xattrs("x", b"", &[("user.a", b"1"), ("security.capability", b"\x01\x02")])
+        .file_xattrs(
+            "x",
+            b"",
+            &[("user.a", b"1"), ("security.capability", b"\x01\x02")],
+        )
         .finish();
     let (tree, _d, store) = build(vec![layer]);
     let want = lines(&format!(
@@ -223,8 +263,17 @@ fn every_entry_type_with_metadata() {
 
 #[test]
 fn whiteout_removes_lower_entry_and_never_appears() {
-    let l1 = Layer::new().file("a/keep", b"k").file("a/gone", b"g").dir("a/sub", 0o755).file("a/sub/x", b"x").finish();
-    let l2 = Layer::new().file("a/.wh.gone", b"").file("a/.wh.sub", b"").file("a/.wh.never-existed", b"").finish();
+    let l1 = Layer::new()
+        .file("a/keep", b"k")
+        .file("a/gone", b"g")
+        .dir("a/sub", 0o755)
+        .file("a/sub/x", b"x")
+        .finish();
+    let l2 = Layer::new()
+        .file("a/.wh.gone", b"")
+        .file("a/.wh.sub", b"")
+        .file("a/.wh.never-existed", b"")
+        .finish();
     let (tree, _d, store) = build(vec![l1, l2]);
     assert_eq!(
         dump(&tree, &store),
@@ -242,7 +291,11 @@ fn whiteout_removes_lower_entry_and_never_appears() {
 fn whiteout_only_hides_lower_layers() {
     // image-spec layer.md: a whiteout applies only to lower layers; the same layer's entry stays,
     // whether it comes before or after the whiteout.
-    let l1 = Layer::new().file("a/x", b"lower").dir("a/d", 0o755).file("a/d/lower", b"l").finish();
+    let l1 = Layer::new()
+        .file("a/x", b"lower")
+        .dir("a/d", 0o755)
+        .file("a/d/lower", b"l")
+        .finish();
     let l2 = Layer::new()
         .file("a/x", b"upper")
         .file("a/.wh.x", b"")
@@ -359,9 +412,14 @@ fn paths_are_normalised_and_parents_created() {
 #[test]
 fn dotdot_above_root_is_refused() {
     let (_d, store) = store();
-    let layer = Layer::new().raw(tar::EntryType::Regular, b"a/../../etc/passwd", b"", b"x").finish();
+    let layer = Layer::new()
+        .raw(tar::EntryType::Regular, b"a/../../etc/passwd", b"", b"x")
+        .finish();
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::PathEscapesRoot { path, .. } if path == "a/../../etc/passwd"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::PathEscapesRoot { path, .. } if path == "a/../../etc/passwd"),
+        "{err}"
+    );
     assert!(err.to_string().contains("test-layer"), "{err}");
 }
 
@@ -406,11 +464,31 @@ fn parents_resolve_through_symlinks_inside_the_root() {
 fn symlink_climbing_out_of_the_root_is_refused() {
     let (_d, store) = store();
     let mut tree = Tree::new();
-    apply(&mut tree, &store, Layer::new().dir("a", 0o755).symlink("a/out", "../../host").finish()).unwrap();
-    let err = apply(&mut tree, &store, Layer::new().file("a/out/file", b"x").finish()).unwrap_err();
+    apply(
+        &mut tree,
+        &store,
+        Layer::new()
+            .dir("a", 0o755)
+            .symlink("a/out", "../../host")
+            .finish(),
+    )
+    .unwrap();
+    let err = apply(
+        &mut tree,
+        &store,
+        Layer::new().file("a/out/file", b"x").finish(),
+    )
+    .unwrap_err();
     match &err {
-        ApplyError::SymlinkEscapesRoot { path, symlink, layer } => {
-            assert_eq!((path.as_str(), symlink.as_str(), layer.as_str()), ("a/out/file", "/a/out", "test-layer"));
+        ApplyError::SymlinkEscapesRoot {
+            path,
+            symlink,
+            layer,
+        } => {
+            assert_eq!(
+                (path.as_str(), symlink.as_str(), layer.as_str()),
+                ("a/out/file", "/a/out", "test-layer")
+            );
         }
         other => panic!("wrong error: {other}"),
     }
@@ -419,9 +497,16 @@ fn symlink_climbing_out_of_the_root_is_refused() {
 #[test]
 fn symlink_loop_is_refused() {
     let (_d, store) = store();
-    let layer = Layer::new().symlink("a", "b").symlink("b", "/a").file("a/x", b"").finish();
+    let layer = Layer::new()
+        .symlink("a", "b")
+        .symlink("b", "/a")
+        .file("a/x", b"")
+        .finish();
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::SymlinkLoop { path, .. } if path == "a/x"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::SymlinkLoop { path, .. } if path == "a/x"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -452,7 +537,16 @@ fn hardlink_to_directory_is_refused() {
     let (_d, store) = store();
     let layer = Layer::new().dir("d", 0o755).hardlink("link", "d").finish();
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::HardlinkTarget { problem: "is a directory", .. }), "{err}");
+    assert!(
+        matches!(
+            &err,
+            ApplyError::HardlinkTarget {
+                problem: "is a directory",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -477,13 +571,19 @@ fn conflicting_duplicate_in_one_layer_is_refused() {
     let (_d, store) = store();
     for layer in [
         Layer::new().file("f", b"one").file("f", b"two").finish(),
-        Layer::new().file("f", b"same").file_owned("f", b"same", 0o600, 0, 0).finish(),
+        Layer::new()
+            .file("f", b"same")
+            .file_owned("f", b"same", 0o600, 0, 0)
+            .finish(),
         Layer::new().dir("d", 0o755).file("d", b"").finish(),
         Layer::new().dir("d", 0o755).dir("d", 0o700).finish(),
         Layer::new().file("d/child", b"").file("d", b"").finish(),
     ] {
         let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-        assert!(matches!(&err, ApplyError::Duplicate { path, layer } if (path == "f" || path == "d") && layer == "test-layer"), "{err}");
+        assert!(
+            matches!(&err, ApplyError::Duplicate { path, layer } if (path == "f" || path == "d") && layer == "test-layer"),
+            "{err}"
+        );
     }
 }
 
@@ -504,9 +604,14 @@ fn exact_duplicates_are_allowed() {
 #[test]
 fn unsupported_entry_type_is_refused() {
     let (_d, store) = store();
-    let layer = Layer::new().raw(tar::EntryType::new(b'V'), b"volume", b"", b"").finish();
+    let layer = Layer::new()
+        .raw(tar::EntryType::new(b'V'), b"volume", b"", b"")
+        .finish();
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::EntryType { type_flag: 'V', path, .. } if path == "volume"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::EntryType { type_flag: 'V', path, .. } if path == "volume"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -515,29 +620,53 @@ fn unknown_whiteout_kind_is_refused() {
     for name in [".wh..wh.plnk", ".wh."] {
         let layer = Layer::new().file(&format!("d/{name}"), b"").finish();
         let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-        assert!(matches!(&err, ApplyError::Whiteout { path, .. } if path == &format!("d/{name}")), "{err}");
+        assert!(
+            matches!(&err, ApplyError::Whiteout { path, .. } if path == &format!("d/{name}")),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn empty_symlink_and_non_dir_root_are_refused() {
     let (_d, store) = store();
-    let err = apply(&mut Tree::new(), &store, Layer::new().raw(tar::EntryType::Symlink, b"s", b"", b"").finish())
-        .unwrap_err();
-    assert!(matches!(&err, ApplyError::EmptySymlink { path, .. } if path == "s"), "{err}");
-    let err = apply(&mut Tree::new(), &store, Layer::new().raw(tar::EntryType::Regular, b"/", b"", b"").finish())
-        .unwrap_err();
+    let err = apply(
+        &mut Tree::new(),
+        &store,
+        Layer::new()
+            .raw(tar::EntryType::Symlink, b"s", b"", b"")
+            .finish(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::EmptySymlink { path, .. } if path == "s"),
+        "{err}"
+    );
+    let err = apply(
+        &mut Tree::new(),
+        &store,
+        Layer::new()
+            .raw(tar::EntryType::Regular, b"/", b"", b"")
+            .finish(),
+    )
+    .unwrap_err();
     assert!(matches!(&err, ApplyError::RootNotDirectory { .. }), "{err}");
 }
 
 #[test]
 fn corrupt_header_names_the_previous_entry() {
     let (_d, store) = store();
-    let mut layer = Layer::new().file("first", b"1").file("second", b"2").finish();
+    let mut layer = Layer::new()
+        .file("first", b"1")
+        .file("second", b"2")
+        .finish();
     // Corrupt the checksum field of the second header (at byte 1024: header + one data block).
     layer[1024 + 148] ^= 0x01;
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::Tar { after, .. } if after.contains("\"first\"")), "{err}");
+    assert!(
+        matches!(&err, ApplyError::Tar { after, .. } if after.contains("\"first\"")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -546,7 +675,10 @@ fn truncated_data_names_the_entry() {
     let mut layer = Layer::new().file("big", &[7u8; 5000]).finish();
     layer.truncate(512 + 1000);
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::Content { path, offset: 0, .. } if path == "big"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::Content { path, offset: 0, .. } if path == "big"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -559,17 +691,31 @@ fn bad_numeric_field_is_refused() {
     h.set_cksum();
     layer[..512].copy_from_slice(h.as_bytes());
     let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
-    assert!(matches!(&err, ApplyError::Header { field: "mode", path, .. } if path == "f"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::Header { field: "mode", path, .. } if path == "f"),
+        "{err}"
+    );
 }
 
 #[test]
 fn insert_file_resolves_like_a_layer_entry() {
     let (_d, store) = store();
     let mut tree = Tree::new();
-    apply(&mut tree, &store, Layer::new().dir("usr/etc", 0o755).symlink("etc", "/usr/etc").file("old", b"").finish())
-        .unwrap();
+    apply(
+        &mut tree,
+        &store,
+        Layer::new()
+            .dir("usr/etc", 0o755)
+            .symlink("etc", "/usr/etc")
+            .file("old", b"")
+            .finish(),
+    )
+    .unwrap();
     let leaf = |mode| Leaf {
-        meta: Metadata { mode, ..Metadata::default() },
+        meta: Metadata {
+            mode,
+            ..Metadata::default()
+        },
         kind: LeafKind::Symlink(b"t".to_vec()),
     };
     insert_file(&mut tree, b"/etc/conf", leaf(0o600)).unwrap();
@@ -592,7 +738,10 @@ fn insert_file_resolves_like_a_layer_entry() {
         )
     );
     let err = insert_file(&mut tree, b"../x", leaf(0o644)).unwrap_err();
-    assert!(matches!(&err, ApplyError::PathEscapesRoot { layer, .. } if layer == "manifest extra files"), "{err}");
+    assert!(
+        matches!(&err, ApplyError::PathEscapesRoot { layer, .. } if layer == "manifest extra files"),
+        "{err}"
+    );
     let err = insert_file(&mut tree, b"/", leaf(0o644)).unwrap_err();
     assert!(matches!(&err, ApplyError::RootNotDirectory { .. }), "{err}");
 }

@@ -748,7 +748,12 @@ fn whiteout(
     let hidden = match name.strip_prefix(b".wh.") {
         _ if opaque => None,
         Some(n) if !n.is_empty() && n != b"." && n != b".." && !n.starts_with(b".wh.") => Some(n),
-        _ => return Err(ApplyError::Whiteout { layer: ctx.layer(), path: ctx.path.clone() }),
+        _ => {
+            return Err(ApplyError::Whiteout {
+                layer: ctx.layer(),
+                path: ctx.path.clone(),
+            })
+        }
     };
     let dir_path = resolve_dir(tree, dir_comps, ctx)?;
     let prefix = join(&dir_path);
