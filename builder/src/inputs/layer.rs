@@ -49,7 +49,7 @@ pub enum LayerError {
     },
     /// The compressed stream is corrupt or truncated (its digest matched, so the pinned blob
     /// itself is bad: rebuild the layer).
-    #[error("layer sha256:{digest} ({path}): {compression:?} data is corrupt or truncated after {offset} decompressed bytes: {source}")]
+    #[error("layer sha256:{digest} ({path}): {compression} data is corrupt or truncated after {offset} decompressed bytes: {source}")]
     Decompress {
         /// The blob file.
         path: PathBuf,

@@ -73,6 +73,16 @@ pub enum Compression {
     Zstd,
 }
 
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
 /// Why an OCI layout or a pinned tar file cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -151,6 +151,15 @@ pub enum ApplyError {
         /// The tar type flag.
         type_flag: char,
     },
+    /// A file in GNU tar's PAX sparse format (`GNU.sparse.*` records), which this reader
+    /// cannot expand; the old GNU `S` sparse type is supported.
+    #[error("layer {layer}: entry {path:?} uses GNU tar's PAX sparse format; rebuild the layer without --sparse")]
+    PaxSparse {
+        /// The layer.
+        layer: String,
+        /// The entry.
+        path: String,
+    },
     /// A whiteout name that is not `.wh.NAME` or `.wh..wh..opq`.
     #[error("layer {layer}: whiteout {path:?} is not a valid `.wh.NAME` or `.wh..wh..opq` entry; rebuild the layer")]
     Whiteout {
@@ -390,6 +399,11 @@ fn entry_meta<R: Read>(
         let key = ext.key_bytes();
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
             xattrs.insert(name.to_vec(), ext.value_bytes().to_vec());
+        } else if key.starts_with(b"GNU.sparse.") {
+            return Err(ApplyError::PaxSparse {
+                layer: ctx.layer(),
+                path: ctx.path.clone(),
+            });
         } else if key == b"uid" {
             uid = decimal(ext.value_bytes())
                 .ok_or_else(|| bad("PAX uid", lossy(ext.value_bytes())))?;
