@@ -745,3 +745,36 @@ fn insert_file_resolves_like_a_layer_entry() {
     let err = insert_file(&mut tree, b"/", leaf(0o644)).unwrap_err();
     assert!(matches!(&err, ApplyError::RootNotDirectory { .. }), "{err}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Hostile input (STYLE 8): a valid layer with bytes overwritten and its end cut off is
+    /// either applied or refused with an error; it never panics.
+    #[test]
+    fn damaged_layers_never_panic(
+        edits in proptest::collection::vec((0usize..8192, proptest::prelude::any::<u8>()), 1..16),
+        keep in 0usize..8192,
+    ) {
+        let mut layer = Layer::new()
+            .dir("d", 0o755)
+            .file_xattrs("d/f", b"data", &[("user.a", b"1")])
+            .hardlink("d/h", "d/f")
+            .symlink("s", "d")
+            .file("s/through", b"t")
+            .file("d/.wh.f", b"")
+            .file("d/.wh..wh..opq", b"")
+            .file(&"x/".repeat(80), b"long")
+            .finish();
+        for (pos, byte) in edits {
+            let n = layer.len();
+            layer[pos % n] = byte;
+        }
+        layer.truncate(keep);
+        let (_d, store) = store();
+        let mut tree = Tree::new();
+        let _ = apply(&mut tree, &store, layer.clone());
+        // A second layer on top of whatever the first left must not panic either.
+        let _ = apply(&mut tree, &store, layer);
+    }
+}
