@@ -2,3 +2,8 @@
 
 // dm-verity hash area and root hash against the real `veritysetup` (cryptsetup).
 mod verity;
+
+// tree::apply: OCI layer semantics (whiteouts, replacement, path resolution, hostile tars).
+mod apply;
+// inputs: OCI image layouts, layer blobs, and flattening cross-checked against umoci.
+mod oci;
