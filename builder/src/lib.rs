@@ -84,9 +84,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         e.is::<pin::PinErrors>()
             || e.is::<pin::PinError>()
             || e.is::<manifest::Error>()
-            || e.is::<inputs::oci_layout::Error>()
-            || e.is::<inputs::layer::Error>()
-            || e.is::<tree::apply::Error>()
+            || e.is::<inputs::oci_layout::OciLayoutError>()
+            || e.is::<inputs::layer::LayerError>()
+            || e.is::<tree::apply::ApplyError>()
     });
     if refused {
         EXIT_INPUT_REFUSED

@@ -39,6 +39,20 @@ pub enum PinError {
         /// The digest of the file as found.
         found: Sha256Digest,
     },
+    /// An OCI layer source names no image manifest digest.
+    #[error(
+        "{field} (OCI layout {source_path}) has no `manifest` pin; pin the image you mean, e.g. \
+         `manifest = \"sha256:...\"`. The layout's index.json lists: {}",
+        if available.is_empty() { "nothing readable".to_owned() } else { available.join(", ") }
+    )]
+    MissingImage {
+        /// The manifest field.
+        field: String,
+        /// The layout directory as written in the manifest.
+        source_path: String,
+        /// `sha256:... (tag)` of each manifest the layout's index lists.
+        available: Vec<String>,
+    },
     /// The file's bytes do not match the pin.
     #[error(
         "{field} ({source_path}): sha256 mismatch: the manifest pins {expected} but the file has \

@@ -59,7 +59,15 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         match source {
             LayerSource::Oci { oci, manifest } => {
                 let field = format!("rootfs.layers[{i}]");
-                let image = oci_layout::open_image(&base.join(oci), manifest.as_ref())
+                let Some(pin) = manifest else {
+                    problems.push(PinError::MissingImage {
+                        field,
+                        source_path: oci.clone(),
+                        available: oci_layout::list_manifests(&base.join(oci)),
+                    });
+                    continue;
+                };
+                let image = oci_layout::open_image(&base.join(oci), pin)
                     .with_context(|| format!("{field}: OCI image layout {oci}"))?;
                 records.push(record::Input::OciImage {
                     source: oci.clone(),
@@ -80,7 +88,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
                 let field = format!("rootfs.layers[{i}]");
                 match pin::check(base, tar, sha256.as_ref(), &field) {
                     Ok(p) => {
-                        let l = oci_layout::tar_layer(&p.path, &p.sha256, p.size)
+                        let l = oci_layout::tar_blob(&p.path, &p.sha256)
                             .with_context(|| format!("{field}: tar layer {tar}"))?;
                         records.push(record::Input::Layer {
                             source: tar.clone(),
@@ -172,7 +180,7 @@ pub fn assemble_tree(
             l.digest,
             l.size
         ));
-        let mut reader = layer::open(l).with_context(|| format!("opening {name}"))?;
+        let mut reader = layer::open_layer(l).with_context(|| format!("opening {name}"))?;
         tree::apply::apply_layer(&mut tree, &mut reader, &name, store)
             .with_context(|| format!("applying {name}"))?;
     }
@@ -298,15 +306,16 @@ pub fn write_root_image(
 }
 
 /// The kernel command line fragment that opens the verity device and mounts it as root.
-pub fn verity_cmdline(root_device: &str, image: &RootImage) -> String {
+pub fn verity_cmdline(root_device: &str, image: &RootImage) -> Result<String, verity::Error> {
     let table = image.tree.dm_table(
-        &image.params,
         root_device,
         root_device,
         image.data_size,
         &["panic_on_corruption"],
-    );
-    format!("root=/dev/dm-0 rootfstype=erofs ro dm-mod.create=\"root,,,ro,{table}\"")
+    )?;
+    Ok(format!(
+        "root=/dev/dm-0 rootfstype=erofs ro dm-mod.create=\"root,,,ro,{table}\""
+    ))
 }
 
 /// Runs the whole build, returning the record (also written as `record.json`).
@@ -328,7 +337,7 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     fs_err::remove_dir_all(store.dir())?;
 
     let m = &plan.manifest;
-    let fragment = verity_cmdline(&m.boot.root_device, &image);
+    let fragment = verity_cmdline(&m.boot.root_device, &image)?;
     let full = if m.boot.cmdline.trim().is_empty() {
         fragment.clone()
     } else {

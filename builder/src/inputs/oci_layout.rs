@@ -212,6 +212,33 @@ pub enum OciLayoutError {
     },
 }
 
+/// The images `index.json` lists, as `sha256:HEX` followed by ` (TAG)` where the descriptor
+/// has an `org.opencontainers.image.ref.name` annotation. Empty when the index is unreadable.
+/// For messages only: nothing read here is trusted.
+pub fn list_manifests(layout: &Path) -> Vec<String> {
+    let index_path = layout.join("index.json");
+    let Ok(bytes) = read_limited(&index_path, "index.json") else {
+        return Vec::new();
+    };
+    let Ok(index) = ImageIndex::from_reader(bytes.as_slice()) else {
+        return Vec::new();
+    };
+    index
+        .manifests()
+        .iter()
+        .filter_map(|d| {
+            let digest = sha256_of(d)?;
+            let tag = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            Some(format!("sha256:{}{tag}", digest.to_hex()))
+        })
+        .collect()
+}
+
 /// Opens the OCI image layout in `layout` and selects the image whose manifest (or image
 /// index, see the module docs) has the digest `pin`.
 ///
