@@ -5,7 +5,7 @@
 //! checked before use, and arithmetic is checked, so it returns an error rather than
 //! panicking on any input.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
@@ -297,16 +297,17 @@ pub fn dump(image: &[u8]) -> Result<String, ReadError> {
     );
     let root = u64::from(sb.root_nid);
     let mut seen_dirs = BTreeSet::new();
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     // Depth-first, entries in on-disk order; an explicit stack keeps deep trees off the
     // call stack.
     let mut stack = vec![("/".to_owned(), root, root)];
     while let Some((path, nid, parent)) = stack.pop() {
         let r = img.inode(nid)?;
-        if !seen.insert(nid) {
-            let _ = writeln!(out, "{path} nid={nid} (hard link)");
+        if let Some(first) = seen.get(&nid) {
+            let _ = writeln!(out, "{path} nid={nid} (hard link to {first})");
             continue;
         }
+        seen.insert(nid, path.clone());
         describe(&img, &r, &path, &mut out)?;
         if FileType::from_mode(r.inode.mode) != Some(FileType::Directory) {
             continue;
