@@ -18,7 +18,10 @@ const EPOCH: u64 = 1_700_000_000;
 const UUID: [u8; 16] = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10";
 
 fn options() -> Options {
-    Options { epoch: EPOCH, uuid: UUID }
+    Options {
+        epoch: EPOCH,
+        uuid: UUID,
+    }
 }
 
 /// A tree under construction, keeping every blob so contents can be compared later.
@@ -30,7 +33,12 @@ struct Fixture {
 }
 
 fn meta(mode: u32, uid: u32, gid: u32) -> Metadata {
-    Metadata { mode, uid, gid, xattrs: BTreeMap::new() }
+    Metadata {
+        mode,
+        uid,
+        gid,
+        xattrs: BTreeMap::new(),
+    }
 }
 
 fn dir(meta: Metadata, entries: Vec<(&[u8], Entry)>) -> Entry {
@@ -73,7 +81,10 @@ fn patterned(len: usize, seed: u32) -> Vec<u8> {
 }
 
 fn xattrs(pairs: &[(&[u8], &[u8])]) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    pairs.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect()
 }
 
 fn makedev(major: u64, minor: u64) -> u64 {
@@ -99,9 +110,16 @@ fn varied() -> Fixture {
         (b"user.empty", b""),
         (b"trusted.overlay.opaque", b"y"),
         (b"security.selinux", b"system_u:object_r:bin_t:s0\0"),
-        (b"security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+        (
+            b"security.capability",
+            b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        ),
     ]);
     let with_xattrs = f.file(xa, patterned(3000, 6));
+    // Xattrs larger than a block: the inode's xattr body spans blocks, its data goes out of line.
+    let mut bx = meta(0o644, 0, 0);
+    bx.xattrs = xattrs(&[(b"user.big", &patterned(6000, 10)), (b"user.small", b"s")]);
+    let big_xattr = f.file(bx, b"tiny".to_vec());
     let hard = f.file(meta(0o444, 7, 8), b"hard linked\n".to_vec());
     let bigid = f.file(meta(0o644, 100_000, 200_000), b"extended inode\n".to_vec());
     let abs = f.leaf(meta(0o777, 0, 0), LeafKind::Symlink(b"/bin/sh".to_vec()));
@@ -110,7 +128,10 @@ fn varied() -> Fixture {
     let long = f.leaf(meta(0o777, 33, 33), LeafKind::Symlink(long_target));
     let null = f.leaf(meta(0o666, 0, 0), LeafKind::CharDevice(makedev(1, 3)));
     let sda = f.leaf(meta(0o660, 0, 6), LeafKind::BlockDevice(makedev(8, 0)));
-    let odd = f.leaf(meta(0o600, 0, 0), LeafKind::CharDevice(makedev(250, 0x12345)));
+    let odd = f.leaf(
+        meta(0o600, 0, 0),
+        LeafKind::CharDevice(makedev(250, 0x12345)),
+    );
     let fifo = f.leaf(meta(0o620, 0, 0), LeafKind::Fifo);
     let sock = f.leaf(meta(0o755, 0, 0), LeafKind::Socket);
     let long_name = f.file(meta(0o644, 0, 0), b"255".to_vec());
@@ -128,8 +149,14 @@ fn varied() -> Fixture {
     let wide: Vec<(Vec<u8>, Entry)> = (0..600u32)
         .map(|i| (format!("{i:03}").repeat(85).into_bytes(), Entry::Leaf(raw)))
         .collect();
-    let many_ref: Vec<(&[u8], Entry)> = many.iter().map(|(n, e)| (n.as_slice(), e.clone())).collect();
-    let wide_ref: Vec<(&[u8], Entry)> = wide.iter().map(|(n, e)| (n.as_slice(), e.clone())).collect();
+    let many_ref: Vec<(&[u8], Entry)> = many
+        .iter()
+        .map(|(n, e)| (n.as_slice(), e.clone()))
+        .collect();
+    let wide_ref: Vec<(&[u8], Entry)> = wide
+        .iter()
+        .map(|(n, e)| (n.as_slice(), e.clone()))
+        .collect();
 
     let mut root_meta = meta(0o755, 0, 0);
     root_meta.xattrs = xattrs(&[(b"user.root", b"1")]);
@@ -137,33 +164,87 @@ fn varied() -> Fixture {
         root_meta,
         vec![
             (b"-dash", Entry::Leaf(dash)),
-            (b"bin", dir(meta(0o755, 0, 0), vec![(b"sh", Entry::Leaf(sh)), (b"su", Entry::Leaf(su)), (b"sg", Entry::Leaf(sg))])),
+            (
+                b"bin",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"sh", Entry::Leaf(sh)),
+                        (b"su", Entry::Leaf(su)),
+                        (b"sg", Entry::Leaf(sg)),
+                    ],
+                ),
+            ),
             (b"big", Entry::Leaf(big)),
             (b"empty", Entry::Leaf(empty)),
             (b"emptydir", dir(meta(0o700, 1000, 1000), vec![])),
-            (b"sizes", dir(meta(0o755, 0, 0), vec![(b"4096", Entry::Leaf(exact)), (b"4095", Entry::Leaf(almost)), (b"4000", Entry::Leaf(small))])),
+            (
+                b"sizes",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"4096", Entry::Leaf(exact)),
+                        (b"4095", Entry::Leaf(almost)),
+                        (b"4000", Entry::Leaf(small)),
+                    ],
+                ),
+            ),
             (b"xattrs", Entry::Leaf(with_xattrs)),
-            (b"a", dir(meta(0o755, 0, 0), vec![(b"b", dir(meta(0o2775, 0, 50), vec![(b"c", dir(meta(0o750, 3, 4), vec![(b"hardlink-1", Entry::Leaf(hard))]))]))])),
-            (b"links", dir(meta(0o755, 0, 0), vec![
-                (b"abs", Entry::Leaf(abs)),
-                (b"rel", Entry::Leaf(rel)),
-                (b"long", Entry::Leaf(long)),
-                (b"hardlink-2", Entry::Leaf(hard)),
-            ])),
+            (b"xattrs-big", Entry::Leaf(big_xattr)),
+            (
+                b"a",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![(
+                        b"b",
+                        dir(
+                            meta(0o2775, 0, 50),
+                            vec![(
+                                b"c",
+                                dir(meta(0o750, 3, 4), vec![(b"hardlink-1", Entry::Leaf(hard))]),
+                            )],
+                        ),
+                    )],
+                ),
+            ),
+            (
+                b"links",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"abs", Entry::Leaf(abs)),
+                        (b"rel", Entry::Leaf(rel)),
+                        (b"long", Entry::Leaf(long)),
+                        (b"hardlink-2", Entry::Leaf(hard)),
+                    ],
+                ),
+            ),
             (b"bigid", Entry::Leaf(bigid)),
-            (b"dev", dir(meta(0o755, 0, 0), vec![
-                (b"null", Entry::Leaf(null)),
-                (b"sda", Entry::Leaf(sda)),
-                (b"odd", Entry::Leaf(odd)),
-                (b"fifo", Entry::Leaf(fifo)),
-                (b"sock", Entry::Leaf(sock)),
-            ])),
+            (
+                b"dev",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"null", Entry::Leaf(null)),
+                        (b"sda", Entry::Leaf(sda)),
+                        (b"odd", Entry::Leaf(odd)),
+                        (b"fifo", Entry::Leaf(fifo)),
+                        (b"sock", Entry::Leaf(sock)),
+                    ],
+                ),
+            ),
             (b"tmp", dir(meta(0o1777, 0, 0), vec![])),
-            (b"names", dir(meta(0o755, 0, 0), vec![
-                (&[b'n'; 255], Entry::Leaf(long_name)),
-                ("café".as_bytes(), Entry::Leaf(cafe)),
-                (b"\xff\xfe raw \x01", Entry::Leaf(raw)),
-            ])),
+            (
+                b"names",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (&[b'n'; 255], Entry::Leaf(long_name)),
+                        ("café".as_bytes(), Entry::Leaf(cafe)),
+                        (b"\xff\xfe raw \x01", Entry::Leaf(raw)),
+                    ],
+                ),
+            ),
             (b"many", dir(meta(0o755, 0, 0), many_ref)),
             (b"wide", dir(meta(0o755, 0, 0), wide_ref)),
         ],
@@ -183,7 +264,11 @@ fn run(tool: &str, args: &[&OsStr]) -> String {
     });
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "`{tool} {args:?}` failed: {}\n{stdout}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "`{tool} {args:?}` failed: {}\n{stdout}\n{stderr}",
+        output.status
+    );
     stdout + &stderr
 }
 
@@ -219,7 +304,11 @@ impl Compare<'_> {
             // fsck.erofs 1.5 extracts with chmod before chown, and chown clears setuid and
             // setgid on files (also for images made by mkfs.erofs 1.5); the kernel mount test
             // (kernel_mount_shows_the_tree) checks those bits.
-            let lost = if self.kernel || st.is_dir() { 0 } else { 0o6000 };
+            let lost = if self.kernel || st.is_dir() {
+                0
+            } else {
+                0o6000
+            };
             assert_eq!(st.mode() & 0o7777 & !lost, m.mode & !lost, "{path:?}: mode");
         }
         assert_eq!((st.uid(), st.gid()), (m.uid, m.gid), "{path:?}: owner");
@@ -234,7 +323,11 @@ impl Compare<'_> {
         let st = fs_err::symlink_metadata(path).unwrap();
         assert!(st.is_dir(), "{path:?}: not a directory");
         self.check_meta(path, &d.meta, &st, false);
-        let subdirs = d.entries.values().filter(|e| matches!(e, Entry::Directory(_))).count();
+        let subdirs = d
+            .entries
+            .values()
+            .filter(|e| matches!(e, Entry::Directory(_)))
+            .count();
         if self.kernel {
             assert_eq!(st.nlink(), 2 + subdirs as u64, "{path:?}: nlink");
         }
@@ -268,7 +361,11 @@ impl Compare<'_> {
             LeafKind::Symlink(t) => {
                 assert!(ft.is_symlink(), "{path:?}: not a symlink");
                 let target = fs_err::read_link(path).unwrap();
-                assert_eq!(target.as_os_str().as_bytes(), t.as_slice(), "{path:?}: target");
+                assert_eq!(
+                    target.as_os_str().as_bytes(),
+                    t.as_slice(),
+                    "{path:?}: target"
+                );
             }
             LeafKind::CharDevice(r) => {
                 assert!(ft.is_char_device(), "{path:?}: not a char device");
@@ -281,7 +378,12 @@ impl Compare<'_> {
             LeafKind::Fifo => assert!(ft.is_fifo(), "{path:?}: not a fifo"),
             LeafKind::Socket => assert!(ft.is_socket(), "{path:?}: not a socket"),
         }
-        self.check_meta(path, &leaf.meta, &st, matches!(leaf.kind, LeafKind::Symlink(_)));
+        self.check_meta(
+            path,
+            &leaf.meta,
+            &st,
+            matches!(leaf.kind, LeafKind::Symlink(_)),
+        );
         // fsck.erofs 1.5 extracts each name of a hard link as its own file; the kernel shows
         // them as one inode (dump_erofs_reports_each_inode checks the shared nid).
         if self.kernel {
@@ -295,19 +397,44 @@ impl Compare<'_> {
 fn compare(f: &Fixture, root: &Path, kernel: bool) -> usize {
     let mut nlink = BTreeMap::new();
     nlinks(&f.tree.root, &mut nlink);
-    let mut c = Compare { f, nlink, inos: BTreeMap::new(), kernel, checked: 0 };
+    let mut c = Compare {
+        f,
+        nlink,
+        inos: BTreeMap::new(),
+        kernel,
+        checked: 0,
+    };
     c.dir(&f.tree.root, root);
     c.checked
 }
 
 /// All xattrs of `path` (not following symlinks), read with `getfattr`.
 fn getfattr(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let out = run("getfattr", &["--absolute-names".as_ref(), "-h".as_ref(), "-d".as_ref(), "-m".as_ref(), "-".as_ref(), "-e".as_ref(), "hex".as_ref(), path.as_os_str()]);
+    let out = run(
+        "getfattr",
+        &[
+            "--absolute-names".as_ref(),
+            "-h".as_ref(),
+            "-d".as_ref(),
+            "-m".as_ref(),
+            "-".as_ref(),
+            "-e".as_ref(),
+            "hex".as_ref(),
+            path.as_os_str(),
+        ],
+    );
     out.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(n, v)| {
             let v = v.strip_prefix("0x").unwrap_or(v);
-            (n.as_bytes().to_vec(), if v == "\"\"" { Vec::new() } else { hex::decode(v).unwrap() })
+            (
+                n.as_bytes().to_vec(),
+                if v == "\"\"" {
+                    Vec::new()
+                } else {
+                    hex::decode(v).unwrap()
+                },
+            )
         })
         .collect()
 }
@@ -327,11 +454,16 @@ fn fields(report: &str) -> BTreeMap<String, String> {
         // word, or two when the word before it is not the previous key's value.
         let words: Vec<&str> = line.split_whitespace().collect();
         for (i, w) in words.iter().enumerate() {
-            let Some(k) = w.strip_suffix(':') else { continue };
-            let two = i >= 1
-                && !words[i - 1].ends_with(':')
-                && (i < 2 || !words[i - 2].ends_with(':'));
-            let key = if two { format!("{} {k}", words[i - 1]) } else { k.to_owned() };
+            let Some(k) = w.strip_suffix(':') else {
+                continue;
+            };
+            let two =
+                i >= 1 && !words[i - 1].ends_with(':') && (i < 2 || !words[i - 2].ends_with(':'));
+            let key = if two {
+                format!("{} {k}", words[i - 1])
+            } else {
+                k.to_owned()
+            };
             if let Some(v) = words.get(i + 1) {
                 out.insert(key, (*v).to_owned());
             }
@@ -350,7 +482,10 @@ fn spec_xattr_size(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
     12 + x
         .iter()
         .map(|(n, v)| {
-            let p = prefixes.iter().find(|p| n.starts_with(p)).expect("known prefix");
+            let p = prefixes
+                .iter()
+                .find(|p| n.starts_with(p))
+                .expect("known prefix");
             (4 + n.len() - p.len() + v.len()).div_ceil(4) * 4
         })
         .sum::<usize>()
@@ -370,8 +505,15 @@ fn fsck_erofs_passes_and_extracts_the_tree() {
     let checked = compare(&f, &out, false);
     // Our own reader walks the same image without complaint.
     let listing = erofs::dump(&bytes).unwrap();
-    let inode_lines = listing.lines().filter(|l| !l.starts_with("  xattr ")).count();
-    assert_eq!(inode_lines, 1 + checked, "one line per name plus the superblock");
+    let inode_lines = listing
+        .lines()
+        .filter(|l| !l.starts_with("  xattr "))
+        .count();
+    assert_eq!(
+        inode_lines,
+        1 + checked,
+        "one line per name plus the superblock"
+    );
     // Every name in the tree (1000 + 600 in the big directories) plus the root.
     assert!(checked > 1600, "{checked}");
 }
@@ -393,7 +535,10 @@ fn dump_erofs_reports_the_superblock() {
     nlinks(&f.tree.root, &mut nlink);
     assert_eq!(sb["Filesystem inode count"], (13 + nlink.len()).to_string());
     assert_eq!(sb["Filesystem created"], "Tue Nov 14 22:13:20 2023");
-    assert_eq!(sb["Filesystem UUID"], "01234567-89ab-cdef-fedc-ba9876543210");
+    assert_eq!(
+        sb["Filesystem UUID"],
+        "01234567-89ab-cdef-fedc-ba9876543210"
+    );
     assert_eq!(sb["Filesystem features"], "mtime");
 }
 
@@ -404,7 +549,10 @@ fn dump_erofs_reports_each_inode() {
     let tmp = tempfile::tempdir().unwrap();
     let image = write_image(tmp.path(), &bytes);
     let check = |path: &str, m: &Metadata, links: u64, size: Option<u64>, type_word: &str| {
-        let report = run("dump.erofs", &[format!("--path={path}").as_ref(), image.as_os_str()]);
+        let report = run(
+            "dump.erofs",
+            &[format!("--path={path}").as_ref(), image.as_os_str()],
+        );
         assert!(report.contains(type_word), "{path}: {report}");
         let got = fields(&report);
         assert_eq!(got["Links"], links.to_string(), "{path}: {report}");
@@ -412,8 +560,16 @@ fn dump_erofs_reports_each_inode() {
         assert_eq!(got["Gid"], m.gid.to_string(), "{path}: {report}");
         // dump.erofs 1.5 prints only the rwx bits here (checked with an image from
         // mkfs.erofs 1.5 of a setuid file: "Access: 0755"); extraction checks the rest.
-        assert_eq!(got["Access"][..4], format!("{:04o}", m.mode & 0o777), "{path}: {report}");
-        assert_eq!(got["Xattr size"], spec_xattr_size(&m.xattrs).to_string(), "{path}: {report}");
+        assert_eq!(
+            got["Access"][..4],
+            format!("{:04o}", m.mode & 0o777),
+            "{path}: {report}"
+        );
+        assert_eq!(
+            got["Xattr size"],
+            spec_xattr_size(&m.xattrs).to_string(),
+            "{path}: {report}"
+        );
         if let Some(size) = size {
             assert_eq!(got["Size"], size.to_string(), "{path}: {report}");
         }
@@ -432,18 +588,78 @@ fn dump_erofs_reports_each_inode() {
         }
         unreachable!()
     };
-    let x = leaf(&[b"xattrs"]);
-    check("/xattrs", &x.meta, 1, Some(3000), "regular file");
-    check("/big", &leaf(&[b"big"]).meta, 1, Some(1024 * 1024 + 123), "regular file");
-    check("/links/hardlink-2", &leaf(&[b"links", b"hardlink-2"]).meta, 2, Some(12), "regular file");
-    check("/bigid", &leaf(&[b"bigid"]).meta, 1, Some(15), "regular file");
-    check("/bin/su", &leaf(&[b"bin", b"su"]).meta, 1, Some(5000), "regular file");
-    check("/links/long", &leaf(&[b"links", b"long"]).meta, 1, Some(4001), "symlink");
-    check("/dev/odd", &leaf(&[b"dev", b"odd"]).meta, 1, None, "char dev");
-    check("/dev/sock", &leaf(&[b"dev", b"sock"]).meta, 1, None, "SOCK file");
+    check(
+        "/xattrs",
+        &leaf(&[b"xattrs"]).meta,
+        1,
+        Some(3000),
+        "regular file",
+    );
+    check(
+        "/xattrs-big",
+        &leaf(&[b"xattrs-big"]).meta,
+        1,
+        Some(4),
+        "regular file",
+    );
+    check(
+        "/big",
+        &leaf(&[b"big"]).meta,
+        1,
+        Some(1024 * 1024 + 123),
+        "regular file",
+    );
+    check(
+        "/links/hardlink-2",
+        &leaf(&[b"links", b"hardlink-2"]).meta,
+        2,
+        Some(12),
+        "regular file",
+    );
+    check(
+        "/bigid",
+        &leaf(&[b"bigid"]).meta,
+        1,
+        Some(15),
+        "regular file",
+    );
+    check(
+        "/bin/su",
+        &leaf(&[b"bin", b"su"]).meta,
+        1,
+        Some(5000),
+        "regular file",
+    );
+    check(
+        "/links/long",
+        &leaf(&[b"links", b"long"]).meta,
+        1,
+        Some(4001),
+        "symlink",
+    );
+    check(
+        "/dev/odd",
+        &leaf(&[b"dev", b"odd"]).meta,
+        1,
+        None,
+        "char dev",
+    );
+    check(
+        "/dev/sock",
+        &leaf(&[b"dev", b"sock"]).meta,
+        1,
+        None,
+        "SOCK file",
+    );
     check("/tmp", &meta(0o1777, 0, 0), 2, None, "directory");
     // nid of the hard links is one.
-    let nid = |p: &str| fields(&run("dump.erofs", &[format!("--path={p}").as_ref(), image.as_os_str()]))["NID"].clone();
+    let nid = |p: &str| {
+        fields(&run(
+            "dump.erofs",
+            &[format!("--path={p}").as_ref(), image.as_os_str()],
+        ))["NID"]
+            .clone()
+    };
     assert_eq!(nid("/a/b/c/hardlink-1"), nid("/links/hardlink-2"));
 }
 
@@ -458,7 +674,17 @@ fn kernel_mount_shows_the_tree() {
     let image = write_image(tmp.path(), &bytes);
     let mnt = tmp.path().join("mnt");
     fs_err::create_dir(&mnt).unwrap();
-    run("mount", &["-t".as_ref(), "erofs".as_ref(), "-o".as_ref(), "loop,ro".as_ref(), image.as_os_str(), mnt.as_os_str()]);
+    run(
+        "mount",
+        &[
+            "-t".as_ref(),
+            "erofs".as_ref(),
+            "-o".as_ref(),
+            "loop,ro".as_ref(),
+            image.as_os_str(),
+            mnt.as_os_str(),
+        ],
+    );
     let result = std::panic::catch_unwind(|| compare(&f, &mnt, true));
     run("umount", &[mnt.as_os_str()]);
     assert!(result.expect("comparison failed") > 1600);
@@ -478,8 +704,27 @@ fn small() -> Fixture {
         meta(0o755, 0, 0),
         vec![
             (b"hello", Entry::Leaf(hello)),
-            (b"etc", dir(meta(0o755, 0, 0), vec![(b"console", Entry::Leaf(dev)), (b"hello-again", Entry::Leaf(hello))])),
-            (b"bin", dir(meta(0o755, 0, 0), vec![(b"tool", Entry::Leaf(block)), (b"x", Entry::Leaf(x)), (b"link", Entry::Leaf(link))])),
+            (
+                b"etc",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"console", Entry::Leaf(dev)),
+                        (b"hello-again", Entry::Leaf(hello)),
+                    ],
+                ),
+            ),
+            (
+                b"bin",
+                dir(
+                    meta(0o755, 0, 0),
+                    vec![
+                        (b"tool", Entry::Leaf(block)),
+                        (b"x", Entry::Leaf(x)),
+                        (b"link", Entry::Leaf(link)),
+                    ],
+                ),
+            ),
         ],
     ) else {
         unreachable!()

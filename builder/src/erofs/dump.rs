@@ -66,6 +66,9 @@ pub enum ReadError {
     },
 }
 
+/// An extended attribute read back: full name and value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 /// A parsed image over borrowed bytes.
 #[derive(Debug)]
 pub struct Image<'a> {
@@ -105,7 +108,9 @@ impl<'a> Image<'a> {
             .ok_or(ReadError::TooShort { len: bytes.len() })?;
         let superblock = SuperBlock::from_bytes(sb);
         if superblock.magic != format::SUPER_MAGIC {
-            return Err(ReadError::BadMagic { magic: superblock.magic });
+            return Err(ReadError::BadMagic {
+                magic: superblock.magic,
+            });
         }
         if !(9..=16).contains(&superblock.blkszbits) {
             return Err(ReadError::Unsupported {
@@ -126,7 +131,11 @@ impl<'a> Image<'a> {
             });
         }
         let block_size = 1u64 << superblock.blkszbits;
-        Ok(Image { bytes, superblock, block_size })
+        Ok(Image {
+            bytes,
+            superblock,
+            block_size,
+        })
     }
 
     /// The superblock.
@@ -137,7 +146,9 @@ impl<'a> Image<'a> {
     fn slice(&self, what: &'static str, offset: u64, len: u64) -> Result<&'a [u8], ReadError> {
         let oob = || ReadError::OutOfBounds { what, offset, len };
         let start = usize::try_from(offset).map_err(|_| oob())?;
-        let end = start.checked_add(usize::try_from(len).map_err(|_| oob())?).ok_or_else(oob)?;
+        let end = start
+            .checked_add(usize::try_from(len).map_err(|_| oob())?)
+            .ok_or_else(oob)?;
         self.bytes.get(start..end).ok_or_else(oob)
     }
 
@@ -146,39 +157,63 @@ impl<'a> Image<'a> {
         let offset = u64::from(self.superblock.meta_blkaddr)
             .checked_mul(self.block_size)
             .and_then(|m| m.checked_add(nid.checked_mul(format::INODE_SLOT as u64)?))
-            .ok_or(ReadError::OutOfBounds { what: "inode", offset: u64::MAX, len: 0 })?;
+            .ok_or(ReadError::OutOfBounds {
+                what: "inode",
+                offset: u64::MAX,
+                len: 0,
+            })?;
         let head = self.slice("inode", offset, format::COMPACT_INODE_SIZE as u64)?;
         let extended = format::le16(head, 0) & format::INODE_VERSION_EXTENDED != 0;
-        let len = if extended { format::EXTENDED_INODE_SIZE } else { format::COMPACT_INODE_SIZE };
+        let len = if extended {
+            format::EXTENDED_INODE_SIZE
+        } else {
+            format::COMPACT_INODE_SIZE
+        };
         let record = self.slice("inode", offset, len as u64)?;
-        let inode = Inode::parse(record).ok_or(ReadError::BadInode { nid, problem: "truncated" })?;
+        let inode = Inode::parse(record).ok_or(ReadError::BadInode {
+            nid,
+            problem: "truncated",
+        })?;
         if FileType::from_mode(inode.mode).is_none() {
-            return Err(ReadError::BadInode { nid, problem: "unknown file type in i_mode" });
+            return Err(ReadError::BadInode {
+                nid,
+                problem: "unknown file type in i_mode",
+            });
         }
         Ok(InodeRef { nid, offset, inode })
     }
 
     /// The inline xattrs of an inode, as `(full name, value)`.
-    pub fn xattrs(&self, r: &InodeRef) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    pub fn xattrs(&self, r: &InodeRef) -> Result<Vec<Xattr>, ReadError> {
         let size = r.inode.xattr_size() as u64;
         if size == 0 {
             return Ok(Vec::new());
         }
         let start = r.offset + r.inode.record_size() as u64;
         let body = self.slice("xattrs", start, size)?;
-        let bad = |problem| ReadError::BadInode { nid: r.nid, problem };
+        let bad = |problem| ReadError::BadInode {
+            nid: r.nid,
+            problem,
+        };
         if body.get(4).copied() != Some(0) {
             return Err(bad("shared xattrs are not supported"));
         }
-        let mut rest = body.get(format::XATTR_IBODY_HEADER_SIZE..).unwrap_or_default();
+        let mut rest = body
+            .get(format::XATTR_IBODY_HEADER_SIZE..)
+            .unwrap_or_default();
         let mut out = Vec::new();
         while !rest.is_empty() {
-            let [name_len, index, v0, v1] = *rest.first_chunk::<4>().ok_or(bad("truncated xattr"))?;
+            let [name_len, index, v0, v1] =
+                *rest.first_chunk::<4>().ok_or(bad("truncated xattr"))?;
             let value_len = usize::from(u16::from_le_bytes([v0, v1]));
             let name_end = 4 + usize::from(name_len);
             let value_end = name_end + value_len;
-            let suffix = rest.get(4..name_end).ok_or(bad("xattr name out of bounds"))?;
-            let value = rest.get(name_end..value_end).ok_or(bad("xattr value out of bounds"))?;
+            let suffix = rest
+                .get(4..name_end)
+                .ok_or(bad("xattr name out of bounds"))?;
+            let value = rest
+                .get(name_end..value_end)
+                .ok_or(bad("xattr value out of bounds"))?;
             let prefix = format::XATTR_PREFIXES
                 .iter()
                 .find(|(i, _)| *i == index)
@@ -194,7 +229,10 @@ impl<'a> Image<'a> {
     /// An inode's data bytes (file content, directory blocks, symlink target).
     pub fn data(&self, r: &InodeRef) -> Result<Vec<u8>, ReadError> {
         let size = r.inode.size;
-        let bad = |problem| ReadError::BadInode { nid: r.nid, problem };
+        let bad = |problem| ReadError::BadInode {
+            nid: r.nid,
+            problem,
+        };
         if size > self.bytes.len() as u64 {
             return Err(bad("size exceeds the image"));
         }
@@ -227,24 +265,36 @@ impl<'a> Image<'a> {
 
     /// The entries of a directory inode, in on-disk order, checking the block structure.
     pub fn dir_entries(&self, r: &InodeRef, path: &str) -> Result<Vec<DirEntry>, ReadError> {
-        let bad = |problem| ReadError::BadDirectory { path: path.to_owned(), nid: r.nid, problem };
+        let bad = |problem| ReadError::BadDirectory {
+            path: path.to_owned(),
+            nid: r.nid,
+            problem,
+        };
         let data = self.data(r)?;
         let mut out = Vec::new();
         let bs = usize::try_from(self.block_size).unwrap_or(usize::MAX);
         for block in data.chunks(bs) {
-            let first = block.get(8..10).ok_or(bad("block too short for a dirent"))?;
+            let first = block
+                .get(8..10)
+                .ok_or(bad("block too short for a dirent"))?;
             let first = usize::from(u16::from_le_bytes([first[0], first[1]]));
-            if first < format::DIRENT_SIZE || first % format::DIRENT_SIZE != 0 || first >= block.len()
+            if first < format::DIRENT_SIZE
+                || first % format::DIRENT_SIZE != 0
+                || first >= block.len()
             {
                 return Err(bad("bad first name offset"));
             }
             let count = first / format::DIRENT_SIZE;
             for i in 0..count {
-                let d = block.get(i * 12..i * 12 + 12).ok_or(bad("dirent out of bounds"))?;
+                let d = block
+                    .get(i * 12..i * 12 + 12)
+                    .ok_or(bad("dirent out of bounds"))?;
                 let nid = format::le64(d, 0);
                 let nameoff = usize::from(format::le16(d, 8));
                 let end = if i + 1 < count {
-                    let n = block.get((i + 1) * 12 + 8..(i + 1) * 12 + 10).ok_or(bad("dirent"))?;
+                    let n = block
+                        .get((i + 1) * 12 + 8..(i + 1) * 12 + 10)
+                        .ok_or(bad("dirent"))?;
                     usize::from(u16::from_le_bytes([n[0], n[1]]))
                 } else {
                     block.len()
@@ -258,7 +308,11 @@ impl<'a> Image<'a> {
                 if name.is_empty() {
                     return Err(bad("empty name"));
                 }
-                out.push(DirEntry { name: name.to_vec(), nid, file_type: d[10] });
+                out.push(DirEntry {
+                    name: name.to_vec(),
+                    nid,
+                    file_type: d[10],
+                });
             }
         }
         if !out.windows(2).all(|w| w[0].name < w[1].name) {
@@ -313,12 +367,20 @@ pub fn dump(image: &[u8]) -> Result<String, ReadError> {
             continue;
         }
         if !seen_dirs.insert(nid) {
-            return Err(ReadError::BadDirectory { path, nid, problem: "directory reached twice" });
+            return Err(ReadError::BadDirectory {
+                path,
+                nid,
+                problem: "directory reached twice",
+            });
         }
         let entries = img.dir_entries(&r, &path)?;
         let mut children = Vec::new();
         for e in entries {
-            let bad = |problem| ReadError::BadDirectory { path: path.clone(), nid, problem };
+            let bad = |problem| ReadError::BadDirectory {
+                path: path.clone(),
+                nid,
+                problem,
+            };
             match e.name.as_slice() {
                 b"." if e.nid != nid => return Err(bad("`.` does not point to itself")),
                 b".." if e.nid != parent => return Err(bad("`..` does not point to the parent")),

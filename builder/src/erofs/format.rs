@@ -304,7 +304,13 @@ impl Inode {
     pub fn parse(b: &[u8]) -> Option<Inode> {
         let format = le16(b.get(..2)?, 0);
         let extended = format & INODE_VERSION_EXTENDED != 0;
-        let b = b.get(..if extended { EXTENDED_INODE_SIZE } else { COMPACT_INODE_SIZE })?;
+        let b = b.get(
+            ..if extended {
+                EXTENDED_INODE_SIZE
+            } else {
+                COMPACT_INODE_SIZE
+            },
+        )?;
         let mut inode = Inode {
             extended,
             datalayout: (format >> INODE_DATALAYOUT_SHIFT) & 0x7,

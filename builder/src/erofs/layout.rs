@@ -25,6 +25,9 @@ use crate::tree::{Content, Directory, Entry, LeafKind, Metadata, Tree};
 
 const BS: u64 = BLOCK_SIZE as u64;
 
+/// One inline xattr: `(name index, name suffix, value)`.
+pub(crate) type XattrEntry<'t> = (u8, &'t [u8], &'t [u8]);
+
 /// The whole image, planned.
 #[derive(Debug)]
 pub(crate) struct Layout<'t> {
@@ -48,7 +51,7 @@ pub(crate) struct InodePlan<'t> {
     /// The record, complete (including `i_u`).
     pub(crate) record: Inode,
     /// Inline xattr entries: `(name index, name suffix, value)`.
-    pub(crate) xattrs: Vec<(u8, &'t [u8], &'t [u8])>,
+    pub(crate) xattrs: Vec<XattrEntry<'t>>,
     /// What the data is.
     pub(crate) body: Body<'t>,
     /// Bytes of data stored inline after the xattrs.
@@ -82,7 +85,10 @@ pub(crate) struct DirPlan<'t> {
 impl DirPlan<'_> {
     /// Bytes one block's entries take: dirents then names.
     pub(crate) fn block_used(&self, (start, end): (usize, usize)) -> usize {
-        self.entries[start..end].iter().map(|(n, _, _)| format::DIRENT_SIZE + n.len()).sum()
+        self.entries[start..end]
+            .iter()
+            .map(|(n, _, _)| format::DIRENT_SIZE + n.len())
+            .sum()
     }
 
     /// `i_size`: whole blocks before the last, plus what the last one uses.
@@ -108,15 +114,25 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
     let mut offset = (format::SUPER_OFFSET + format::SUPER_SIZE) as u64;
     for (index, node) in walk.nodes.into_iter().enumerate() {
         let (meta, body, ftype, nlink, i_u_special) = match node.what {
-            What::Directory { meta, plan, subdirs } => {
-                (meta, Body::Directory(plan), FileType::Directory, 2 + subdirs, 0)
-            }
+            What::Directory {
+                meta,
+                plan,
+                subdirs,
+            } => (
+                meta,
+                Body::Directory(plan),
+                FileType::Directory,
+                2 + subdirs,
+                0,
+            ),
             What::Leaf(id) => {
                 let leaf = &tree.leaves[id];
                 let nlink = walk.leaf_nlink[id];
                 let path = || display(&node.path);
                 match &leaf.kind {
-                    LeafKind::Regular(c) => (&leaf.meta, Body::File(c), FileType::Regular, nlink, 0),
+                    LeafKind::Regular(c) => {
+                        (&leaf.meta, Body::File(c), FileType::Regular, nlink, 0)
+                    }
                     LeafKind::Symlink(t) => {
                         (&leaf.meta, Body::Symlink(t), FileType::Symlink, nlink, 0)
                     }
@@ -126,8 +142,10 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
                         } else {
                             FileType::BlockDevice
                         };
-                        let rdev = format::encode_rdev(*r)
-                            .ok_or_else(|| Error::RdevTooLarge { path: path(), rdev: *r })?;
+                        let rdev = format::encode_rdev(*r).ok_or_else(|| Error::RdevTooLarge {
+                            path: path(),
+                            rdev: *r,
+                        })?;
                         (&leaf.meta, Body::None, ft, nlink, rdev)
                     }
                     LeafKind::Fifo => (&leaf.meta, Body::None, FileType::Fifo, nlink, 0),
@@ -143,22 +161,30 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
         };
         if let Body::Symlink(t) = &body {
             if t.is_empty() || t.len() >= BLOCK_SIZE as usize || t.contains(&0) {
-                return Err(Error::InvalidSymlink { path: display(&node.path) });
+                return Err(Error::InvalidSymlink {
+                    path: display(&node.path),
+                });
             }
         }
         let xattrs = xattr_entries(meta, &node.path)?;
         let xattr_body = xattr_body_len(&xattrs);
         let xattr_icount = match xattr_body {
             0 => 0,
-            n => u16::try_from((n - format::XATTR_IBODY_HEADER_SIZE) / 4 + 1)
-                .map_err(|_| Error::XattrsTooLarge { path: display(&node.path) })?,
+            n => u16::try_from((n - format::XATTR_IBODY_HEADER_SIZE) / 4 + 1).map_err(|_| {
+                Error::XattrsTooLarge {
+                    path: display(&node.path),
+                }
+            })?,
         };
         let extended = meta.uid > u32::from(u16::MAX)
             || meta.gid > u32::from(u16::MAX)
             || nlink > u32::from(u16::MAX)
             || size > u64::from(u32::MAX);
-        let record_size =
-            if extended { format::EXTENDED_INODE_SIZE } else { format::COMPACT_INODE_SIZE };
+        let record_size = if extended {
+            format::EXTENDED_INODE_SIZE
+        } else {
+            format::COMPACT_INODE_SIZE
+        };
         let head = (record_size + xattr_body) as u64;
         let inline = size > 0 && size < BS && head + size <= BS;
         let (datalayout, inline_len, blocks) = if inline {
@@ -224,7 +250,12 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
         volume_name: [0; 16],
         feature_incompat: 0,
     };
-    Ok(Layout { inodes, superblock, meta_end, size: block * BS })
+    Ok(Layout {
+        inodes,
+        superblock,
+        meta_end,
+        size: block * BS,
+    })
 }
 
 /// Nid of an inode at `offset` (the metadata area starts at byte 0).
@@ -250,25 +281,39 @@ struct Node<'t> {
 }
 
 enum What<'t> {
-    Directory { meta: &'t Metadata, plan: DirPlan<'t>, subdirs: u32 },
+    Directory {
+        meta: &'t Metadata,
+        plan: DirPlan<'t>,
+        subdirs: u32,
+    },
     Leaf(usize),
 }
 
 impl<'t> Walk<'t> {
     /// Numbers `dir` and everything under it; returns its inode index.
-    fn directory(&mut self, dir: &'t Directory, path: Vec<u8>, parent: usize) -> Result<usize, Error> {
+    fn directory(
+        &mut self,
+        dir: &'t Directory,
+        path: Vec<u8>,
+        parent: usize,
+    ) -> Result<usize, Error> {
         let me = self.nodes.len();
         let parent = if me == 0 { 0 } else { parent };
         self.nodes.push(Node {
             path: path.clone(),
             what: What::Directory {
                 meta: &dir.meta,
-                plan: DirPlan { entries: Vec::new(), blocks: Vec::new() },
+                plan: DirPlan {
+                    entries: Vec::new(),
+                    blocks: Vec::new(),
+                },
                 subdirs: 0,
             },
         });
-        let mut entries: Vec<(&'t [u8], usize, FileType)> =
-            vec![(b".", me, FileType::Directory), (b"..", parent, FileType::Directory)];
+        let mut entries: Vec<(&'t [u8], usize, FileType)> = vec![
+            (b".", me, FileType::Directory),
+            (b"..", parent, FileType::Directory),
+        ];
         let mut subdirs = 0u32;
         for (name, entry) in &dir.entries {
             let mut child_path = path.clone();
@@ -284,15 +329,22 @@ impl<'t> Walk<'t> {
                     subdirs += 1;
                 }
                 Entry::Leaf(id) => {
-                    let leaf = self.tree.leaves.get(id.0).ok_or_else(|| Error::DanglingLeaf {
-                        path: display(&child_path),
-                        leaf: id.0,
-                    })?;
+                    let leaf = self
+                        .tree
+                        .leaves
+                        .get(id.0)
+                        .ok_or_else(|| Error::DanglingLeaf {
+                            path: display(&child_path),
+                            leaf: id.0,
+                        })?;
                     let index = match self.leaf_inode[id.0] {
                         Some(index) => index,
                         None => {
                             let index = self.nodes.len();
-                            self.nodes.push(Node { path: child_path, what: What::Leaf(id.0) });
+                            self.nodes.push(Node {
+                                path: child_path,
+                                what: What::Leaf(id.0),
+                            });
                             self.leaf_inode[id.0] = Some(index);
                             index
                         }
@@ -305,8 +357,11 @@ impl<'t> Walk<'t> {
         }
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let blocks = pack(&entries);
-        self.nodes[me].what =
-            What::Directory { meta: &dir.meta, plan: DirPlan { entries, blocks }, subdirs };
+        self.nodes[me].what = What::Directory {
+            meta: &dir.meta,
+            plan: DirPlan { entries, blocks },
+            subdirs,
+        };
         Ok(me)
     }
 }
@@ -340,16 +395,21 @@ fn pack(entries: &[(&[u8], usize, FileType)]) -> Vec<(usize, usize)> {
 
 fn check_name(name: &[u8], path: &[u8]) -> Result<(), Error> {
     if name.len() > format::NAME_LEN {
-        return Err(Error::NameTooLong { path: display(path), len: name.len() });
+        return Err(Error::NameTooLong {
+            path: display(path),
+            len: name.len(),
+        });
     }
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
     {
-        return Err(Error::InvalidName { path: display(path) });
+        return Err(Error::InvalidName {
+            path: display(path),
+        });
     }
     Ok(())
 }
 
-fn xattr_entries<'t>(meta: &'t Metadata, path: &[u8]) -> Result<Vec<(u8, &'t [u8], &'t [u8])>, Error> {
+fn xattr_entries<'t>(meta: &'t Metadata, path: &[u8]) -> Result<Vec<XattrEntry<'t>>, Error> {
     let mut out = Vec::with_capacity(meta.xattrs.len());
     for (name, value) in &meta.xattrs {
         let found = format::XATTR_PREFIXES.iter().find_map(|&(index, prefix)| {
@@ -376,10 +436,13 @@ pub(crate) fn xattr_entry_len(suffix: &[u8], value: &[u8]) -> usize {
     (format::XATTR_ENTRY_SIZE + suffix.len() + value.len()).next_multiple_of(format::XATTR_ALIGN)
 }
 
-fn xattr_body_len(xattrs: &[(u8, &[u8], &[u8])]) -> usize {
+fn xattr_body_len(xattrs: &[XattrEntry<'_>]) -> usize {
     if xattrs.is_empty() {
         return 0;
     }
     format::XATTR_IBODY_HEADER_SIZE
-        + xattrs.iter().map(|(_, s, v)| xattr_entry_len(s, v)).sum::<usize>()
+        + xattrs
+            .iter()
+            .map(|(_, s, v)| xattr_entry_len(s, v))
+            .sum::<usize>()
 }

@@ -4,12 +4,21 @@ use super::*;
 use crate::tree::{Content, Directory, Entry, Leaf, LeafKind, MemoryContent, Metadata};
 
 fn options() -> Options {
-    Options { epoch: 1_700_000_000, uuid: [7; 16] }
+    Options {
+        epoch: 1_700_000_000,
+        uuid: [7; 16],
+    }
 }
 
 fn file(tree: &mut Tree, store: &mut MemoryContent, name: &[u8], data: &[u8]) {
     let c = store.insert(data.to_vec());
-    let id = tree.push_leaf(Leaf { meta: Metadata { mode: 0o644, ..Default::default() }, kind: LeafKind::Regular(c) });
+    let id = tree.push_leaf(Leaf {
+        meta: Metadata {
+            mode: 0o644,
+            ..Default::default()
+        },
+        kind: LeafKind::Regular(c),
+    });
     tree.root.entries.insert(name.to_vec(), Entry::Leaf(id));
 }
 
@@ -46,7 +55,10 @@ fn invalid_names_are_rejected() {
         let mut tree = Tree::new();
         let mut store = MemoryContent::default();
         file(&mut tree, &mut store, name, b"x");
-        assert!(matches!(write_err(&tree, &store), Error::InvalidName { .. }), "{name:?}");
+        assert!(
+            matches!(write_err(&tree, &store), Error::InvalidName { .. }),
+            "{name:?}"
+        );
     }
 }
 
@@ -66,18 +78,35 @@ use std::io::Read as _;
 fn short_and_long_content_streams_name_the_file() {
     for size in [10u64, 100_000] {
         let mut tree = Tree::new();
-        let c = Content { size, sha256: [0; 32] };
-        let id = tree.push_leaf(Leaf { meta: Metadata::default(), kind: LeafKind::Regular(c) });
-        let sub = Directory { meta: Metadata::default(), entries: BTreeMap::from([(b"f".to_vec(), Entry::Leaf(id))]) };
-        tree.root.entries.insert(b"d".to_vec(), Entry::Directory(sub));
+        let c = Content {
+            size,
+            sha256: [0; 32],
+        };
+        let id = tree.push_leaf(Leaf {
+            meta: Metadata::default(),
+            kind: LeafKind::Regular(c),
+        });
+        let sub = Directory {
+            meta: Metadata::default(),
+            entries: BTreeMap::from([(b"f".to_vec(), Entry::Leaf(id))]),
+        };
+        tree.root
+            .entries
+            .insert(b"d".to_vec(), Entry::Directory(sub));
         match write_err(&tree, &Lying(-1)) {
-            Error::ContentTooShort { path, expected, actual } => {
+            Error::ContentTooShort {
+                path,
+                expected,
+                actual,
+            } => {
                 assert_eq!((path.as_str(), expected, actual), ("/d/f", size, size - 1));
             }
             e => panic!("{e:?}"),
         }
         match write_err(&tree, &Lying(1)) {
-            Error::ContentTooLong { path, expected } => assert_eq!((path.as_str(), expected), ("/d/f", size)),
+            Error::ContentTooLong { path, expected } => {
+                assert_eq!((path.as_str(), expected), ("/d/f", size))
+            }
             e => panic!("{e:?}"),
         }
         write(&tree, &options(), &Lying(0), &mut Vec::new()).unwrap();
@@ -87,25 +116,45 @@ fn short_and_long_content_streams_name_the_file() {
 #[test]
 fn unsupported_xattr_prefix_is_an_error() {
     let mut tree = Tree::new();
-    tree.root.meta.xattrs.insert(b"system.foo".to_vec(), b"v".to_vec());
-    assert!(matches!(write_err(&tree, &MemoryContent::default()), Error::UnsupportedXattr { .. }));
+    tree.root
+        .meta
+        .xattrs
+        .insert(b"system.foo".to_vec(), b"v".to_vec());
+    assert!(matches!(
+        write_err(&tree, &MemoryContent::default()),
+        Error::UnsupportedXattr { .. }
+    ));
 }
 
 #[test]
 fn dangling_leaf_is_an_error_not_a_panic() {
     let mut tree = Tree::new();
-    tree.root.entries.insert(b"x".to_vec(), Entry::Leaf(crate::tree::LeafId(5)));
-    assert!(matches!(write_err(&tree, &MemoryContent::default()), Error::DanglingLeaf { leaf: 5, .. }));
+    tree.root
+        .entries
+        .insert(b"x".to_vec(), Entry::Leaf(crate::tree::LeafId(5)));
+    assert!(matches!(
+        write_err(&tree, &MemoryContent::default()),
+        Error::DanglingLeaf { leaf: 5, .. }
+    ));
 }
 
 #[test]
 fn empty_tree_is_one_block_and_dumps() {
     let mut out = Vec::new();
-    let info = write(&Tree::new(), &options(), &MemoryContent::default(), &mut out).unwrap();
+    let info = write(
+        &Tree::new(),
+        &options(),
+        &MemoryContent::default(),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(info.size, 4096);
     assert_eq!(out.len(), 4096);
     let d = dump(&out).unwrap();
-    assert!(d.contains("/ nid=36 dir mode=0755 uid=0 gid=0 size=27 nlink=2"), "{d}");
+    assert!(
+        d.contains("/ nid=36 dir mode=0755 uid=0 gid=0 size=27 nlink=2"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -51,7 +51,11 @@ pub(crate) fn emit(
     for inode in layout.inodes.iter().filter(|i| i.blocks > 0) {
         let start = u64::from(inode.record.i_u) * BS;
         if w.pos != start {
-            return Err(Error::Internal { path: display(&inode.path), expected: start, at: w.pos });
+            return Err(Error::Internal {
+                path: display(&inode.path),
+                expected: start,
+                at: w.pos,
+            });
         }
         match &inode.body {
             Body::Directory(plan) => {
@@ -69,7 +73,11 @@ pub(crate) fn emit(
         w.pad_to(start + inode.blocks * BS)?;
     }
     if w.pos != layout.size {
-        return Err(Error::Internal { path: "(end of image)".into(), expected: layout.size, at: w.pos });
+        return Err(Error::Internal {
+            path: "(end of image)".into(),
+            expected: layout.size,
+            at: w.pos,
+        });
     }
     w.out.flush()?;
     Ok(())
@@ -93,7 +101,10 @@ fn head(record: &Inode, inode: &InodePlan<'_>, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&(value.len() as u16).to_le_bytes());
         buf.extend_from_slice(suffix);
         buf.extend_from_slice(value);
-        buf.resize(entry_start + super::layout::xattr_entry_len(suffix, value), 0);
+        buf.resize(
+            entry_start + super::layout::xattr_entry_len(suffix, value),
+            0,
+        );
     }
 }
 
@@ -129,7 +140,12 @@ fn read_exact(
             Ok(0) => return Err(short(path, c, got as u64)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(Error::ReadContent { path: display(path), source }),
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
         }
     }
     expect_end(&mut *reader, c, path)
@@ -154,7 +170,12 @@ fn stream(
                 left -= n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(Error::ReadContent { path: display(path), source }),
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
         }
     }
     expect_end(&mut *reader, c, path)
@@ -165,7 +186,10 @@ fn open<'c>(
     c: &Content,
     path: &[u8],
 ) -> Result<Box<dyn Read + 'c>, Error> {
-    content.open(c).map_err(|source| Error::OpenContent { path: display(path), source })
+    content.open(c).map_err(|source| Error::OpenContent {
+        path: display(path),
+        source,
+    })
 }
 
 fn expect_end(reader: &mut dyn Read, c: &Content, path: &[u8]) -> Result<(), Error> {
@@ -173,15 +197,29 @@ fn expect_end(reader: &mut dyn Read, c: &Content, path: &[u8]) -> Result<(), Err
     loop {
         match reader.read(&mut one) {
             Ok(0) => return Ok(()),
-            Ok(_) => return Err(Error::ContentTooLong { path: display(path), expected: c.size }),
+            Ok(_) => {
+                return Err(Error::ContentTooLong {
+                    path: display(path),
+                    expected: c.size,
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(Error::ReadContent { path: display(path), source }),
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
         }
     }
 }
 
 fn short(path: &[u8], c: &Content, actual: u64) -> Error {
-    Error::ContentTooShort { path: display(path), expected: c.size, actual }
+    Error::ContentTooShort {
+        path: display(path),
+        expected: c.size,
+        actual,
+    }
 }
 
 /// The output with its position, so every write can be checked against the plan.
@@ -199,7 +237,11 @@ impl Out<'_> {
 
     fn pad_to(&mut self, to: u64) -> Result<(), Error> {
         if to < self.pos {
-            return Err(Error::Internal { path: "(padding)".into(), expected: to, at: self.pos });
+            return Err(Error::Internal {
+                path: "(padding)".into(),
+                expected: to,
+                at: self.pos,
+            });
         }
         while self.pos < to {
             let n = (to - self.pos).min(BS) as usize;
