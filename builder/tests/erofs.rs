@@ -792,3 +792,139 @@ mod fuzz {
         }
     }
 }
+
+/// Contents read from host files, for the comparison with mkfs.erofs.
+struct HostFiles(BTreeMap<[u8; 32], PathBuf>);
+
+impl builder::tree::ContentSource for HostFiles {
+    fn open(
+        &self,
+        content: &builder::tree::Content,
+    ) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        Ok(Box::new(fs_err::File::open(&self.0[&content.sha256])?))
+    }
+}
+
+/// Reads a host directory into a tree (no xattrs), hard links by (dev, inode).
+fn host_dir(
+    path: &Path,
+    tree: &mut Tree,
+    files: &mut HostFiles,
+    links: &mut BTreeMap<(u64, u64), LeafId>,
+) -> Directory {
+    let st = fs_err::symlink_metadata(path).unwrap();
+    let mut d = Directory {
+        meta: meta(st.mode() & 0o7777, st.uid(), st.gid()),
+        entries: BTreeMap::new(),
+    };
+    for e in fs_err::read_dir(path).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let st = fs_err::symlink_metadata(&p).unwrap();
+        let name = e.file_name().as_bytes().to_vec();
+        if st.is_dir() {
+            d.entries
+                .insert(name, Entry::Directory(host_dir(&p, tree, files, links)));
+            continue;
+        }
+        if let Some(id) = links.get(&(st.dev(), st.ino())) {
+            d.entries.insert(name, Entry::Leaf(*id));
+            continue;
+        }
+        let ft = st.file_type();
+        let kind = if ft.is_file() {
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut fs_err::File::open(&p).unwrap(), &mut hasher).unwrap();
+            let sha256: [u8; 32] = hasher.finalize().into();
+            files.0.insert(sha256, p.clone());
+            LeafKind::Regular(builder::tree::Content {
+                size: st.len(),
+                sha256,
+            })
+        } else if ft.is_symlink() {
+            LeafKind::Symlink(
+                fs_err::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            )
+        } else if ft.is_char_device() {
+            LeafKind::CharDevice(st.rdev())
+        } else if ft.is_block_device() {
+            LeafKind::BlockDevice(st.rdev())
+        } else if ft.is_fifo() {
+            LeafKind::Fifo
+        } else {
+            LeafKind::Socket
+        };
+        let id = tree.push_leaf(Leaf {
+            meta: meta(st.mode() & 0o7777, st.uid(), st.gid()),
+            kind,
+        });
+        links.insert((st.dev(), st.ino()), id);
+        d.entries.insert(name, Entry::Leaf(id));
+    }
+    d
+}
+
+/// Writes a host directory (`EROFS_COMPARE_DIR`, default /usr/share) with this writer and
+/// with mkfs.erofs 1.5, checks both with fsck.erofs, compares their extractions with
+/// `diff -r`, and prints sizes and times. A measurement, not a gate: run with `--ignored`.
+#[test]
+#[ignore = "slow: reads and writes a whole host directory"]
+#[allow(clippy::print_stdout)] // The numbers are the output.
+fn compare_with_mkfs_erofs() {
+    let dir = PathBuf::from(std::env::var_os("EROFS_COMPARE_DIR").unwrap_or("/usr/share".into()));
+    let mut tree = Tree::new();
+    let mut files = HostFiles(BTreeMap::new());
+    tree.root = host_dir(&dir, &mut tree, &mut files, &mut BTreeMap::new());
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("ours.erofs");
+    let theirs = tmp.path().join("theirs.erofs");
+
+    let t = std::time::Instant::now();
+    let mut out = std::io::BufWriter::new(fs_err::File::create(&ours).unwrap());
+    let info = erofs::write(&tree, &options(), &files, &mut out).unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+    drop(out);
+    let ours_time = t.elapsed();
+
+    let t = std::time::Instant::now();
+    run(
+        "mkfs.erofs",
+        &[
+            "-T0".as_ref(),
+            "-x-1".as_ref(),
+            theirs.as_os_str(),
+            dir.as_os_str(),
+        ],
+    );
+    let theirs_time = t.elapsed();
+    let theirs_size = fs_err::metadata(&theirs).unwrap().len();
+
+    for (img, name) in [(&ours, "ours"), (&theirs, "theirs")] {
+        run("fsck.erofs", &[img.as_os_str()]);
+        let arg = format!("--extract={}", tmp.path().join(name).display());
+        run("fsck.erofs", &[arg.as_ref(), img.as_os_str()]);
+    }
+    run(
+        "diff",
+        &[
+            "-r".as_ref(),
+            "--no-dereference".as_ref(),
+            tmp.path().join("ours").as_os_str(),
+            tmp.path().join("theirs").as_os_str(),
+        ],
+    );
+    println!(
+        "{}: ours {} bytes in {:?}, mkfs.erofs {} bytes in {:?} (time ratio {:.2}, size ratio {:.4})",
+        dir.display(),
+        info.size,
+        ours_time,
+        theirs_size,
+        theirs_time,
+        ours_time.as_secs_f64() / theirs_time.as_secs_f64(),
+        info.size as f64 / theirs_size as f64
+    );
+}

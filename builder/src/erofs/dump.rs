@@ -226,8 +226,14 @@ impl<'a> Image<'a> {
         Ok(out)
     }
 
-    /// An inode's data bytes (file content, directory blocks, symlink target).
+    /// An inode's data bytes (file content, directory blocks, symlink target), copied.
     pub fn data(&self, r: &InodeRef) -> Result<Vec<u8>, ReadError> {
+        let (blocks, tail) = self.data_parts(r)?;
+        Ok([blocks, tail].concat())
+    }
+
+    /// An inode's data as borrowed parts: the part in data blocks, then the inline tail.
+    pub fn data_parts(&self, r: &InodeRef) -> Result<(&'a [u8], &'a [u8]), ReadError> {
         let size = r.inode.size;
         let bad = |problem| ReadError::BadInode {
             nid: r.nid,
@@ -239,10 +245,10 @@ impl<'a> Image<'a> {
         match r.inode.datalayout {
             format::DATALAYOUT_FLAT_PLAIN => {
                 if size == 0 {
-                    return Ok(Vec::new());
+                    return Ok((&[], &[]));
                 }
                 let start = u64::from(r.inode.i_u) * self.block_size;
-                Ok(self.slice("data blocks", start, size)?.to_vec())
+                Ok((self.slice("data blocks", start, size)?, &[]))
             }
             format::DATALAYOUT_FLAT_INLINE => {
                 let full = size / self.block_size * self.block_size;
@@ -251,13 +257,13 @@ impl<'a> Image<'a> {
                 if tail_at % self.block_size + tail > self.block_size {
                     return Err(bad("inline data crosses a block boundary"));
                 }
-                let mut out = Vec::new();
-                if full > 0 {
+                let blocks = if full > 0 {
                     let start = u64::from(r.inode.i_u) * self.block_size;
-                    out.extend_from_slice(self.slice("data blocks", start, full)?);
-                }
-                out.extend_from_slice(self.slice("inline data", tail_at, tail)?);
-                Ok(out)
+                    self.slice("data blocks", start, full)?
+                } else {
+                    &[]
+                };
+                Ok((blocks, self.slice("inline data", tail_at, tail)?))
             }
             _ => Err(bad("unsupported data layout")),
         }
@@ -454,7 +460,11 @@ fn describe(img: &Image<'_>, r: &InodeRef, path: &str, out: &mut String) -> Resu
                 let _ = write!(out, " target={}", escape(&img.data(r)?));
             }
             if ft == Some(FileType::Regular) {
-                let digest = Sha256::digest(img.data(r)?);
+                let (blocks, tail) = img.data_parts(r)?;
+                let digest = Sha256::new()
+                    .chain_update(blocks)
+                    .chain_update(tail)
+                    .finalize();
                 let _ = write!(out, " sha256={}", hex::encode(digest));
             }
         }
