@@ -108,7 +108,7 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
         leaf_inode: vec![None; tree.leaves.len()],
         leaf_nlink: vec![0; tree.leaves.len()],
     };
-    walk.directory(&tree.root, b"/".to_vec(), 0)?;
+    walk.tree(&tree.root)?;
 
     let mut inodes = Vec::with_capacity(walk.nodes.len());
     let mut offset = (format::SUPER_OFFSET + format::SUPER_SIZE) as u64;
@@ -289,14 +289,27 @@ enum What<'t> {
     Leaf(usize),
 }
 
+/// A directory being numbered: the walk keeps one per level on an explicit stack, so a
+/// deep tree cannot overflow the call stack.
+struct Frame<'t> {
+    dir: &'t Directory,
+    name: &'t [u8],
+    me: usize,
+    path: Vec<u8>,
+    next: std::collections::btree_map::Iter<'t, Vec<u8>, Entry>,
+    entries: Vec<(&'t [u8], usize, FileType)>,
+    subdirs: u32,
+}
+
 impl<'t> Walk<'t> {
-    /// Numbers `dir` and everything under it; returns its inode index.
-    fn directory(
+    /// Starts numbering a directory: pushes its node and returns its frame.
+    fn open(
         &mut self,
         dir: &'t Directory,
+        name: &'t [u8],
         path: Vec<u8>,
         parent: usize,
-    ) -> Result<usize, Error> {
+    ) -> Frame<'t> {
         let me = self.nodes.len();
         let parent = if me == 0 { 0 } else { parent };
         self.nodes.push(Node {
@@ -310,23 +323,56 @@ impl<'t> Walk<'t> {
                 subdirs: 0,
             },
         });
-        let mut entries: Vec<(&'t [u8], usize, FileType)> = vec![
-            (b".", me, FileType::Directory),
-            (b"..", parent, FileType::Directory),
-        ];
-        let mut subdirs = 0u32;
-        for (name, entry) in &dir.entries {
-            let mut child_path = path.clone();
-            if me != 0 {
+        Frame {
+            dir,
+            name,
+            me,
+            path,
+            next: dir.entries.iter(),
+            entries: vec![
+                (b".", me, FileType::Directory),
+                (b"..", parent, FileType::Directory),
+            ],
+            subdirs: 0,
+        }
+    }
+
+    /// Numbers `root` and everything under it in depth-first pre-order.
+    fn tree(&mut self, root: &'t Directory) -> Result<(), Error> {
+        let mut stack = vec![self.open(root, b"", b"/".to_vec(), 0)];
+        while let Some(frame) = stack.last_mut() {
+            let Some((name, entry)) = frame.next.next() else {
+                // Directory done: sort (`.` and `..` among the names), pack, hand it to the parent.
+                let Some(mut done) = stack.pop() else { break };
+                done.entries.sort_by(|a, b| a.0.cmp(b.0));
+                let blocks = pack(&done.entries);
+                self.nodes[done.me].what = What::Directory {
+                    meta: &done.dir.meta,
+                    plan: DirPlan {
+                        entries: done.entries,
+                        blocks,
+                    },
+                    subdirs: done.subdirs,
+                };
+                if let Some(parent) = stack.last_mut() {
+                    parent
+                        .entries
+                        .push((done.name, done.me, FileType::Directory));
+                    parent.subdirs += 1;
+                }
+                continue;
+            };
+            let mut child_path = frame.path.clone();
+            if frame.me != 0 {
                 child_path.push(b'/');
             }
             child_path.extend_from_slice(name);
             check_name(name, &child_path)?;
             match entry {
                 Entry::Directory(sub) => {
-                    let index = self.directory(sub, child_path, me)?;
-                    entries.push((name, index, FileType::Directory));
-                    subdirs += 1;
+                    let me = frame.me;
+                    let child = self.open(sub, name, child_path, me);
+                    stack.push(child);
                 }
                 Entry::Leaf(id) => {
                     let leaf = self
@@ -351,18 +397,11 @@ impl<'t> Walk<'t> {
                     };
                     let nlink = &mut self.leaf_nlink[id.0];
                     *nlink = nlink.checked_add(1).ok_or(Error::TooManyInodes)?;
-                    entries.push((name, index, leaf_type(&leaf.kind)));
+                    frame.entries.push((name, index, leaf_type(&leaf.kind)));
                 }
             }
         }
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        let blocks = pack(&entries);
-        self.nodes[me].what = What::Directory {
-            meta: &dir.meta,
-            plan: DirPlan { entries, blocks },
-            subdirs,
-        };
-        Ok(me)
+        Ok(())
     }
 }
 
