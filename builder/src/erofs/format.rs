@@ -33,8 +33,6 @@ pub const DATALAYOUT_FLAT_PLAIN: u16 = 0;
 /// Data layout: `EROFS_INODE_FLAT_INLINE`, full blocks from `raw_blkaddr`, the tail right
 /// after the inode and its xattrs, never crossing a block boundary.
 pub const DATALAYOUT_FLAT_INLINE: u16 = 2;
-/// `raw_blkaddr` of an inode with no data blocks (`EROFS_NULL_ADDR`-style: unused).
-pub const NULL_ADDR: u32 = u32::MAX;
 
 /// `struct erofs_dirent` size: `nid: le64, nameoff: le16, file_type: u8, reserved: u8`.
 pub const DIRENT_SIZE: usize = 12;
@@ -299,8 +297,8 @@ impl Inode {
         }
     }
 
-    /// Parses a record from `b`, which holds at least the record (check `i_format` bit 0
-    /// first with [`Inode::is_extended`]). Returns `None` if `b` is too short.
+    /// Parses a record from the start of `b`: compact or extended as `i_format` bit 0
+    /// says. Returns `None` if `b` is shorter than that record.
     pub fn parse(b: &[u8]) -> Option<Inode> {
         let format = le16(b.get(..2)?, 0);
         let extended = format & INODE_VERSION_EXTENDED != 0;
