@@ -4,7 +4,7 @@
 //! Two passes from one plan (STYLE 10): `layout` assigns every nid, block and size without
 //! reading content; `writer` emits the image front to back from that plan, streaming file
 //! contents from the [`ContentSource`] (nothing is buffered whole, and the output needs only
-//! [`Write`], no seeking). [`format`] declares the on-disk records; [`dump()`] parses an image
+//! [`Write`], no seeking). [`format`](mod@format) declares the on-disk records; [`dump()`] parses an image
 //! back into a readable listing (for snapshots and checks).
 //!
 //! The image: 4096-byte blocks, superblock at byte 1024, the metadata area from block 0
