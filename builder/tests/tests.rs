@@ -7,3 +7,6 @@ mod verity;
 mod apply;
 // inputs: OCI image layouts, layer blobs, and flattening cross-checked against umoci.
 mod oci;
+
+// EROFS writer: images checked by fsck.erofs, dump.erofs, mkfs.erofs and the kernel.
+mod erofs;

@@ -1,0 +1,250 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::tree::{Content, Directory, Entry, Leaf, LeafKind, MemoryContent, Metadata};
+
+fn options() -> Options {
+    Options {
+        epoch: 1_700_000_000,
+        uuid: [7; 16],
+    }
+}
+
+fn file(tree: &mut Tree, store: &mut MemoryContent, name: &[u8], data: &[u8]) {
+    let c = store.insert(data.to_vec());
+    let id = tree.push_leaf(Leaf {
+        meta: Metadata {
+            mode: 0o644,
+            ..Default::default()
+        },
+        kind: LeafKind::Regular(c),
+    });
+    tree.root.entries.insert(name.to_vec(), Entry::Leaf(id));
+}
+
+fn write_err(tree: &Tree, store: &dyn ContentSource) -> Error {
+    write(tree, &options(), store, &mut Vec::new()).expect_err("write should fail")
+}
+
+#[test]
+fn rdev_encoding_matches_kernel_new_encode_dev() {
+    // glibc makedev(8, 1) = 0x801; new_encode_dev(8, 1) = 0x801.
+    assert_eq!(format::encode_rdev(0x801), Some(0x801));
+    // makedev(1, 0x12345) = (0x12345 & 0xff) | (1 << 8) | ((0x12345 & !0xff) << 12).
+    let glibc = 0x45 | (1 << 8) | ((0x12300u64) << 12);
+    let enc = format::encode_rdev(glibc).unwrap();
+    assert_eq!(format::decode_rdev(enc), (1, 0x12345));
+    // major 4096 does not fit.
+    assert_eq!(format::encode_rdev(4096u64 << 32), None);
+}
+
+#[test]
+fn name_too_long_names_the_path() {
+    let mut tree = Tree::new();
+    let mut store = MemoryContent::default();
+    file(&mut tree, &mut store, &[b'a'; 256], b"x");
+    match write_err(&tree, &store) {
+        Error::NameTooLong { path, len: 256 } => assert!(path.starts_with("/aaa")),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn invalid_names_are_rejected() {
+    for name in [&b"a/b"[..], b".", b"..", b"", b"a\0b"] {
+        let mut tree = Tree::new();
+        let mut store = MemoryContent::default();
+        file(&mut tree, &mut store, name, b"x");
+        assert!(
+            matches!(write_err(&tree, &store), Error::InvalidName { .. }),
+            "{name:?}"
+        );
+    }
+}
+
+/// A source whose streams give `delta` bytes more (or fewer) than declared.
+struct Lying(isize);
+
+impl ContentSource for Lying {
+    fn open(&self, content: &Content) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        let n = (content.size as isize + self.0) as usize;
+        Ok(Box::new(std::io::repeat(1).take(n as u64)))
+    }
+}
+
+use std::io::Read as _;
+
+#[test]
+fn short_and_long_content_streams_name_the_file() {
+    for size in [10u64, 100_000] {
+        let mut tree = Tree::new();
+        let c = Content {
+            size,
+            sha256: [0; 32],
+        };
+        let id = tree.push_leaf(Leaf {
+            meta: Metadata::default(),
+            kind: LeafKind::Regular(c),
+        });
+        let sub = Directory {
+            meta: Metadata::default(),
+            entries: BTreeMap::from([(b"f".to_vec(), Entry::Leaf(id))]),
+        };
+        tree.root
+            .entries
+            .insert(b"d".to_vec(), Entry::Directory(sub));
+        match write_err(&tree, &Lying(-1)) {
+            Error::ContentTooShort {
+                path,
+                expected,
+                actual,
+            } => {
+                assert_eq!((path.as_str(), expected, actual), ("/d/f", size, size - 1));
+            }
+            e => panic!("{e:?}"),
+        }
+        match write_err(&tree, &Lying(1)) {
+            Error::ContentTooLong { path, expected } => {
+                assert_eq!((path.as_str(), expected), ("/d/f", size))
+            }
+            e => panic!("{e:?}"),
+        }
+        write(&tree, &options(), &Lying(0), &mut Vec::new()).unwrap();
+    }
+}
+
+#[test]
+fn unsupported_xattr_prefix_is_an_error() {
+    let mut tree = Tree::new();
+    tree.root
+        .meta
+        .xattrs
+        .insert(b"system.foo".to_vec(), b"v".to_vec());
+    assert!(matches!(
+        write_err(&tree, &MemoryContent::default()),
+        Error::UnsupportedXattr { .. }
+    ));
+}
+
+#[test]
+fn dangling_leaf_is_an_error_not_a_panic() {
+    let mut tree = Tree::new();
+    tree.root
+        .entries
+        .insert(b"x".to_vec(), Entry::Leaf(crate::tree::LeafId(5)));
+    assert!(matches!(
+        write_err(&tree, &MemoryContent::default()),
+        Error::DanglingLeaf { leaf: 5, .. }
+    ));
+}
+
+#[test]
+fn empty_tree_is_one_block_and_dumps() {
+    let mut out = Vec::new();
+    let info = write(
+        &Tree::new(),
+        &options(),
+        &MemoryContent::default(),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(info.size, 4096);
+    assert_eq!(out.len(), 4096);
+    let d = dump(&out).unwrap();
+    assert!(
+        d.contains("/ nid=36 dir mode=0755 uid=0 gid=0 size=27 nlink=2"),
+        "{d}"
+    );
+}
+
+#[test]
+fn big_ids_use_extended_inodes() {
+    let mut tree = Tree::new();
+    tree.root.meta.uid = 100_000;
+    let mut out = Vec::new();
+    write(&tree, &options(), &MemoryContent::default(), &mut out).unwrap();
+    let d = dump(&out).unwrap();
+    assert!(d.contains("uid=100000 gid=0 size=27 nlink=2 inode=extended layout=inline mtime=1700000000.000000000"), "{d}");
+}
+
+/// Keeps the first `keep` bytes written and counts the rest.
+struct Prefix {
+    keep: usize,
+    bytes: Vec<u8>,
+    total: u64,
+}
+
+impl std::io::Write for Prefix {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let room = self.keep.saturating_sub(self.bytes.len()).min(b.len());
+        self.bytes.extend_from_slice(&b[..room]);
+        self.total += b.len() as u64;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn file_over_4_gib_gets_an_extended_inode_with_a_64_bit_size() {
+    let size = (5u64 << 30) + 7;
+    let mut tree = Tree::new();
+    let c = Content {
+        size,
+        sha256: [0; 32],
+    };
+    let id = tree.push_leaf(Leaf {
+        meta: Metadata::default(),
+        kind: LeafKind::Regular(c),
+    });
+    tree.root
+        .entries
+        .insert(b"weights".to_vec(), Entry::Leaf(id));
+    let mut out = Prefix {
+        keep: 8192,
+        bytes: Vec::new(),
+        total: 0,
+    };
+    let info = write(&tree, &options(), &Lying(0), &mut out).unwrap();
+    // One metadata block, then the file's blocks.
+    assert_eq!(info.size, 4096 + size.div_ceil(4096) * 4096);
+    assert_eq!(out.total, info.size);
+    let img = dump::Image::open(&out.bytes).unwrap();
+    let root = img.inode(36).unwrap();
+    let entries = img.dir_entries(&root, "/").unwrap();
+    let file = img.inode(entries[2].nid).unwrap();
+    assert!(file.inode.extended);
+    assert_eq!(file.inode.size, size);
+    assert_eq!(file.inode.i_u, 1);
+    assert_eq!(file.inode.mtime, options().epoch);
+}
+
+#[test]
+fn deep_trees_do_not_overflow_the_stack() {
+    let mut dir = Directory {
+        meta: Metadata {
+            mode: 0o755,
+            ..Default::default()
+        },
+        entries: BTreeMap::new(),
+    };
+    for _ in 0..3000 {
+        let parent = Directory {
+            meta: dir.meta.clone(),
+            entries: BTreeMap::from([(b"d".to_vec(), Entry::Directory(dir))]),
+        };
+        dir = parent;
+    }
+    let tree = Tree {
+        root: dir,
+        leaves: Vec::new(),
+    };
+    let mut out = Vec::new();
+    write(&tree, &options(), &MemoryContent::default(), &mut out).unwrap();
+    let listing = dump(&out).unwrap();
+    assert_eq!(listing.lines().count(), 1 + 3001);
+    // Dropping the nested `Directory` values recurses (derived drop glue, not this module).
+    std::mem::forget(tree);
+}

@@ -1,0 +1,252 @@
+//! Pass 2: emits the planned image in one forward pass, streaming file contents.
+//!
+//! Everything here follows the [`Layout`]: the writer never decides a size or an offset, it
+//! only checks that what it wrote landed where the plan said.
+
+use std::io::{Read, Write};
+
+use super::format::{self, Inode};
+use super::layout::{display, nid, Body, DirPlan, InodePlan, Layout};
+use super::{Error, BLOCK_SIZE};
+use crate::tree::{Content, ContentSource};
+
+const BS: u64 = BLOCK_SIZE as u64;
+const ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
+
+/// Writes `layout` to `out`.
+pub(crate) fn emit(
+    layout: &Layout<'_>,
+    content: &dyn ContentSource,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let mut w = Out { out, pos: 0 };
+    w.pad_to(format::SUPER_OFFSET as u64)?;
+    w.put(&layout.superblock.to_bytes())?;
+
+    let mut buf = Vec::with_capacity(BLOCK_SIZE as usize);
+    for inode in &layout.inodes {
+        w.pad_to(inode.offset)?;
+        buf.clear();
+        head(&inode.record, inode, &mut buf);
+        if inode.inline_len > 0 {
+            match &inode.body {
+                Body::Directory(plan) => {
+                    let last = plan.blocks.len() - 1;
+                    dir_block(plan, last, layout, &mut buf);
+                }
+                Body::Symlink(target) => buf.extend_from_slice(target),
+                Body::File(c) => {
+                    let start = buf.len();
+                    buf.resize(start + inode.inline_len, 0);
+                    read_exact(content, c, &inode.path, &mut buf[start..])?;
+                }
+                Body::None => {}
+            }
+        }
+        w.put(&buf)?;
+    }
+    w.pad_to(layout.meta_end)?;
+
+    let mut chunk = vec![0u8; 1 << 16];
+    for inode in layout.inodes.iter().filter(|i| i.blocks > 0) {
+        let start = u64::from(inode.record.i_u) * BS;
+        if w.pos != start {
+            return Err(Error::Internal {
+                path: display(&inode.path),
+                expected: start,
+                at: w.pos,
+            });
+        }
+        match &inode.body {
+            Body::Directory(plan) => {
+                for b in 0..plan.blocks.len() {
+                    buf.clear();
+                    dir_block(plan, b, layout, &mut buf);
+                    w.put(&buf)?;
+                    w.pad_to(w.pos.next_multiple_of(BS))?;
+                }
+            }
+            Body::Symlink(target) => w.put(target)?,
+            Body::File(c) => stream(content, c, &inode.path, &mut chunk, &mut w)?,
+            Body::None => {}
+        }
+        w.pad_to(start + inode.blocks * BS)?;
+    }
+    if w.pos != layout.size {
+        return Err(Error::Internal {
+            path: "(end of image)".into(),
+            expected: layout.size,
+            at: w.pos,
+        });
+    }
+    w.out.flush()?;
+    Ok(())
+}
+
+/// Appends the inode record and its inline xattr body to `buf`.
+fn head(record: &Inode, inode: &InodePlan<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.resize(start + record.record_size(), 0);
+    record.write_to(&mut buf[start..]);
+    if inode.xattrs.is_empty() {
+        return;
+    }
+    // erofs_xattr_ibody_header: no shared xattrs, everything else reserved (zero).
+    buf.extend_from_slice(&[0; format::XATTR_IBODY_HEADER_SIZE]);
+    for (index, suffix, value) in &inode.xattrs {
+        let entry_start = buf.len();
+        // The layout checked that the suffix fits u8 and the value u16.
+        buf.push(suffix.len() as u8);
+        buf.push(*index);
+        buf.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        buf.extend_from_slice(suffix);
+        buf.extend_from_slice(value);
+        buf.resize(
+            entry_start + super::layout::xattr_entry_len(suffix, value),
+            0,
+        );
+    }
+}
+
+/// Appends block `b` of a directory (dirents, then names; unpadded) to `buf`.
+fn dir_block(plan: &DirPlan<'_>, b: usize, layout: &Layout<'_>, buf: &mut Vec<u8>) {
+    let (start, end) = plan.blocks[b];
+    let entries = &plan.entries[start..end];
+    let mut nameoff = entries.len() * format::DIRENT_SIZE;
+    for (name, child, ftype) in entries {
+        buf.extend_from_slice(&nid(layout.inodes[*child].offset).to_le_bytes());
+        // nameoff < BLOCK_SIZE: the packing keeps each block's entries within one block.
+        buf.extend_from_slice(&(nameoff as u16).to_le_bytes());
+        buf.push(*ftype as u8);
+        buf.push(0);
+        nameoff += name.len();
+    }
+    for (name, _, _) in entries {
+        buf.extend_from_slice(name);
+    }
+}
+
+/// Reads exactly `into.len()` (= the content's size) bytes and checks the stream ends there.
+fn read_exact(
+    content: &dyn ContentSource,
+    c: &Content,
+    path: &[u8],
+    into: &mut [u8],
+) -> Result<(), Error> {
+    let mut reader = open(content, c, path)?;
+    let mut got = 0;
+    while got < into.len() {
+        match reader.read(&mut into[got..]) {
+            Ok(0) => return Err(short(path, c, got as u64)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
+        }
+    }
+    expect_end(&mut *reader, c, path)
+}
+
+/// Copies the content to `w` in chunks, checking its length.
+fn stream(
+    content: &dyn ContentSource,
+    c: &Content,
+    path: &[u8],
+    chunk: &mut [u8],
+    w: &mut Out<'_>,
+) -> Result<(), Error> {
+    let mut reader = open(content, c, path)?;
+    let mut left = c.size;
+    while left > 0 {
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        match reader.read(&mut chunk[..want]) {
+            Ok(0) => return Err(short(path, c, c.size - left)),
+            Ok(n) => {
+                w.put(&chunk[..n])?;
+                left -= n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
+        }
+    }
+    expect_end(&mut *reader, c, path)
+}
+
+fn open<'c>(
+    content: &'c dyn ContentSource,
+    c: &Content,
+    path: &[u8],
+) -> Result<Box<dyn Read + 'c>, Error> {
+    content.open(c).map_err(|source| Error::OpenContent {
+        path: display(path),
+        source,
+    })
+}
+
+fn expect_end(reader: &mut dyn Read, c: &Content, path: &[u8]) -> Result<(), Error> {
+    let mut one = [0u8; 1];
+    loop {
+        match reader.read(&mut one) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                return Err(Error::ContentTooLong {
+                    path: display(path),
+                    expected: c.size,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::ReadContent {
+                    path: display(path),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+fn short(path: &[u8], c: &Content, actual: u64) -> Error {
+    Error::ContentTooShort {
+        path: display(path),
+        expected: c.size,
+        actual,
+    }
+}
+
+/// The output with its position, so every write can be checked against the plan.
+struct Out<'w> {
+    out: &'w mut dyn Write,
+    pos: u64,
+}
+
+impl Out<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), Error> {
+        self.out.write_all(b)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn pad_to(&mut self, to: u64) -> Result<(), Error> {
+        if to < self.pos {
+            return Err(Error::Internal {
+                path: "(padding)".into(),
+                expected: to,
+                at: self.pos,
+            });
+        }
+        while self.pos < to {
+            let n = (to - self.pos).min(BS) as usize;
+            self.put(&ZEROS[..n])?;
+        }
+        Ok(())
+    }
+}
