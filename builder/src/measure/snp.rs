@@ -158,17 +158,20 @@ impl SnpArgs {
     }
 
     /// The VMM, resolving the vCPU signature with sev-snp-measure's precedence:
-    /// family/model/stepping, then --vcpu-sig, then --vcpu-type.
+    /// family/model/stepping, then --vcpu-sig, then --vcpu-type. As in the reference, a
+    /// family or signature of 0 counts as not given.
     fn vmm(&self) -> anyhow::Result<Vmm> {
         Ok(match self.vmm_type {
             VmmKind::Ec2 => Vmm::Ec2,
             VmmKind::Gce => Vmm::Gce,
             VmmKind::Qemu => {
-                let sig = if let (Some(f), Some(m), Some(s)) =
-                    (self.vcpu_family, self.vcpu_model, self.vcpu_stepping)
-                {
+                let sig = if let (Some(f), Some(m), Some(s)) = (
+                    self.vcpu_family.filter(|f| *f != 0),
+                    self.vcpu_model,
+                    self.vcpu_stepping,
+                ) {
                     CpuSignature::from_family_model_stepping(f, m, s)
-                } else if let Some(sig) = self.vcpu_sig {
+                } else if let Some(sig) = self.vcpu_sig.filter(|s| *s != 0) {
                     CpuSignature(sig)
                 } else if let Some(t) = self.vcpu_type {
                     t.signature()
