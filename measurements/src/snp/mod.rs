@@ -19,10 +19,10 @@
 //! assert_eq!(digest.to_hex().len(), 96);
 //! ```
 
-pub mod cpu;
+mod cpu;
 mod gctx;
 mod hashes;
-pub mod ovmf;
+mod ovmf;
 mod vmsa;
 
 use core::num::NonZeroU32;
