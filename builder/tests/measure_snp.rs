@@ -274,6 +274,23 @@ fn matrix() -> Vec<Vec<String>> {
             sig,
         ]));
     }
+    // SEV-ES ignores --guest-features (its VMSAs carry SEV_FEATURES 0).
+    for vmm in ["QEMU", "ec2"] {
+        cases.push(args(&[
+            "--mode",
+            "seves",
+            "--ovmf",
+            &amd,
+            "--vcpus",
+            "2",
+            "--vcpu-type",
+            "EPYC-Milan",
+            "--vmm-type",
+            vmm,
+            "--guest-features",
+            "0x21",
+        ]));
+    }
     // ec2/gce need no vCPU model; QEMU does.
     for vmm in ["ec2", "gce", "QEMU"] {
         cases.push(args(&[
