@@ -5,7 +5,7 @@
 
 mod snp;
 
-pub use snp::{SnpArgs, SnpMode};
+pub use snp::{OutputFormat, SnpArgs, SnpMode, VmmKind};
 
 /// The platforms `measure` can compute a launch measurement for.
 #[derive(Debug, clap::Subcommand)]
