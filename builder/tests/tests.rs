@@ -10,3 +10,8 @@ mod oci;
 
 // EROFS writer: images checked by fsck.erofs, dump.erofs, mkfs.erofs and the kernel.
 mod erofs;
+
+// `measure snp` against sev-snp-measure 0.0.13, run for real.
+mod measure_snp;
+// `measure tdx` / `measure pcr` against the spec walk-through script and systemd-measure.
+mod measure_tdx_pcr;

@@ -7,3 +7,5 @@ mod util;
 mod tdx;
 // vTPM: PCR 11 vs systemd-measure, Authenticode vs osslsigncode, PCR 4, UKI extraction.
 mod tpm;
+// SEV-SNP: known-answer vectors, malformed firmware, parser robustness.
+mod snp;
