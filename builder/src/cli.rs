@@ -27,6 +27,15 @@ pub enum Command {
     /// (inputs, outputs, verity parameters). The directory is assembled beside DIR and renamed
     /// into place only when complete. Progress goes to stderr.
     Build(BuildArgs),
+    /// Compute a launch measurement from the files a VMM loads.
+    ///
+    /// Pure computation: nothing is built. `snp` takes sev-snp-measure's flags, `tdx` prints
+    /// MRTD and RTMR1/2, `pcr` predicts vTPM PCR 11 and PCR 4 for a UKI. `--json` everywhere.
+    Measure {
+        /// The platform.
+        #[command(subcommand)]
+        command: crate::measure::MeasureCommand,
+    },
 }
 
 /// `build` arguments.

@@ -75,6 +75,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             }
             Ok(())
         }
+        Command::Measure { command } => measure::run(&command, stdout),
     }
 }
 
