@@ -46,6 +46,8 @@ pub struct VerifiedInputs {
     pub kernel: PinnedFile,
     /// The firmware.
     pub firmware: PinnedFile,
+    /// Each profile's firmware, in profile order.
+    pub profile_firmware: Vec<PinnedFile>,
 }
 
 /// Stage 1: checks every pin. Problems with local files are collected and reported together.
@@ -123,6 +125,19 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             Err(e) => problems.push(e),
         }
     }
+    let mut profile_firmware = Vec::new();
+    for (i, p) in m.profiles.iter().enumerate() {
+        let fw = p.firmware();
+        match pin::check(
+            base,
+            &fw.path,
+            fw.sha256.as_ref(),
+            &format!("profiles[{i}].firmware"),
+        ) {
+            Ok(f) => profile_firmware.push(f),
+            Err(e) => problems.push(e),
+        }
+    }
     let kernel = pin::check(
         base,
         &m.boot.kernel.path,
@@ -153,12 +168,25 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         sha256: firmware.sha256,
         size: firmware.size,
     });
+    for f in &profile_firmware {
+        let known = records
+            .iter()
+            .any(|r| matches!(r, record::Input::Firmware { sha256, .. } if *sha256 == f.sha256));
+        if !known {
+            records.push(record::Input::Firmware {
+                source: f.source.clone(),
+                sha256: f.sha256,
+                size: f.size,
+            });
+        }
+    }
     Ok(VerifiedInputs {
         layers,
         records,
         files,
         kernel,
         firmware,
+        profile_firmware,
     })
 }
 
@@ -345,6 +373,28 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     };
     let cmdline_path = staging.path().join("cmdline");
     fs_err::write(&cmdline_path, full.as_bytes())?;
+    // The kernel ships with the image so the VMM loads, and verifiers measure, these exact bytes.
+    let kernel = fs_err::read(&inputs.kernel.path)?;
+    anyhow::ensure!(
+        Sha256Digest::of(&kernel) == inputs.kernel.sha256,
+        "boot.kernel ({}) changed while the build was reading it; rebuild",
+        inputs.kernel.source
+    );
+    fs_err::write(staging.path().join("vmlinuz"), &kernel)?;
+
+    let boot = crate::measure::launch::BootImage {
+        kernel: &kernel,
+        initrd: None,
+        cmdline: &full,
+    };
+    let mut measurements = Vec::new();
+    for (profile, fw) in m.profiles.iter().zip(&inputs.profile_firmware) {
+        progress.message(&format!("measuring profile {}", profile.name()));
+        measurements.push(
+            crate::measure::launch::measure(profile, fw, &boot)
+                .with_context(|| format!("measuring profile {}", profile.name()))?,
+        );
+    }
 
     let record = Record {
         schema: record::RECORD_SCHEMA.to_owned(),
@@ -391,6 +441,7 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
             verity_fragment: fragment,
             full,
         },
+        measurements,
     };
     fs_err::write(staging.path().join("record.json"), record_json(&record)?)?;
     staging.commit()?;

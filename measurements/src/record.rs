@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Sha256Digest;
+use crate::{Sha256Digest, Sha384Digest};
 
 /// The schema identifier of records this crate writes and reads.
 pub const RECORD_SCHEMA: &str = "enclave-builder.record.v1";
@@ -34,6 +34,50 @@ pub struct Record {
     pub rootfs: Rootfs,
     /// The kernel command line.
     pub kernel_cmdline: KernelCmdline,
+    /// The launch measurement of this image on each platform profile of the manifest.
+    pub measurements: Vec<ProfileMeasurement>,
+}
+
+/// The launch measurement of the image on one platform profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileMeasurement {
+    /// The profile's name in the manifest.
+    pub profile: String,
+    /// sha256 of the firmware file measured.
+    pub firmware_sha256: Sha256Digest,
+    /// The platform's values.
+    pub platform: PlatformMeasurement,
+}
+
+/// Platform-specific launch values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PlatformMeasurement {
+    /// AMD SEV-SNP: the attestation report's `MEASUREMENT`.
+    Snp {
+        /// Number of vCPUs.
+        vcpus: u32,
+        /// `qemu`, `ec2` or `gce`.
+        vmm: String,
+        /// QEMU vCPU model, when `vmm` is `qemu`.
+        vcpu_type: Option<String>,
+        /// VMSA `SEV_FEATURES`.
+        guest_features: u64,
+        /// The launch digest (SHA-384, hex).
+        launch_digest: Sha384Digest,
+    },
+    /// Intel TDX: MRTD and the RTMRs the image determines.
+    Tdx {
+        /// `single-pass` or `two-pass`.
+        page_add_order: String,
+        /// MRTD (firmware).
+        mrtd: Sha384Digest,
+        /// RTMR1 (kernel, boot events; QEMU >= 10.1 unpatched kernel).
+        rtmr1: Sha384Digest,
+        /// RTMR2 (command line, initrd).
+        rtmr2: Sha384Digest,
+    },
 }
 
 /// Which builder wrote the record.

@@ -7,7 +7,8 @@
 mod schema;
 
 pub use schema::{
-    Boot, FileEntry, Image, InputFile, LayerSource, Manifest, Rootfs, SCHEMA_VERSION,
+    Boot, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
+    SnpProfile, TdxProfile, VmmType, SCHEMA_VERSION,
 };
 
 /// Why a manifest could not be read.
@@ -77,6 +78,37 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
                     file.path
                 ),
             });
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in manifest.profiles.iter().enumerate() {
+        if !names.insert(p.name()) {
+            return Err(Error::Field {
+                origin: origin.to_owned(),
+                field: format!("profiles[{i}].name"),
+                problem: format!(
+                    "{:?} is used by an earlier profile; names must be unique",
+                    p.name()
+                ),
+            });
+        }
+        if let Profile::Snp(s) = p {
+            if let Some(t) = &s.vcpu_type {
+                if t.parse::<measurements::snp::VcpuType>().is_err() {
+                    return Err(Error::Field {
+                        origin: origin.to_owned(),
+                        field: format!("profiles[{i}].vcpu_type"),
+                        problem: format!("{t:?} is not a known vCPU model; use one of EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin"),
+                    });
+                }
+            }
+            if (s.vmm == VmmType::Qemu) != s.vcpu_type.is_some() {
+                return Err(Error::Field {
+                    origin: origin.to_owned(),
+                    field: format!("profiles[{i}].vcpu_type"),
+                    problem: "give vcpu_type for vmm = \"qemu\" (QEMU puts the model's signature in the VMSA), and only then".to_owned(),
+                });
+            }
         }
     }
     Ok(manifest)

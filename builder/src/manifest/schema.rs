@@ -19,6 +19,99 @@ pub struct Manifest {
     pub rootfs: Rootfs,
     /// Kernel, firmware, command line.
     pub boot: Boot,
+    /// Where the image runs: `build` computes each profile's launch measurement.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
+}
+
+/// A platform profile: the machine an image runs on, separate from the image itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "platform", rename_all = "lowercase")]
+pub enum Profile {
+    /// AMD SEV-SNP with QEMU/KVM (or EC2/GCE) and OVMF, measured direct boot.
+    Snp(SnpProfile),
+    /// Intel TDX with QEMU and TDVF (OVMF), direct boot.
+    Tdx(TdxProfile),
+}
+
+impl Profile {
+    /// The profile's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Profile::Snp(p) => &p.name,
+            Profile::Tdx(p) => &p.name,
+        }
+    }
+
+    /// The profile's firmware.
+    pub fn firmware(&self) -> &InputFile {
+        match self {
+            Profile::Snp(p) => &p.firmware,
+            Profile::Tdx(p) => &p.firmware,
+        }
+    }
+}
+
+/// An SEV-SNP platform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpProfile {
+    /// Name, unique in the manifest (appears in the record).
+    pub name: String,
+    /// The OVMF build (an AmdSev build with the SNP kernel-hashes section).
+    pub firmware: InputFile,
+    /// Number of vCPUs (one VMSA each).
+    pub vcpus: std::num::NonZeroU32,
+    /// QEMU vCPU model (`EPYC-Milan`, ...), as sev-snp-measure names them; QEMU only.
+    #[serde(default)]
+    pub vcpu_type: Option<String>,
+    /// VMSA `SEV_FEATURES` (0x1 = SNP active; 0x21 with the host's `debug_swap`).
+    #[serde(default = "default_guest_features")]
+    pub guest_features: u64,
+    /// The VMM: `qemu`, `ec2` or `gce`.
+    #[serde(default)]
+    pub vmm: VmmType,
+}
+
+fn default_guest_features() -> u64 {
+    0x1
+}
+
+/// The VMM an SNP guest runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmmType {
+    /// QEMU/KVM.
+    #[default]
+    Qemu,
+    /// AWS EC2.
+    Ec2,
+    /// Google Compute Engine.
+    Gce,
+}
+
+/// An Intel TDX platform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxProfile {
+    /// Name, unique in the manifest.
+    pub name: String,
+    /// The TDVF (OVMF Intel TDX) build.
+    pub firmware: InputFile,
+    /// How the VMM orders TDH.MEM.PAGE.ADD and TDH.MR.EXTEND (QEMU version dependent).
+    #[serde(default)]
+    pub page_add_order: PageAddOrder,
+}
+
+/// MRTD page-add ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PageAddOrder {
+    /// Add then extend, page by page (upstream QEMU >= 9).
+    #[default]
+    SinglePass,
+    /// All adds of a section, then all extends (older Intel/Canonical QEMU).
+    TwoPass,
 }
 
 /// Identity of the image.

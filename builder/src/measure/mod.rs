@@ -3,6 +3,7 @@
 //! This module only reads files and formats results; every digest is computed by the pure
 //! `measurements` crate.
 
+pub mod launch;
 pub mod pcr;
 mod snp;
 pub mod tdx;

@@ -1,0 +1,102 @@
+//! Stage 6: the launch measurement of the built image on each platform profile.
+//!
+//! An adapter only: it reads the pinned firmware and the exact kernel and command line the
+//! build outputs, and calls the pure `measurements` crate; no hashing logic lives here.
+
+use std::num::NonZeroU32;
+
+use anyhow::Context as _;
+use measurements::record::{PlatformMeasurement, ProfileMeasurement};
+use measurements::{snp, tdx, tpm};
+
+use crate::manifest::{PageAddOrder, Profile, VmmType};
+use crate::pin::PinnedFile;
+
+/// The image identity a launch measurement covers: the exact bytes the VMM loads.
+#[derive(Debug, Clone, Copy)]
+pub struct BootImage<'a> {
+    /// The kernel file (`-kernel`).
+    pub kernel: &'a [u8],
+    /// The initrd (`-initrd`), if any.
+    pub initrd: Option<&'a [u8]>,
+    /// The command line (`-append`).
+    pub cmdline: &'a str,
+}
+
+/// Computes one profile's measurement. `firmware` is the profile's pinned firmware file.
+pub fn measure(
+    profile: &Profile,
+    firmware: &PinnedFile,
+    image: &BootImage<'_>,
+) -> anyhow::Result<ProfileMeasurement> {
+    let fw = fs_err::read(&firmware.path)?;
+    anyhow::ensure!(
+        measurements::Sha256Digest::of(&fw) == firmware.sha256,
+        "{} changed while the build was reading it; rebuild",
+        firmware.source
+    );
+    let platform = match profile {
+        Profile::Snp(p) => {
+            let parsed = snp::Firmware::parse(&fw)
+                .with_context(|| format!("{}: not an SEV-SNP capable OVMF", firmware.source))?;
+            let vmm = match (p.vmm, &p.vcpu_type) {
+                (VmmType::Qemu, Some(t)) => {
+                    let t: snp::VcpuType = t.parse().with_context(|| format!("vcpu_type {t:?}"))?;
+                    snp::Vmm::Qemu(t.signature())
+                }
+                (VmmType::Qemu, None) => anyhow::bail!("vmm = \"qemu\" needs vcpu_type"),
+                (VmmType::Ec2, _) => snp::Vmm::Ec2,
+                (VmmType::Gce, _) => snp::Vmm::Gce,
+            };
+            let inputs = snp::SnpInputs {
+                firmware: &parsed,
+                ovmf_hash: None,
+                kernel_hashes: Some(snp::KernelHashes::from_bytes(
+                    image.kernel,
+                    image.initrd,
+                    Some(image.cmdline),
+                )),
+                vcpus: p.vcpus,
+                vmm,
+                guest_features: p.guest_features,
+            };
+            let digest = snp::snp_launch_digest(&inputs)
+                .with_context(|| format!("SEV-SNP launch digest with {}", firmware.source))?;
+            PlatformMeasurement::Snp {
+                vcpus: NonZeroU32::get(p.vcpus),
+                vmm: match p.vmm {
+                    VmmType::Qemu => "qemu",
+                    VmmType::Ec2 => "ec2",
+                    VmmType::Gce => "gce",
+                }
+                .to_owned(),
+                vcpu_type: p.vcpu_type.clone(),
+                guest_features: p.guest_features,
+                launch_digest: digest,
+            }
+        }
+        Profile::Tdx(p) => {
+            let tdvf = tdx::Tdvf::parse(&fw).with_context(|| {
+                format!("{}: not a TDVF (OVMF Intel TDX) build", firmware.source)
+            })?;
+            let (order, order_name) = match p.page_add_order {
+                PageAddOrder::SinglePass => (tdx::PageAddOrder::SinglePass, "single-pass"),
+                PageAddOrder::TwoPass => (tdx::PageAddOrder::TwoPass, "two-pass"),
+            };
+            let rtmr1 = tdx::rtmr1_events(image.kernel, tdx::Rtmr1Order::KernelFirst)
+                .context("RTMR1: the kernel is not a PE image (Authenticode)")?;
+            let rtmr2 = tdx::rtmr2_events(image.cmdline, image.initrd);
+            PlatformMeasurement::Tdx {
+                page_add_order: order_name.to_owned(),
+                mrtd: tdx::mrtd(&tdvf, order),
+                rtmr1: tpm::replay(&rtmr1),
+                rtmr2: tpm::replay(&rtmr2),
+            }
+        }
+    };
+    Ok(ProfileMeasurement {
+        profile: profile.name().to_owned(),
+        firmware_sha256: firmware.sha256,
+        platform,
+    })
+}
