@@ -158,10 +158,14 @@ fn flags(f: Flags) -> MountFlags {
     out
 }
 
-/// Points stdin/stdout/stderr at `/dev/console` (the kernel may have started us without
-/// them when the root had no `/dev/console` before devtmpfs was mounted). Best effort.
+/// Points stdin/stdout/stderr at `/dev/console` if stderr is not open (the kernel starts
+/// init without them when the root has no `/dev/console` before devtmpfs is mounted).
+/// Best effort.
 pub fn reopen_console() {
     use rustix::fs::OFlags;
+    if rustix::io::fcntl_getfd(io::stderr()).is_ok() {
+        return;
+    }
     if let Ok(fd) = rustix::fs::open("/dev/console", OFlags::RDWR | OFlags::NOCTTY, Mode::empty()) {
         let _ = rustix::stdio::dup2_stdin(&fd);
         let _ = rustix::stdio::dup2_stdout(&fd);
