@@ -22,15 +22,8 @@ fn main() {
             ),
             _ => writeln!(console, "enclave-init: workload ended; powering off"),
         },
-        Err(e) => {
-            let mut msg = format!("enclave-init: error: {e}");
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            writeln!(console, "{msg}; powering off")
-        }
+        // Every error's message already includes its cause.
+        Err(e) => writeln!(console, "enclave-init: error: {e}; powering off"),
     };
     let err = enclave_init::sys::power_off(&mut console);
     let _ = writeln!(console, "enclave-init: {err}");
