@@ -478,3 +478,102 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn tree_entries_match_the_hand_built_ones() {
+    use builder::tree::{Directory, Entry, Leaf, LeafKind, Metadata, Tree};
+    let mut store = MemoryContent::default();
+    let mut tree = Tree::new();
+    let meta = |mode, uid, gid| Metadata {
+        mode,
+        uid,
+        gid,
+        ..Metadata::default()
+    };
+    let leaf = |tree: &mut Tree, m, kind| Entry::Leaf(tree.push_leaf(Leaf { meta: m, kind }));
+    let tool = store.insert(tool_bytes());
+    let hostname = store.insert(b"enclave\n".to_vec());
+    let empty = store.insert(Vec::new());
+    let wl = store.insert(b"{}".to_vec());
+    let bin = Directory {
+        meta: meta(0o755, 0, 0),
+        entries: [
+            (
+                b"busybox".to_vec(),
+                leaf(&mut tree, meta(0o755, 0, 0), LeafKind::Regular(tool)),
+            ),
+            (
+                b"sh".to_vec(),
+                leaf(
+                    &mut tree,
+                    meta(0o777, 0, 0),
+                    LeafKind::Symlink(b"busybox".to_vec()),
+                ),
+            ),
+        ]
+        .into(),
+    };
+    // makedev(5, 1) = (5 << 8) | 1.
+    let dev = Directory {
+        meta: meta(0o755, 0, 0),
+        entries: [(
+            b"console".to_vec(),
+            leaf(&mut tree, meta(0o600, 0, 0), LeafKind::CharDevice(0x501)),
+        )]
+        .into(),
+    };
+    let enclave = Directory {
+        meta: meta(0o750, 0, 1001),
+        entries: [(
+            b"workload.json".to_vec(),
+            leaf(&mut tree, meta(0o644, 0, 0), LeafKind::Regular(wl)),
+        )]
+        .into(),
+    };
+    let etc = Directory {
+        meta: meta(0o755, 0, 0),
+        entries: [
+            (
+                b"empty".to_vec(),
+                leaf(&mut tree, meta(0o600, 1000, 1001), LeafKind::Regular(empty)),
+            ),
+            (b"enclave".to_vec(), Entry::Directory(enclave)),
+            (
+                b"hostname".to_vec(),
+                leaf(&mut tree, meta(0o644, 0, 0), LeafKind::Regular(hostname)),
+            ),
+        ]
+        .into(),
+    };
+    let init = leaf(
+        &mut tree,
+        meta(0o777, 0, 0),
+        LeafKind::Symlink(b"bin/busybox".to_vec()),
+    );
+    tree.root.entries = [
+        (b"bin".to_vec(), Entry::Directory(bin)),
+        (b"dev".to_vec(), Entry::Directory(dev)),
+        (b"etc".to_vec(), Entry::Directory(etc)),
+        (
+            b"etc-b".to_vec(),
+            Entry::Directory(Directory {
+                meta: meta(0o700, 0, 0),
+                entries: Default::default(),
+            }),
+        ),
+        (b"init".to_vec(), init),
+    ]
+    .into();
+    let entries = builder::initramfs::entries_from_tree(&tree, &store).unwrap();
+    assert_eq!(write(&entries, true), sample_archive(true));
+
+    // A FIFO is refused, naming it.
+    let fifo = leaf(&mut tree, meta(0o644, 0, 0), LeafKind::Fifo);
+    tree.root.entries.insert(b"pipe".to_vec(), fifo);
+    assert_eq!(
+        builder::initramfs::entries_from_tree(&tree, &store)
+            .unwrap_err()
+            .to_string(),
+        "initramfs entry `pipe`: a FIFO cannot be put in the initramfs"
+    );
+}

@@ -15,7 +15,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::tree::{Content, ContentSource};
+use crate::tree::{Content, ContentSource, Directory, Entry, LeafKind, Tree};
 
 pub mod dump;
 pub mod init_build;
@@ -153,6 +153,14 @@ pub enum Error {
         /// The error.
         source: io::Error,
     },
+    /// A tree node newc (or this writer) cannot represent.
+    #[error("initramfs entry `{path}`: {what} cannot be put in the initramfs")]
+    Unsupported {
+        /// The path.
+        path: String,
+        /// What (`a FIFO`, `extended attributes`, `a hard link`, ...).
+        what: &'static str,
+    },
     /// Writing the archive failed.
     #[error("writing initramfs at offset {offset}: {source}")]
     Write {
@@ -200,6 +208,112 @@ pub fn write_newc(
         }
     }
     Ok(w.written)
+}
+
+/// The entries of a whole [`Tree`] (its root directory itself is not an entry; the kernel's
+/// rootfs already exists). Refused: extended attributes (newc has none), FIFOs, sockets and
+/// hard links (this writer gives every entry its own inode), and names that are not UTF-8.
+pub fn entries_from_tree<'a>(
+    tree: &Tree,
+    source: &'a dyn ContentSource,
+) -> Result<Vec<CpioEntry<'a>>, Error> {
+    let mut links = vec![0usize; tree.leaves.len()];
+    count_links(&tree.root, &mut links);
+    let mut out = Vec::new();
+    walk(tree, &tree.root, "", source, &links, &mut out)?;
+    Ok(out)
+}
+
+fn count_links(dir: &Directory, links: &mut [usize]) {
+    for entry in dir.entries.values() {
+        match entry {
+            Entry::Directory(d) => count_links(d, links),
+            Entry::Leaf(id) => {
+                if let Some(n) = links.get_mut(id.0) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+}
+
+fn walk<'a>(
+    tree: &Tree,
+    dir: &Directory,
+    prefix: &str,
+    source: &'a dyn ContentSource,
+    links: &[usize],
+    out: &mut Vec<CpioEntry<'a>>,
+) -> Result<(), Error> {
+    for (raw_name, entry) in &dir.entries {
+        let name = String::from_utf8_lossy(raw_name);
+        let path = if prefix.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let unsupported = |what| Error::Unsupported {
+            path: path.clone(),
+            what,
+        };
+        if std::str::from_utf8(raw_name).is_err() {
+            return Err(unsupported("a name that is not UTF-8"));
+        }
+        let (meta, kind) = match entry {
+            Entry::Directory(d) => (&d.meta, EntryKind::Directory),
+            Entry::Leaf(id) => {
+                let leaf = tree
+                    .leaves
+                    .get(id.0)
+                    .ok_or_else(|| unsupported("a dangling leaf id"))?;
+                if links.get(id.0).copied().unwrap_or(0) > 1 {
+                    return Err(unsupported("a hard link"));
+                }
+                let kind = match &leaf.kind {
+                    LeafKind::Regular(content) => EntryKind::Content {
+                        content: *content,
+                        source,
+                    },
+                    LeafKind::Symlink(t) => EntryKind::Symlink(t.clone()),
+                    LeafKind::CharDevice(rdev) => EntryKind::CharDevice {
+                        major: dev_major(*rdev),
+                        minor: dev_minor(*rdev),
+                    },
+                    LeafKind::BlockDevice(rdev) => EntryKind::BlockDevice {
+                        major: dev_major(*rdev),
+                        minor: dev_minor(*rdev),
+                    },
+                    LeafKind::Fifo => return Err(unsupported("a FIFO")),
+                    LeafKind::Socket => return Err(unsupported("a socket")),
+                };
+                (&leaf.meta, kind)
+            }
+        };
+        if !meta.xattrs.is_empty() {
+            return Err(unsupported("extended attributes"));
+        }
+        out.push(CpioEntry {
+            path: path.clone(),
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            kind,
+        });
+        if let Entry::Directory(d) = entry {
+            walk(tree, d, &path, source, links, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Linux `major()` of a `makedev` encoding (glibc `sysmacros.h`).
+fn dev_major(dev: u64) -> u32 {
+    (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)) as u32
+}
+
+/// Linux `minor()` of a `makedev` encoding.
+fn dev_minor(dev: u64) -> u32 {
+    ((dev & 0xff) | ((dev >> 12) & !0xff)) as u32
 }
 
 impl<'a> CpioEntry<'a> {
@@ -501,5 +615,23 @@ impl Counting<'_> {
         self.write(name)?;
         self.write(&[0])?;
         self.zeros(pad4(HEADER_LEN as u64 + namesize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_decode_like_glibc() {
+        // Python's os.makedev(4100, 70000) (glibc makedev) = 17592472306800.
+        assert_eq!(dev_major(17592472306800), 4100);
+        assert_eq!(dev_minor(17592472306800), 70000);
+        assert_eq!((dev_major(0x501), dev_minor(0x501)), (5, 1));
+    }
+
+    #[test]
+    fn padding() {
+        assert_eq!([0, 1, 2, 3, 4, 5].map(pad4), [0, 3, 2, 1, 0, 3]);
     }
 }
