@@ -13,6 +13,7 @@
 //!
 //! [`dump`] parses an archive back into a readable listing.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use crate::tree::{Content, ContentSource, Directory, Entry, LeafKind, Tree};
@@ -178,6 +179,7 @@ pub fn write_newc(
     out: &mut dyn Write,
 ) -> Result<u64, Error> {
     let order = layout(entries)?;
+    let subdirs = subdirectory_counts(entries);
     let mut w = Counting { out, written: 0 };
     for (i, &idx) in order.iter().enumerate() {
         // `i` < number of entries, which fits in memory; inode numbers beyond u32 would need
@@ -191,7 +193,9 @@ pub fn write_newc(
             })?;
         let e = &entries[idx];
         let nlink = match e.kind {
-            EntryKind::Directory => 2 + subdirectories(entries, &order, &e.path),
+            EntryKind::Directory => {
+                2u32.saturating_add(subdirs.get(e.path.as_str()).copied().unwrap_or(0))
+            }
             _ => 1,
         };
         write_entry(&mut w, e, ino, nlink, options.mtime)?;
@@ -445,15 +449,16 @@ fn check_path(path: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Number of directories directly inside `dir`.
-fn subdirectories(entries: &[CpioEntry<'_>], order: &[usize], dir: &str) -> u32 {
-    let n = order
-        .iter()
-        .map(|&i| &entries[i])
-        .filter(|e| matches!(e.kind, EntryKind::Directory))
-        .filter(|e| e.path.rsplit_once('/').is_some_and(|(p, _)| p == dir))
-        .count();
-    u32::try_from(n).unwrap_or(u32::MAX - 2)
+/// Number of directories directly inside each directory, by path.
+fn subdirectory_counts<'e>(entries: &'e [CpioEntry<'_>]) -> BTreeMap<&'e str, u32> {
+    let mut counts = BTreeMap::new();
+    for e in entries {
+        if let (EntryKind::Directory, Some((parent, _))) = (&e.kind, e.path.rsplit_once('/')) {
+            let n: &mut u32 = counts.entry(parent).or_default();
+            *n = n.saturating_add(1);
+        }
+    }
+    counts
 }
 
 fn type_bits(kind: &EntryKind<'_>) -> u32 {
