@@ -34,6 +34,7 @@
 pub mod cli;
 pub mod content;
 pub mod erofs;
+pub mod initramfs;
 pub mod inputs;
 pub mod manifest;
 pub mod measure;

@@ -15,3 +15,6 @@ mod erofs;
 mod measure_snp;
 // `measure tdx` / `measure pcr` against the spec walk-through script and systemd-measure.
 mod measure_tdx_pcr;
+
+// The initramfs (newc) writer against GNU cpio, determinism, the dump parser.
+mod initramfs;
