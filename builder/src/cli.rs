@@ -34,7 +34,7 @@ pub enum Command {
     Measure {
         /// The platform.
         #[command(subcommand)]
-        command: crate::measure::MeasureCommand,
+        command: Box<crate::measure::MeasureCommand>,
     },
 }
 
