@@ -420,6 +420,11 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
                 size: image.size,
                 sha256: image.sha256,
             },
+            record::Output {
+                name: "vmlinuz".to_owned(),
+                size: kernel.len() as u64,
+                sha256: inputs.kernel.sha256,
+            },
         ],
         rootfs: record::Rootfs {
             filesystem: "erofs".to_owned(),
