@@ -140,6 +140,9 @@ impl ContentSource for ContentStore {
 }
 
 /// A reader over one extent of the pack, using positioned reads (no shared cursor).
+/// `FileExt::read_at` needs the std handle behind the `fs_err` one; its only error source is
+/// the pack file, which the store names on open.
+#[allow(clippy::disallowed_types)]
 struct Extent<'a> {
     file: &'a std::fs::File,
     offset: u64,
