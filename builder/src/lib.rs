@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod components;
 pub mod content;
 pub mod erofs;
 pub mod initramfs;

@@ -79,6 +79,16 @@ impl Staging {
     /// target is replaced (it is moved aside first, then removed).
     pub fn commit(self) -> Result<PathBuf, Error> {
         let staged = self.dir.keep();
+        {
+            // tempfile creates the staging directory 0700; the output is an ordinary directory.
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).map_err(
+                |source| Error::Io {
+                    path: staged.clone(),
+                    source,
+                },
+            )?;
+        }
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }

@@ -48,6 +48,34 @@ pub struct VerifiedInputs {
     pub firmware: PinnedFile,
     /// Each profile's firmware, in profile order.
     pub profile_firmware: Vec<PinnedFile>,
+    /// `workload.json` for the guest init, from the last OCI image's config.
+    pub workload: Option<Vec<u8>>,
+}
+
+/// The guest init's `workload.json` (see guest-init/README.md) from an OCI image config: the
+/// fields it reads, with their OCI names, in a fixed order.
+pub fn workload_json(config: &oci_spec::image::ImageConfiguration) -> anyhow::Result<Vec<u8>> {
+    let mut map = serde_json::Map::new();
+    if let Some(c) = config.config() {
+        if let Some(v) = c.entrypoint() {
+            map.insert("Entrypoint".into(), serde_json::to_value(v)?);
+        }
+        if let Some(v) = c.cmd() {
+            map.insert("Cmd".into(), serde_json::to_value(v)?);
+        }
+        if let Some(v) = c.env() {
+            map.insert("Env".into(), serde_json::to_value(v)?);
+        }
+        if let Some(v) = c.working_dir() {
+            map.insert("WorkingDir".into(), serde_json::to_value(v)?);
+        }
+        if let Some(v) = c.user() {
+            map.insert("User".into(), serde_json::to_value(v)?);
+        }
+    }
+    let mut bytes = serde_json::to_vec_pretty(&serde_json::Value::Object(map))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// Stage 1: checks every pin. Problems with local files are collected and reported together.
@@ -57,6 +85,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
     let mut problems: Vec<PinError> = Vec::new();
     let mut records = Vec::new();
     let mut layers = Vec::new();
+    let mut workload = None;
     for (i, source) in m.rootfs.layers.iter().enumerate() {
         match source {
             LayerSource::Oci { oci, manifest } => {
@@ -76,6 +105,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
                     manifest: image.manifest_digest,
                     config: image.config_digest,
                 });
+                workload = Some(workload_json(&image.config)?);
                 for l in image.layers {
                     records.push(record::Input::Layer {
                         source: oci.clone(),
@@ -187,14 +217,51 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         kernel,
         firmware,
         profile_firmware,
+        workload: if m.boot.init.is_some() {
+            workload
+        } else {
+            None
+        },
     })
 }
+
+/// Stage 1b: builds the manifest's Rust components (cached by cargo in
+/// `<workspace>/target/enclave-components`).
+pub fn build_components(
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<crate::components::rust::Built>> {
+    let mut out = Vec::new();
+    for (i, r) in plan.manifest.rootfs.rust.iter().enumerate() {
+        progress.message(&format!(
+            "building {}/{} (rootfs.rust[{i}])",
+            r.package, r.bin
+        ));
+        let workspace = fs_err::canonicalize(plan.base_dir.join(&r.workspace))
+            .with_context(|| format!("rootfs.rust[{i}].workspace"))?;
+        let target = workspace.join("target").join("enclave-components");
+        let built = crate::components::rust::build(
+            &workspace,
+            &target,
+            &plan.cargo_home,
+            &r.package,
+            &r.bin,
+        )
+        .with_context(|| format!("rootfs.rust[{i}]: building {}/{}", r.package, r.bin))?;
+        out.push(built);
+    }
+    Ok(out)
+}
+
+/// Where the guest init's workload description goes.
+pub const WORKLOAD_PATH: &str = "/etc/enclave/workload.json";
 
 /// Stage 2: applies the layers in order, then the extra files, into an in-memory tree whose
 /// file contents go to `store`.
 pub fn assemble_tree(
     plan: &Plan,
     inputs: &VerifiedInputs,
+    components: &[crate::components::rust::Built],
     store: &ContentStore,
     progress: &dyn Progress,
 ) -> anyhow::Result<Tree> {
@@ -236,6 +303,41 @@ pub fn assemble_tree(
         tree::apply::insert_file(&mut tree, entry.path.as_bytes(), leaf)
             .with_context(|| format!("rootfs.files[{i}]: placing {}", entry.path))?;
     }
+    for (i, built) in components.iter().enumerate() {
+        let entry = &plan.manifest.rootfs.rust[i];
+        let mut f = fs_err::File::open(&built.path)?;
+        let content = store.put(&mut f, built.size)?;
+        anyhow::ensure!(
+            content.sha256 == built.sha256.0,
+            "rootfs.rust[{i}]: {} changed while the build was reading it; rebuild",
+            built.path.display()
+        );
+        let leaf = Leaf {
+            meta: Metadata {
+                mode: entry.mode,
+                uid: 0,
+                gid: 0,
+                xattrs: Default::default(),
+            },
+            kind: LeafKind::Regular(content),
+        };
+        tree::apply::insert_file(&mut tree, entry.path.as_bytes(), leaf)
+            .with_context(|| format!("rootfs.rust[{i}]: placing {}", entry.path))?;
+    }
+    if let Some(json) = &inputs.workload {
+        let content = store.put(&mut json.as_slice(), json.len() as u64)?;
+        let leaf = Leaf {
+            meta: Metadata {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                xattrs: Default::default(),
+            },
+            kind: LeafKind::Regular(content),
+        };
+        tree::apply::insert_file(&mut tree, WORKLOAD_PATH.as_bytes(), leaf)
+            .with_context(|| format!("placing {WORKLOAD_PATH}"))?;
+    }
     Ok(tree)
 }
 
@@ -262,6 +364,7 @@ pub struct RootImage {
 pub fn write_root_image(
     plan: &Plan,
     inputs: &VerifiedInputs,
+    components: &[crate::components::rust::Built],
     tree: &Tree,
     store: &ContentStore,
     path: &Path,
@@ -276,6 +379,13 @@ pub fn write_root_image(
     for (i, p) in &inputs.files {
         let f = &m.rootfs.files[*i];
         parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
+    }
+    let workload_digest = inputs.workload.as_deref().map(Sha256Digest::of);
+    for (r, b) in m.rootfs.rust.iter().zip(components) {
+        parts.push(Part::File(&r.path, r.mode, 0, 0, &b.sha256));
+    }
+    if let Some(d) = &workload_digest {
+        parts.push(Part::File(WORKLOAD_PATH, 0o644, 0, 0, d));
     }
     let seed = Seed::new(m.image.source_date_epoch, &parts);
     let fs_uuid = seed.uuid("erofs");
@@ -349,16 +459,19 @@ pub fn verity_cmdline(root_device: &str, image: &RootImage) -> Result<String, ve
 /// Runs the whole build, returning the record (also written as `record.json`).
 pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     let inputs = verify_inputs(plan).context("checking inputs")?;
+    let components = build_components(plan, progress).context("building Rust components")?;
     let staging = Staging::new(&plan.out_dir, plan.force)?;
-    let store = ContentStore::new(staging.path().join(".objects"))?;
-    let tree =
-        assemble_tree(plan, &inputs, &store, progress).context("assembling the root tree")?;
+    let dir = staging.path();
+    let store = ContentStore::new(dir.join(".objects"))?;
+    let tree = assemble_tree(plan, &inputs, &components, &store, progress)
+        .context("assembling the root tree")?;
     let image = write_root_image(
         plan,
         &inputs,
+        &components,
         &tree,
         &store,
-        &staging.path().join("rootfs.img"),
+        &dir.join("rootfs.img"),
         progress,
     )
     .context("writing rootfs.img")?;
@@ -366,25 +479,50 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
 
     let m = &plan.manifest;
     let fragment = verity_cmdline(&m.boot.root_device, &image)?;
-    let full = if m.boot.cmdline.trim().is_empty() {
-        fragment.clone()
-    } else {
-        format!("{} {fragment}", m.boot.cmdline.trim())
-    };
-    let cmdline_path = staging.path().join("cmdline");
-    fs_err::write(&cmdline_path, full.as_bytes())?;
-    // The kernel ships with the image so the VMM loads, and verifiers measure, these exact bytes.
-    let kernel = fs_err::read(&inputs.kernel.path)?;
-    anyhow::ensure!(
-        Sha256Digest::of(&kernel) == inputs.kernel.sha256,
-        "boot.kernel ({}) changed while the build was reading it; rebuild",
-        inputs.kernel.source
-    );
-    fs_err::write(staging.path().join("vmlinuz"), &kernel)?;
+    let full = [
+        m.boot.cmdline.trim().to_owned(),
+        m.boot
+            .init
+            .as_ref()
+            .map(|i| format!("init={i}"))
+            .unwrap_or_default(),
+        fragment.clone(),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_empty())
+    .collect::<Vec<_>>()
+    .join(" ");
+    // The kernel and firmware ship with the image so the VMM loads, and verifiers measure,
+    // these exact bytes.
+    let kernel = read_pinned(&inputs.kernel)?;
+    let firmware = read_pinned(&inputs.firmware)?;
+    let initrd = empty_initrd(m.image.source_date_epoch)?;
+    let artifacts: [(&str, &[u8]); 5] = [
+        ("cmdline", full.as_bytes()),
+        ("vmlinuz", &kernel),
+        ("initrd.img", &initrd),
+        ("OVMF.fd", &firmware),
+        ("run-qemu.sh", RUN_QEMU.as_bytes()),
+    ];
+    let mut outputs = vec![record::Output {
+        name: "rootfs.img".to_owned(),
+        size: image.size,
+        sha256: image.sha256,
+    }];
+    for (name, bytes) in artifacts {
+        fs_err::write(dir.join(name), bytes)?;
+        outputs.push(record::Output {
+            name: name.to_owned(),
+            size: bytes.len() as u64,
+            sha256: Sha256Digest::of(bytes),
+        });
+    }
+    set_mode(&dir.join("run-qemu.sh"), 0o755)?;
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
 
     let boot = crate::measure::launch::BootImage {
         kernel: &kernel,
-        initrd: None,
+        initrd: Some(&initrd),
         cmdline: &full,
     };
     let mut measurements = Vec::new();
@@ -393,6 +531,25 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         measurements.push(
             crate::measure::launch::measure(profile, fw, &boot)
                 .with_context(|| format!("measuring profile {}", profile.name()))?,
+        );
+    }
+
+    let mut inputs_record = inputs.records.clone();
+    let boot_at = inputs_record
+        .iter()
+        .position(|r| matches!(r, record::Input::Kernel { .. }))
+        .unwrap_or(inputs_record.len());
+    for (k, (r, b)) in m.rootfs.rust.iter().zip(&components).enumerate() {
+        inputs_record.insert(
+            boot_at + k,
+            record::Input::RustComponent {
+                package: r.package.clone(),
+                bin: r.bin.clone(),
+                path: r.path.clone(),
+                sha256: b.sha256,
+                size: b.size,
+                crates: b.crates.clone(),
+            },
         );
     }
 
@@ -408,24 +565,8 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         },
         manifest_sha256: plan.manifest_sha256,
         source_date_epoch: m.image.source_date_epoch,
-        inputs: inputs.records.clone(),
-        outputs: vec![
-            record::Output {
-                name: "cmdline".to_owned(),
-                size: full.len() as u64,
-                sha256: Sha256Digest::of(full.as_bytes()),
-            },
-            record::Output {
-                name: "rootfs.img".to_owned(),
-                size: image.size,
-                sha256: image.sha256,
-            },
-            record::Output {
-                name: "vmlinuz".to_owned(),
-                size: kernel.len() as u64,
-                sha256: inputs.kernel.sha256,
-            },
-        ],
+        inputs: inputs_record,
+        outputs,
         rootfs: record::Rootfs {
             filesystem: "erofs".to_owned(),
             uuid: seed::uuid_string(&image.fs_uuid),
@@ -448,9 +589,56 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         },
         measurements,
     };
-    fs_err::write(staging.path().join("record.json"), record_json(&record)?)?;
+    fs_err::write(dir.join("record.json"), record_json(&record)?)?;
     staging.commit()?;
     Ok(record)
+}
+
+/// The local-testing launcher written as `run-qemu.sh`: software emulation, direct kernel
+/// boot of the output's own files, the root image read-only on virtio, guest port 8080
+/// forwarded to 127.0.0.1:$PORT. Its bytes are fixed (no paths), so it is reproducible.
+pub const RUN_QEMU: &str = r#"#!/bin/sh
+# Boots this image under QEMU for local testing, from the files beside this script.
+# ACCEL (default tcg), MEM (MiB, default 1024), PORT (host port for guest 8080, default 8080).
+# The VM powers off when the workload exits; a dm-verity error panics the kernel, which stops
+# QEMU (-no-reboot). Extra arguments are passed to QEMU.
+d=$(dirname "$0")
+exec qemu-system-x86_64 -machine q35 -accel "${ACCEL:-tcg}" -m "${MEM:-1024}" -smp 1 \
+  -nographic -no-reboot -bios "$d/OVMF.fd" \
+  -kernel "$d/vmlinuz" -initrd "$d/initrd.img" -append "$(cat "$d/cmdline")" \
+  -drive "file=$d/rootfs.img,format=raw,if=virtio,readonly=on" \
+  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:8080" \
+  -device virtio-net-pci,netdev=n0 "$@"
+"#;
+
+/// The initramfs: empty (the kernel opens the verity root itself via `dm-mod.create=`), a
+/// valid newc archive holding only the trailer.
+fn empty_initrd(epoch: u64) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    crate::initramfs::write_newc(
+        &[],
+        &crate::initramfs::Options {
+            mtime: u32::try_from(epoch).context("source_date_epoch does not fit newc's 32 bits")?,
+            pad_to_block: true,
+        },
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+fn read_pinned(f: &PinnedFile) -> anyhow::Result<Vec<u8>> {
+    let bytes = fs_err::read(&f.path)?;
+    anyhow::ensure!(
+        Sha256Digest::of(&bytes) == f.sha256,
+        "{} changed while the build was reading it; rebuild",
+        f.source
+    );
+    Ok(bytes)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// The record's canonical bytes: pretty JSON in struct order, with a final newline.

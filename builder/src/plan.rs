@@ -23,6 +23,9 @@ pub struct Plan {
     pub out_dir: PathBuf,
     /// Replace an existing output directory.
     pub force: bool,
+    /// Cargo's home (registry cache), for building Rust components: `$CARGO_HOME`, else
+    /// `$HOME/.cargo`. Remapped out of every binary.
+    pub cargo_home: PathBuf,
 }
 
 impl Plan {
@@ -36,7 +39,12 @@ impl Plan {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+            .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
         Ok(Plan {
+            cargo_home,
             manifest,
             manifest_sha256: Sha256Digest::of(&bytes),
             base_dir,

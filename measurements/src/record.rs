@@ -135,6 +135,21 @@ pub enum Input {
         /// Size in bytes.
         size: u64,
     },
+    /// A binary built from a Cargo workspace and placed in the root file system.
+    RustComponent {
+        /// Workspace package.
+        package: String,
+        /// Binary target.
+        bin: String,
+        /// Path inside the image.
+        path: String,
+        /// sha256 of the built binary.
+        sha256: Sha256Digest,
+        /// Its size.
+        size: u64,
+        /// The crates compiled into it (normal and build dependencies), sorted.
+        crates: Vec<Crate>,
+    },
     /// The kernel image.
     Kernel {
         /// As the manifest names it.
@@ -153,6 +168,20 @@ pub enum Input {
         /// Size in bytes.
         size: u64,
     },
+}
+
+/// One crate of a Rust component's dependency graph.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crate {
+    /// Crate name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Kind of source (`registry`, `git`); `None` for workspace members.
+    pub source: Option<String>,
+    /// The `Cargo.lock` sha256 of the `.crate` file, for registry crates.
+    pub checksum: Option<String>,
 }
 
 /// One artifact.

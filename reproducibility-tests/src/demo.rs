@@ -81,7 +81,18 @@ pub fn base_layer() -> Vec<u8> {
         .dir("opt/app/old-dir", 0o755)
         .file("opt/app/old-dir/x", 0o644, b"x\n")
         .dir("tmp", 0o1777)
-        .dir("dev", 0o755);
+        .dir("dev", 0o755)
+        // Mount points for the guest init (the root is read-only).
+        .dir("proc", 0o555)
+        .dir("sys", 0o555)
+        .dir("run", 0o755)
+        .dir("sbin", 0o755)
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/sbin/nologin\nuser:x:1000:1000::/home/user:/sbin/nologin\n",
+        )
+        .file("etc/group", 0o644, b"root:x:0:\nuser:x:1000:\n");
     l.push(&Entry {
         mode: 0o666,
         dev: (1, 3),

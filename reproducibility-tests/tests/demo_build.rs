@@ -89,7 +89,7 @@ fn record_names_the_outputs_as_they_are() {
     let record: serde_json::Value =
         serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap();
     let outputs = record["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 3);
+    assert_eq!(outputs.len(), 6);
     for o in outputs {
         let name = o["name"].as_str().unwrap();
         let path = out.join(name);
@@ -116,7 +116,15 @@ fn record_names_the_outputs_as_they_are() {
     names.sort();
     assert_eq!(
         names,
-        ["cmdline", "record.json", "rootfs.img", "vmlinuz"],
+        [
+            "OVMF.fd",
+            "cmdline",
+            "initrd.img",
+            "record.json",
+            "rootfs.img",
+            "run-qemu.sh",
+            "vmlinuz"
+        ],
         "unexpected files in the output"
     );
 }

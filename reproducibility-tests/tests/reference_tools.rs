@@ -262,6 +262,33 @@ fn reference_rootfs(work: &Path) -> PathBuf {
         ),
         "install motd",
     );
+    // The guest init the builder compiled (the same file the build placed), and the workload
+    // description the init reads, built here with Python's json module from the OCI config.
+    let init =
+        repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/enclave-init");
+    ok(
+        &tool(
+            "install",
+            &[
+                "-D",
+                "-m",
+                "0755",
+                "-o",
+                "0",
+                "-g",
+                "0",
+                init.to_str().unwrap(),
+                rootfs.join("sbin/enclave-init").to_str().unwrap(),
+            ],
+        ),
+        "install enclave-init",
+    );
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    let script = "import json,sys\nc=json.load(open(sys.argv[1]))['config']\nkeys=['Entrypoint','Cmd','Env','WorkingDir','User']\nsys.stdout.write(json.dumps({k:c[k] for k in keys if k in c},indent=2)+'\\n')";
+    let o = tool("python3", &["-c", script, config.to_str().unwrap()]);
+    ok(&o, "python3 workload.json");
+    fs_err::create_dir_all(rootfs.join("etc/enclave")).unwrap();
+    fs_err::write(rootfs.join("etc/enclave/workload.json"), &o.stdout).unwrap();
     rootfs
 }
 
@@ -366,6 +393,8 @@ fn record_snp_measurement_matches_sev_snp_measure() {
             &format!("{:#x}", p["guest_features"].as_u64().unwrap()),
             "--kernel",
             out.join("vmlinuz").to_str().unwrap(),
+            "--initrd",
+            out.join("initrd.img").to_str().unwrap(),
             "--append",
             &cmdline,
         ],
@@ -401,6 +430,8 @@ fn record_tdx_measurement_matches_the_spec_walkthrough() {
             fw.to_str().unwrap(),
             "--cmdline",
             &cmdline,
+            "--initrd",
+            out.join("initrd.img").to_str().unwrap(),
         ],
     );
     ok(&o, "tdx_reference.py");

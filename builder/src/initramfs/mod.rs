@@ -19,7 +19,6 @@ use std::io::{self, Read, Write};
 use crate::tree::{Content, ContentSource, Directory, Entry, LeafKind, Tree};
 
 pub mod dump;
-pub mod init_build;
 
 /// `c_magic` of the newc format (no checksum).
 pub const NEWC_MAGIC: &[u8; 6] = b"070701";

@@ -8,7 +8,7 @@ mod schema;
 
 pub use schema::{
     Boot, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
-    SnpProfile, TdxProfile, VmmType, SCHEMA_VERSION,
+    RustEntry, SnpProfile, TdxProfile, VmmType, SCHEMA_VERSION,
 };
 
 /// Why a manifest could not be read.

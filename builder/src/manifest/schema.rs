@@ -135,6 +135,32 @@ pub struct Rootfs {
     /// Files placed after all layers.
     #[serde(default)]
     pub files: Vec<FileEntry>,
+    /// Binaries built from a Cargo workspace, placed after the files.
+    #[serde(default)]
+    pub rust: Vec<RustEntry>,
+}
+
+/// A binary the builder compiles from a Cargo workspace (locked, static, path-remapped) and
+/// places in the image. Its pin is the workspace's `Cargo.lock` and sources; the record lists
+/// the binary's digest and its crate graph.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RustEntry {
+    /// The workspace root (relative to the manifest).
+    pub workspace: String,
+    /// The package.
+    pub package: String,
+    /// The binary target.
+    pub bin: String,
+    /// Absolute path inside the image.
+    pub path: String,
+    /// Permission bits (default 0o755).
+    #[serde(default = "default_exec_mode")]
+    pub mode: u32,
+}
+
+fn default_exec_mode() -> u32 {
+    0o755
 }
 
 /// Where layers come from.
@@ -198,6 +224,11 @@ pub struct Boot {
     /// Kernel command line; the builder appends the root/verity parameters.
     #[serde(default)]
     pub cmdline: String,
+    /// The init the kernel starts (`init=`), e.g. `/sbin/enclave-init`. When given, the last
+    /// OCI image's config (Entrypoint, Cmd, Env, WorkingDir, User) is written to
+    /// `/etc/enclave/workload.json` for it.
+    #[serde(default)]
+    pub init: Option<String>,
     /// The block device the root image is attached as inside the guest.
     #[serde(default = "default_root_device")]
     pub root_device: String,

@@ -1,5 +1,5 @@
-//! How the guest init (`guest-init`, binary `enclave-init`) is built reproducibly, and the
-//! crate graph that went into it (for the build record).
+//! Rust components built from a Cargo workspace (the guest init, the demo server):
+//! reproducibly, and with the crate graph that went into them (for the build record).
 //!
 //! The recipe (see `guest-init/README.md`): a release build for `x86_64-unknown-linux-gnu`
 //! with glibc linked statically (`+crt-static`: a static-pie ELF that needs no libc in the
@@ -11,16 +11,16 @@
 
 use std::path::{Path, PathBuf};
 
-/// The target the init is built for.
-pub const INIT_TARGET: &str = "x86_64-unknown-linux-gnu";
-/// The workspace package and binary of the init.
+/// The target components are built for.
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The workspace package of the guest init.
 pub const INIT_PACKAGE: &str = "guest-init";
-/// The binary's name.
+/// The guest init's binary.
 pub const INIT_BIN: &str = "enclave-init";
 
 /// A composed `cargo build` invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitBuild {
+pub struct RustBuild {
     /// The program (`cargo`).
     pub program: String,
     /// Arguments.
@@ -34,18 +34,7 @@ pub struct InitBuild {
     pub output: PathBuf,
 }
 
-/// One crate of the init's dependency graph, for the record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct CrateRecord {
-    /// Crate name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Source (`registry+https://...`, `git+...`), `None` for workspace members.
-    pub source: Option<String>,
-    /// The `Cargo.lock` sha256 of the `.crate` file, for registry crates.
-    pub checksum: Option<String>,
-}
+pub use measurements::record::Crate as CrateRecord;
 
 /// Why the crate graph could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +64,24 @@ pub enum Error {
         /// The error.
         source: toml::de::Error,
     },
-    /// The init package is not in the workspace.
-    #[error("package `{INIT_PACKAGE}` is not in the workspace")]
-    NoPackage,
+    /// The package is not in the workspace.
+    #[error("package `{0}` is not in the workspace")]
+    NoPackage(String),
 }
 
-/// Composes the reproducible build of the init.
-pub fn init_build_command(workspace: &Path, target_dir: &Path, cargo_home: &Path) -> InitBuild {
+/// Composes the reproducible build of the guest init.
+pub fn init_build_command(workspace: &Path, target_dir: &Path, cargo_home: &Path) -> RustBuild {
+    build_command(workspace, target_dir, cargo_home, INIT_PACKAGE, INIT_BIN)
+}
+
+/// Composes the reproducible build of binary `bin` of workspace package `package`.
+pub fn build_command(
+    workspace: &Path,
+    target_dir: &Path,
+    cargo_home: &Path,
+    package: &str,
+    bin: &str,
+) -> RustBuild {
     let remap = |from: &Path, to: &str| format!("--remap-path-prefix={}={to}", from.display());
     let rustflags = [
         "-Ctarget-feature=+crt-static".to_owned(),
@@ -117,32 +117,32 @@ pub fn init_build_command(workspace: &Path, target_dir: &Path, cargo_home: &Path
         "--release",
         "--locked",
         "-p",
-        INIT_PACKAGE,
+        package,
         "--bin",
-        INIT_BIN,
+        bin,
         "--target",
-        INIT_TARGET,
+        TARGET,
     ]
     .map(str::to_owned)
     .to_vec();
-    InitBuild {
+    RustBuild {
         program: "cargo".to_owned(),
         args,
         env,
         cwd: workspace.to_owned(),
-        output: target_dir.join(INIT_TARGET).join("release").join(INIT_BIN),
+        output: target_dir.join(TARGET).join("release").join(bin),
     }
 }
 
-/// Runs `cargo metadata` in `workspace` and returns the init's crate graph (normal and build
-/// dependencies, for [`INIT_TARGET`]), sorted, with checksums from `Cargo.lock`.
-pub fn crate_graph(workspace: &Path) -> Result<Vec<CrateRecord>, Error> {
+/// Runs `cargo metadata` in `workspace` and returns `package`'s crate graph (normal and build
+/// dependencies, for [`TARGET`]), sorted, with checksums from `Cargo.lock`.
+pub fn crate_graph(workspace: &Path, package: &str) -> Result<Vec<CrateRecord>, Error> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .current_dir(workspace)
         .other_options(vec![
             "--locked".to_owned(),
             "--filter-platform".to_owned(),
-            INIT_TARGET.to_owned(),
+            TARGET.to_owned(),
         ])
         .exec()
         .map_err(|source| Error::Metadata {
@@ -158,7 +158,7 @@ pub fn crate_graph(workspace: &Path) -> Result<Vec<CrateRecord>, Error> {
         path: lock_path,
         source,
     })?;
-    crate_graph_from(&metadata, &lock.package)
+    crate_graph_from(&metadata, &lock.package, package)
 }
 
 /// `Cargo.lock`, the part that is read.
@@ -181,10 +181,11 @@ pub struct LockedPackage {
     pub checksum: Option<String>,
 }
 
-/// The pure half of [`crate_graph`]: walks the resolve graph from the init package.
+/// The pure half of [`crate_graph`]: walks the resolve graph from `package`.
 pub fn crate_graph_from(
     metadata: &cargo_metadata::Metadata,
     lock: &[LockedPackage],
+    package: &str,
 ) -> Result<Vec<CrateRecord>, Error> {
     use cargo_metadata::DependencyKind;
     use std::collections::BTreeSet;
@@ -192,9 +193,12 @@ pub fn crate_graph_from(
     let root = metadata
         .packages
         .iter()
-        .find(|p| p.name.as_str() == INIT_PACKAGE)
-        .ok_or(Error::NoPackage)?;
-    let resolve = metadata.resolve.as_ref().ok_or(Error::NoPackage)?;
+        .find(|p| p.name.as_str() == package)
+        .ok_or_else(|| Error::NoPackage(package.to_owned()))?;
+    let resolve = metadata
+        .resolve
+        .as_ref()
+        .ok_or_else(|| Error::NoPackage(package.to_owned()))?;
     let mut seen: BTreeSet<&cargo_metadata::PackageId> = BTreeSet::new();
     let mut stack = vec![&root.id];
     while let Some(id) = stack.pop() {
@@ -220,21 +224,153 @@ pub fn crate_graph_from(
         .filter(|p| seen.contains(&p.id))
         .map(|p| {
             let source = p.source.as_ref().map(|s| s.repr.clone());
+            let checksum_source = source.clone();
             let version = p.version.to_string();
             let checksum = lock
                 .iter()
-                .find(|l| l.name == p.name.as_str() && l.version == version && l.source == source)
+                .find(|l| {
+                    l.name == p.name.as_str() && l.version == version && l.source == checksum_source
+                })
                 .and_then(|l| l.checksum.clone());
             CrateRecord {
                 name: p.name.to_string(),
                 version,
-                source,
+                // The kind of source only: the checksum pins a registry crate's bytes, and the
+                // record stays free of registry addresses.
+                source: source.map(|s| source_kind(&s)),
                 checksum,
             }
         })
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// `registry`, `git` or `path` for a Cargo source id (`registry+URL`, `sparse+URL`, `git+URL`).
+fn source_kind(id: &str) -> String {
+    match id.split_once('+').map(|(kind, _)| kind) {
+        Some("registry" | "sparse") => "registry".to_owned(),
+        Some(kind) => kind.to_owned(),
+        None => "path".to_owned(),
+    }
+}
+
+/// A built component.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The binary (in the component target directory).
+    pub path: PathBuf,
+    /// Its sha256.
+    pub sha256: measurements::Sha256Digest,
+    /// Its size.
+    pub size: u64,
+    /// The crates compiled into it.
+    pub crates: Vec<CrateRecord>,
+}
+
+/// Why a component could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `cargo` could not be started.
+    #[error("starting `cargo` to build {package}/{bin}: is the Rust toolchain installed?")]
+    Spawn {
+        /// Package.
+        package: String,
+        /// Binary.
+        bin: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `cargo build` failed.
+    #[error("`cargo build -p {package} --bin {bin}` failed ({status}); its last output:\n{tail}")]
+    Cargo {
+        /// Package.
+        package: String,
+        /// Binary.
+        bin: String,
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// The last lines of its stderr.
+        tail: String,
+    },
+    /// Reading the built binary failed.
+    #[error("reading the built binary {path}")]
+    Output {
+        /// The binary.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The crate graph could not be read.
+    #[error(transparent)]
+    Graph(#[from] Error),
+}
+
+/// Environment variables that could change a component's bytes behind the recipe's back; they
+/// are removed from cargo's environment.
+const SCRUBBED_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_PROFILE_RELEASE_OPT_LEVEL",
+    "CARGO_PROFILE_RELEASE_LTO",
+    "CARGO_PROFILE_RELEASE_PANIC",
+    "CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS",
+    "CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS",
+    "SOURCE_DATE_EPOCH",
+];
+
+/// Builds `bin` of `package` in `workspace` with the reproducible recipe, into `target_dir`.
+pub fn build(
+    workspace: &Path,
+    target_dir: &Path,
+    cargo_home: &Path,
+    package: &str,
+    bin: &str,
+) -> Result<Built, BuildError> {
+    let recipe = build_command(workspace, target_dir, cargo_home, package, bin);
+    let mut cmd = std::process::Command::new(&recipe.program);
+    cmd.args(&recipe.args).current_dir(&recipe.cwd);
+    for k in SCRUBBED_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.envs(recipe.env.iter().map(|(k, v)| (k, v)))
+        .env("CARGO_HOME", cargo_home)
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().map_err(|source| BuildError::Spawn {
+        package: package.to_owned(),
+        bin: bin.to_owned(),
+        source,
+    })?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        return Err(BuildError::Cargo {
+            package: package.to_owned(),
+            bin: bin.to_owned(),
+            status: out.status,
+            tail,
+        });
+    }
+    let (sha256, size) =
+        crate::pin::hash_file(&recipe.output).map_err(|source| BuildError::Output {
+            path: recipe.output.clone(),
+            source,
+        })?;
+    let crates = crate_graph(workspace, package)?;
+    Ok(Built {
+        path: recipe.output,
+        sha256,
+        size,
+        crates,
+    })
 }
 
 #[cfg(test)]
@@ -269,7 +405,7 @@ mod tests {
     #[test]
     fn graph_of_this_workspace() {
         let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let graph = crate_graph(&ws).unwrap();
+        let graph = crate_graph(&ws, INIT_PACKAGE).unwrap();
         let names: Vec<&str> = graph.iter().map(|c| c.name.as_str()).collect();
         assert!(names.contains(&"guest-init"), "{names:?}");
         assert!(names.contains(&"rustix"), "{names:?}");

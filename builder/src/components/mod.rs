@@ -1,0 +1,3 @@
+//! Components the builder compiles itself from this repository's Cargo workspace.
+
+pub mod rust;
