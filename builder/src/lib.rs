@@ -35,6 +35,7 @@ pub mod cli;
 pub mod content;
 pub mod erofs;
 pub mod inputs;
+pub mod kernel;
 pub mod manifest;
 pub mod measure;
 pub mod output;

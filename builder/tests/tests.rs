@@ -1,0 +1,3 @@
+//! Integration tests of the builder library, one module per area.
+
+mod kernel;
