@@ -342,3 +342,41 @@ fn two_fresh_builds_are_identical() {
     assert_eq!(one.sha256, two.sha256);
     assert_eq!(one.sha256, pinned_bzimage_sha256());
 }
+
+#[test]
+fn command_line_parses_with_defaults() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: KernelBuildArgs,
+    }
+    let w = Wrapper::try_parse_from([
+        "x",
+        "--source",
+        "s.deb",
+        "--source-sha256",
+        SOURCE_SHA256,
+        "--config-dir",
+        "kernel-config",
+        "--out",
+        "bzImage",
+    ])
+    .unwrap();
+    assert_eq!(w.args.cache, Path::new("target/kernel-cache"));
+    assert_eq!(w.args.epoch, 1_794_660_961);
+    assert_eq!(w.args.jobs, None);
+    assert_eq!(w.args.source_sha256.to_hex(), SOURCE_SHA256);
+    let bad = Wrapper::try_parse_from([
+        "x",
+        "--source",
+        "s.deb",
+        "--source-sha256",
+        "abc",
+        "--config-dir",
+        "d",
+        "--out",
+        "o",
+    ]);
+    assert!(bad.is_err());
+}
