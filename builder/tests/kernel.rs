@@ -380,3 +380,37 @@ fn command_line_parses_with_defaults() {
     ]);
     assert!(bad.is_err());
 }
+
+/// A config that `make olddefconfig` rewrites (here: it claims another gcc) is refused, naming
+/// the option, before any compilation (about a minute: extraction and kconfig only).
+#[test]
+fn config_changed_by_olddefconfig_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_dir = dir.path().join("kernel-config");
+    fs_err::create_dir(&cfg_dir).unwrap();
+    let good = read(&config_dir().join(kernel::CONFIG_FILE));
+    assert!(good.contains("\nCONFIG_GCC_VERSION=120200\n"));
+    let stale = good.replace(
+        "\nCONFIG_GCC_VERSION=120200\n",
+        "\nCONFIG_GCC_VERSION=110000\n",
+    );
+    fs_err::write(cfg_dir.join(kernel::CONFIG_FILE), stale).unwrap();
+    let mut a = args(&dir.path().join("cache"), &dir.path().join("bzImage"));
+    a.config_dir = cfg_dir.clone();
+    let err = kernel::build(&a, &|_| {}).unwrap_err();
+    match &err {
+        kernel::Error::ConfigChanged { path, diffs } => {
+            assert_eq!(path, &cfg_dir.join(kernel::CONFIG_FILE));
+            let got: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+            assert_eq!(got, ["CONFIG_GCC_VERSION: 110000 -> 120200"]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("CONFIG_GCC_VERSION"));
+    assert!(!dir.path().join("bzImage").exists());
+    // The work tree is gone; only the (empty) cache directory is left.
+    let left: Vec<_> = fs_err::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::num::NonZeroUsize;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -211,7 +212,8 @@ pub fn build(args: &KernelBuildArgs, progress: &dyn Fn(&str)) -> Result<KernelBu
             progress,
         )?;
         fs_err::create_dir_all(&entry).map_err(io_err(&entry))?;
-        copy_atomic(&built, &cached_image)?;
+        // Same file system (both under the cache directory): the rename is atomic.
+        fs_err::rename(&built, &cached_image).map_err(io_err(&cached_image))?;
     }
     let bytes = fs_err::read(&cached_image).map_err(io_err(&cached_image))?;
     copy_atomic(&cached_image, &args.out)?;
@@ -260,6 +262,10 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<(), Error> {
         .tempfile_in(&parent)
         .map_err(io_err(&parent))?;
     tmp.write_all(&bytes).map_err(io_err(tmp.path()))?;
+    // tempfile creates 0600; the bzImage is not secret and its mode should not depend on that.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err(tmp.path()))?;
     tmp.as_file().sync_all().map_err(io_err(to))?;
     tmp.persist(to).map_err(|e| Error::Io {
         path: to.to_owned(),
