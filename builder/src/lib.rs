@@ -37,6 +37,7 @@ pub mod content;
 pub mod erofs;
 pub mod initramfs;
 pub mod inputs;
+pub mod kernel;
 pub mod manifest;
 pub mod measure;
 pub mod output;

@@ -18,3 +18,6 @@ mod measure_tdx_pcr;
 
 // The initramfs (newc) writer against GNU cpio, determinism, the dump parser.
 mod initramfs;
+
+// The guest kernel: recipe, cache key, fragment check, and the pinned bzImage digest.
+mod kernel;
