@@ -36,6 +36,20 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<crate::measure::MeasureCommand>,
     },
+    /// Build the guest kernel reproducibly from pinned source and `kernel-config/`.
+    Kernel {
+        /// What to do.
+        #[command(subcommand)]
+        command: KernelCommand,
+    },
+}
+
+/// `kernel` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Compile the pinned kernel source with the checked-in config (about 10 minutes on two
+    /// cores), cached by the digest of every input. Prints the bzImage's sha256.
+    Build(Box<crate::kernel::KernelBuildArgs>),
 }
 
 /// `build` arguments.

@@ -79,6 +79,13 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             Ok(())
         }
         Command::Measure { command } => measure::run(&command, stdout),
+        Command::Kernel {
+            command: cli::KernelCommand::Build(args),
+        } => {
+            let built = kernel::run_build(&args, &|line: &str| progress.message(line))?;
+            writeln!(stdout, "{}  {}", built.sha256, built.out.display())?;
+            Ok(())
+        }
     }
 }
 

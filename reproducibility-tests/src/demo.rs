@@ -28,8 +28,35 @@ pub struct DemoInputs {
     pub oci_manifest: Sha256Digest,
     /// sha256 of `extra.tar`.
     pub extra_tar: Sha256Digest,
-    /// sha256 of `vmlinuz`.
+    /// sha256 of `vmlinuz` (Debian's kernel, for the measurement vectors).
     pub kernel: Sha256Digest,
+    /// sha256 of `bzImage` (the guest kernel built from `kernel-config/`).
+    pub bzimage: Sha256Digest,
+}
+
+/// The kernel source package in `../shared/fixtures/` and its pin.
+pub const KERNEL_SOURCE_DEB: &str = "kernel-source/linux-source-6.12_6.12.117-1~deb12u1_all.deb";
+/// sha256 of [`KERNEL_SOURCE_DEB`] (from `../shared/fixtures/SHA256SUMS`).
+pub const KERNEL_SOURCE_SHA256: &str =
+    "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703";
+
+/// Builds (or takes from `target/kernel-cache`) the guest kernel and copies it to `out`.
+pub fn guest_kernel(
+    fixtures: &Path,
+    out: &Path,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Sha256Digest> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = builder::kernel::KernelBuildArgs {
+        source: fixtures.join(KERNEL_SOURCE_DEB),
+        source_sha256: KERNEL_SOURCE_SHA256.parse()?,
+        config_dir: root.join("kernel-config"),
+        out: out.to_owned(),
+        cache: root.join("target/kernel-cache"),
+        jobs: None,
+        epoch: builder::kernel::DEFAULT_EPOCH,
+    };
+    Ok(builder::kernel::run_build(&args, progress)?.sha256)
 }
 
 /// `n` bytes of a fixed pseudo-random sequence (xorshift64*), so large files have content
@@ -183,7 +210,13 @@ pub fn extra_layer() -> Vec<u8> {
 }
 
 /// Writes the demo inputs into `dir` (created; existing files replaced).
-pub fn generate(dir: &Path, fixtures: &Path) -> anyhow::Result<DemoInputs> {
+/// The guest kernel is built once (about 10 minutes on two cores) and then taken from
+/// `target/kernel-cache`; `progress` hears about it.
+pub fn generate(
+    dir: &Path,
+    fixtures: &Path,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<DemoInputs> {
     fs::create_dir_all(dir)?;
     let oci = dir.join("oci");
     if oci.exists() {
@@ -207,10 +240,12 @@ pub fn generate(dir: &Path, fixtures: &Path) -> anyhow::Result<DemoInputs> {
     fs::write(dir.join("extra.tar"), &extra)?;
     let kernel = extract_deb_member(&fixtures.join(KERNEL_DEB), KERNEL_MEMBER)?;
     fs::write(dir.join("vmlinuz"), &kernel)?;
+    let bzimage = guest_kernel(fixtures, &dir.join("bzImage"), progress)?;
     Ok(DemoInputs {
         oci_manifest: layout.manifest,
         extra_tar: Sha256Digest::of(&extra),
         kernel: Sha256Digest::of(&kernel),
+        bzimage,
     })
 }
 

@@ -30,6 +30,7 @@ pub(crate) fn demo_manifest() -> PathBuf {
         reproducibility_tests::demo::generate(
             &repo().join("manifests/demo-inputs"),
             &reproducibility_tests::demo::fixtures_dir(),
+            &|_| {},
         )
         .expect("generating the demo inputs");
     });
