@@ -300,7 +300,7 @@ pub fn write_root_image(
         info.size
     ));
     let params = verity::Params {
-        salt: seed.verity_salt(),
+        salt: crate::check::inject::salt(plan, seed.verity_salt()),
         uuid: seed.uuid("verity"),
         data_block_size: 4096,
         hash_block_size: 4096,
@@ -351,8 +351,9 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     let inputs = verify_inputs(plan).context("checking inputs")?;
     let staging = Staging::new(&plan.out_dir, plan.force)?;
     let store = ContentStore::new(staging.path().join(".objects"))?;
-    let tree =
+    let mut tree =
         assemble_tree(plan, &inputs, &store, progress).context("assembling the root tree")?;
+    crate::check::inject::into_tree(plan, &mut tree, &store).context("test-only injection")?;
     let image = write_root_image(
         plan,
         &inputs,

@@ -23,6 +23,8 @@ pub struct Plan {
     pub out_dir: PathBuf,
     /// Replace an existing output directory.
     pub force: bool,
+    /// Test-only non-determinism injection (`ENCLAVE_BUILDER_TEST_INJECT`); `None` in real builds.
+    pub inject: Option<crate::check::inject::Inject>,
 }
 
 impl Plan {
@@ -42,6 +44,8 @@ impl Plan {
             base_dir,
             out_dir: out_dir.to_owned(),
             force,
+            // The one place the test-only injection switch is read (see check::inject).
+            inject: crate::check::inject::Inject::from_env(|k| std::env::var_os(k))?,
         })
     }
 }
