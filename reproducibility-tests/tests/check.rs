@@ -93,7 +93,11 @@ fn check_passes_on_the_demo_and_cmp_agrees() {
     let o = check(None, &keep, true);
     let took = start.elapsed();
     ok(&o, "check on the demo manifest");
-    eprintln!("check on the demo manifest took {took:?}");
+    // A CI gate must stay cheap: two demo builds take about a second here.
+    assert!(
+        took.as_secs() < 120,
+        "check on the demo manifest took {took:?}"
+    );
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["reproducible"], true);
     assert_eq!(
@@ -440,4 +444,84 @@ fn verify_names_the_altered_field_and_exits_by_kind() {
         ));
     }
     insta::assert_snapshot!("verify_altered_fields", human);
+}
+
+// ---- byte differences located by section ----
+
+/// Flips the byte at `at` in a copy of `bytes` and returns what `check` reports.
+fn flip_and_locate(name: &str, bytes: &[u8], at: u64) -> String {
+    let mut copy = bytes.to_vec();
+    copy[at as usize] ^= 0xff;
+    let d = builder::check::diff::diff_file(name, bytes, &copy);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].offset, Some(at));
+    assert_eq!(d[0].field, "bytes (1 differ)");
+    d[0].location.clone()
+}
+
+#[test]
+fn pe_sections_of_the_demo_kernel_match_objdump() {
+    demo_manifest();
+    let path = repo().join("manifests/demo-inputs/vmlinuz");
+    let bytes = fs_err::read(&path).unwrap();
+    let o = tool("objdump", &["-h", path.to_str().unwrap()]);
+    ok(&o, "objdump -h");
+    // "  2 .text  00d81000  VMA  LMA  00005000  2**4": name, size, file offset.
+    let mut seen = 0;
+    for line in stdout(&o).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 7 || f[0].parse::<u32>().is_err() {
+            continue;
+        }
+        let size = u64::from_str_radix(f[2], 16).unwrap();
+        let off = u64::from_str_radix(f[5], 16).unwrap();
+        if size == 0 {
+            continue;
+        }
+        let at = off + size / 2;
+        assert_eq!(
+            flip_and_locate("vmlinuz", &bytes, at),
+            format!("section {} (PE, +{})", f[1], size / 2)
+        );
+        seen += 1;
+    }
+    assert!(seen >= 3, "objdump listed {seen} sections:\n{}", stdout(&o));
+    // The PE header is in no section.
+    assert_eq!(flip_and_locate("vmlinuz", &bytes, 0x40), "(bytes)");
+}
+
+#[test]
+fn elf_sections_match_readelf() {
+    // A small system ELF (the builder's own debug binary is slow to copy per section).
+    let path = PathBuf::from("/bin/true");
+    let bytes = fs_err::read(&path).unwrap();
+    let o = tool("readelf", &["-S", "-W", path.to_str().unwrap()]);
+    ok(&o, "readelf -S -W");
+    // "  [14] .text  PROGBITS  0000000000012340 012340 0a1b2c 00  AX  0   0 16"
+    let mut seen = 0;
+    for line in stdout(&o).lines() {
+        let Some(rest) = line.trim_start().strip_prefix('[') else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() < 5 || f[1] == "NOBITS" || f[1] == "NULL" {
+            continue;
+        }
+        let (Ok(off), Ok(size)) = (u64::from_str_radix(f[3], 16), u64::from_str_radix(f[4], 16))
+        else {
+            continue;
+        };
+        if size == 0 {
+            continue;
+        }
+        let at = off + size / 2;
+        let got = flip_and_locate("true", &bytes, at);
+        // Flipping a byte of the section-name table still names the section by the old table.
+        assert_eq!(got, format!("section {} (ELF, +{})", f[0], size / 2));
+        seen += 1;
+    }
+    assert!(seen >= 10, "readelf listed {seen} sections");
 }

@@ -102,7 +102,7 @@ pub fn check(opts: &CheckOptions, progress: &dyn Progress) -> anyhow::Result<Che
         if let Some(parent) = work.join(&side.out).parent() {
             fs_err::create_dir_all(parent)?;
         }
-        progress.message(&format!("{}", side.describe()));
+        progress.message(&side.describe());
         let out = side
             .command(&opts.exe, &manifest, &work)
             .output()
