@@ -525,3 +525,45 @@ fn elf_sections_match_readelf() {
     }
     assert!(seen >= 10, "readelf listed {seen} sections");
 }
+
+#[test]
+fn verity_area_differences_name_the_tree_level() {
+    let out = crate::util::demo_build();
+    let img = fs_err::read(out.join("rootfs.img")).unwrap();
+    let record: Value =
+        serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap();
+    let base = record["rootfs"]["verity"]["hash_offset"].as_u64().unwrap();
+    let data_blocks = record["rootfs"]["verity"]["data_blocks"].as_u64().unwrap();
+    // The dm-verity format (cryptsetup docs/on-disk-format): a 4096-byte superblock block,
+    // then the levels top first; with 4096-byte blocks a hash block holds 128 sha256 digests.
+    let leaves = data_blocks.div_ceil(128);
+    assert!(leaves > 1 && leaves <= 128, "the demo has a two-level tree");
+    // Flips one byte of the area; returns the reported locations, checking the offset.
+    let loc = |area_offset: u64| -> Vec<String> {
+        let mut copy = img.clone();
+        copy[(base + area_offset) as usize] ^= 0xff;
+        let d = builder::check::diff::diff_file("rootfs.img", &img, &copy);
+        let last = d.last().unwrap();
+        assert_eq!(
+            (last.field.as_str(), last.offset),
+            ("bytes", Some(area_offset))
+        );
+        d.iter()
+            .map(|d| format!("{}: {}", d.location, d.field))
+            .collect()
+    };
+    let prefix = format!("dm-verity hash area (image offset {base})");
+    // Byte 300 is superblock padding past the 32-byte salt; byte 72 is data_blocks.
+    assert_eq!(loc(300), [format!("{prefix}, superblock block: bytes")]);
+    assert_eq!(
+        loc(72),
+        [
+            "dm-verity hash area: superblock data_blocks".to_owned(),
+            format!("{prefix}, superblock block: bytes")
+        ]
+    );
+    let level = |l: u64| [format!("{prefix}, level {l} of 2 (0 = leaves): bytes")];
+    assert_eq!(loc(4096 + 5), level(1));
+    assert_eq!(loc(8192 + 10), level(0));
+    assert_eq!(loc(8192 + leaves * 4096 - 1), level(0));
+}
