@@ -10,6 +10,10 @@
 //!     ──pipeline::build──▶ record.json, cmdline, rootfs.img renamed into place (output)
 //! ```
 //!
+//! [`check`] runs two builds of one manifest in separate processes under different conditions
+//! and locates every difference by format; [`verify`] rebuilds and compares with a published
+//! record.
+//!
 //! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
 //! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
 //! crate, which has no build machinery.

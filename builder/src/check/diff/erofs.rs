@@ -3,7 +3,7 @@
 //! entries), and, when the file system is identical, the appended dm-verity hash area
 //! (superblock fields, then the tree level holding the first differing byte).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{first_difference, Difference, MAX_PER_ARTIFACT};
 use crate::erofs::dump::{Image, InodeRef};
@@ -91,6 +91,7 @@ pub fn diff(name: &str, a: &[u8], b: &[u8]) -> Vec<Difference> {
         a: &ia,
         b: &ib,
         out: &mut out,
+        visited: BTreeSet::new(),
     };
     w.inode(u64::from(sa.root_nid), u64::from(sb.root_nid), "/", 0);
 
@@ -127,6 +128,9 @@ struct Walk<'x, 'a> {
     a: &'x Image<'a>,
     b: &'x Image<'a>,
     out: &'x mut Vec<Difference>,
+    /// Inode pairs already compared: a crafted image could make its directories a DAG with
+    /// exponentially many paths; each pair is walked once.
+    visited: BTreeSet<(u64, u64)>,
 }
 
 impl Walk<'_, '_> {
@@ -136,7 +140,10 @@ impl Walk<'_, '_> {
     }
 
     fn inode(&mut self, nid_a: u64, nid_b: u64, path: &str, depth: usize) {
-        if self.out.len() >= MAX_PER_ARTIFACT || depth > MAX_DEPTH {
+        if self.out.len() >= MAX_PER_ARTIFACT
+            || depth > MAX_DEPTH
+            || !self.visited.insert((nid_a, nid_b))
+        {
             return;
         }
         let (ra, rb) = match (self.a.inode(nid_a), self.b.inode(nid_b)) {
@@ -212,7 +219,7 @@ impl Walk<'_, '_> {
         };
         let ma: BTreeMap<_, _> = xa.into_iter().collect();
         let mb: BTreeMap<_, _> = xb.into_iter().collect();
-        let names: std::collections::BTreeSet<_> = ma.keys().chain(mb.keys()).collect();
+        let names: BTreeSet<_> = ma.keys().chain(mb.keys()).collect();
         for n in names {
             let (va, vb) = (ma.get(n), mb.get(n));
             if va != vb {
