@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 /// measurements the hardware will report for them.
 ///
 /// Exit codes: 0 success; 1 the build or command failed; 2 usage error; 3 an input was
-/// refused (missing or wrong pin, corrupt or hostile layer, bad manifest).
+/// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
+/// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
+/// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -27,6 +29,28 @@ pub enum Command {
     /// (inputs, outputs, verity parameters). The directory is assembled beside DIR and renamed
     /// into place only when complete. Progress goes to stderr.
     Build(BuildArgs),
+    /// CI gate: build the manifest twice under different conditions and compare every artifact.
+    ///
+    /// The two builds run as separate processes of this binary. Build B differs from build A
+    /// by every enabled variation: clock (faketime -f +3y, if installed), tz, locale (LC_ALL),
+    /// umask, path (working and output directories), tmpdir, home, threads
+    /// (RAYON_NUM_THREADS=1 vs at least 4), order (a no-op: the builder enumerates no
+    /// directory). Differences are reported by format: a path and field inside the EROFS
+    /// file system or the dm-verity area, a JSON path in record.json, a character offset in
+    /// cmdline, a byte offset and ELF/PE section elsewhere.
+    ///
+    /// Exit codes: 0 every artifact identical; 4 not reproducible; 1 a build failed.
+    Check(CheckArgs),
+    /// Rebuild from the manifest and compare with a published record.json.
+    ///
+    /// Compares every input digest, artifact digest, rootfs/verity/cmdline field and launch
+    /// measurement, and names each mismatch by JSON path with both values. The rebuild goes
+    /// to a temporary directory under TMPDIR.
+    ///
+    /// Exit codes: 0 verified; 5 the inputs differ (the rebuilder has other inputs); 4 same
+    /// inputs, other artifacts (not reproducible); 6 only measurements differ; 3 an input
+    /// was refused; 1 the rebuild failed.
+    Verify(VerifyArgs),
     /// Compute a launch measurement from the files a VMM loads.
     ///
     /// Pure computation: nothing is built. `snp` takes sev-snp-measure's flags, `tdx` prints
@@ -66,6 +90,50 @@ pub struct BuildArgs {
     /// Replace DIR if it holds a previous build output.
     #[arg(long)]
     pub force: bool,
+    /// No progress messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `check` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The manifest (TOML).
+    pub manifest: PathBuf,
+    /// Keep both builds in DIR (created, must be empty): DIR/a/out and DIR/b/.../output.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Apply only these variations (comma-separated: clock, tz, locale, umask, path, tmpdir,
+    /// home, threads, order).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with = "no_vary"
+    )]
+    pub vary: Option<Vec<crate::check::Variation>>,
+    /// Apply every variation except these (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub no_vary: Option<Vec<crate::check::Variation>>,
+    /// No progress messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The manifest (TOML) the published image was built from.
+    pub manifest: PathBuf,
+    /// The published record.json.
+    #[arg(long, value_name = "FILE")]
+    pub record: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// No progress messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,

@@ -10,6 +10,10 @@
 //!     ──pipeline::build──▶ record.json, cmdline, rootfs.img renamed into place (output)
 //! ```
 //!
+//! [`check`] runs two builds of one manifest in separate processes under different conditions
+//! and locates every difference by format; [`verify`] rebuilds and compares with a published
+//! record.
+//!
 //! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
 //! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
 //! crate, which has no build machinery.
@@ -31,6 +35,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod components;
 pub mod content;
@@ -46,9 +51,12 @@ pub mod pipeline;
 pub mod plan;
 pub mod seed;
 pub mod tree;
+pub mod verify;
 pub mod verity;
 
 use std::io::Write;
+
+use anyhow::Context as _;
 
 use cli::{Cli, Command};
 pub use pipeline::Progress;
@@ -57,6 +65,12 @@ pub use pipeline::Progress;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code: an input was refused.
 pub const EXIT_INPUT_REFUSED: u8 = 3;
+/// Exit code: not reproducible (`check`: the builds differ; `verify`: other artifacts).
+pub const EXIT_NOT_REPRODUCIBLE: u8 = 4;
+/// Exit code: `verify` rebuilt from other inputs than the published record lists.
+pub const EXIT_INPUTS_DIFFER: u8 = 5;
+/// Exit code: `verify` found only launch measurements differing.
+pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -86,11 +100,67 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             writeln!(stdout, "{}  {}", built.sha256, built.out.display())?;
             Ok(())
         }
+        Command::Check(args) => {
+            let variations = match (&args.vary, &args.no_vary) {
+                (Some(v), _) => v.clone(),
+                (None, Some(not)) => check::variations::ALL
+                    .into_iter()
+                    .filter(|v| !not.contains(v))
+                    .collect(),
+                (None, None) => check::variations::ALL.to_vec(),
+            };
+            let opts = check::CheckOptions {
+                manifest: args.manifest,
+                keep: args.keep,
+                variations,
+                exe: std::env::current_exe().context("locating this executable")?,
+            };
+            let quiet = |_: &str| {};
+            let report = check::check(&opts, if args.quiet { &quiet } else { progress })?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &report)?;
+                writeln!(stdout)?;
+            } else {
+                stdout.write_all(report.render().as_bytes())?;
+            }
+            if report.reproducible {
+                Ok(())
+            } else {
+                Err(check::NotReproducible {
+                    count: report.differences.len(),
+                }
+                .into())
+            }
+        }
+        Command::Verify(args) => {
+            let opts = verify::VerifyOptions {
+                manifest: args.manifest,
+                record: args.record,
+            };
+            let quiet = |_: &str| {};
+            let report = verify::verify(&opts, if args.quiet { &quiet } else { progress })?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &report)?;
+                writeln!(stdout)?;
+            } else {
+                stdout.write_all(report.render().as_bytes())?;
+            }
+            match report.failure() {
+                None => Ok(()),
+                Some(f) => Err(f.into()),
+            }
+        }
     }
 }
 
 /// The process exit code for an error from [`run`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.is::<check::NotReproducible>() {
+        return EXIT_NOT_REPRODUCIBLE;
+    }
+    if let Some(f) = err.downcast_ref::<verify::VerifyFailed>() {
+        return f.code;
+    }
     let refused = err.chain().any(|e| {
         e.is::<pin::PinErrors>()
             || e.is::<pin::PinError>()

@@ -410,7 +410,7 @@ pub fn write_root_image(
         info.size
     ));
     let params = verity::Params {
-        salt: seed.verity_salt(),
+        salt: crate::check::inject::salt(plan, seed.verity_salt()),
         uuid: seed.uuid("verity"),
         data_block_size: 4096,
         hash_block_size: 4096,
@@ -463,8 +463,9 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     let staging = Staging::new(&plan.out_dir, plan.force)?;
     let dir = staging.path();
     let store = ContentStore::new(dir.join(".objects"))?;
-    let tree = assemble_tree(plan, &inputs, &components, &store, progress)
+    let mut tree = assemble_tree(plan, &inputs, &components, &store, progress)
         .context("assembling the root tree")?;
+    crate::check::inject::into_tree(plan, &mut tree, &store).context("test-only injection")?;
     let image = write_root_image(
         plan,
         &inputs,

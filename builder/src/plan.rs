@@ -26,6 +26,8 @@ pub struct Plan {
     /// Cargo's home (registry cache), for building Rust components: `$CARGO_HOME`, else
     /// `$HOME/.cargo`. Remapped out of every binary.
     pub cargo_home: PathBuf,
+    /// Test-only non-determinism injection (`ENCLAVE_BUILDER_TEST_INJECT`); `None` in real builds.
+    pub inject: Option<crate::check::inject::Inject>,
 }
 
 impl Plan {
@@ -50,6 +52,28 @@ impl Plan {
             base_dir,
             out_dir: out_dir.to_owned(),
             force,
+            // The one place the test-only injection switch is read (see check::inject).
+            inject: crate::check::inject::Inject::from_env(|k| std::env::var_os(k))?,
         })
     }
+}
+
+/// The Rust toolchain's homes (`CARGO_HOME`, `RUSTUP_HOME`), resolved from this process's
+/// environment with rustup's defaults under `$HOME`. `check` passes them on explicitly, so a
+/// build under another `HOME` still finds the pinned toolchain and the crate cache.
+pub fn toolchain_env() -> Vec<(&'static str, PathBuf)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let resolve = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+    };
+    let mut out = Vec::new();
+    if let Some(p) = resolve("CARGO_HOME", ".cargo") {
+        out.push(("CARGO_HOME", p));
+    }
+    if let Some(p) = resolve("RUSTUP_HOME", ".rustup") {
+        out.push(("RUSTUP_HOME", p));
+    }
+    out
 }

@@ -11,3 +11,6 @@ mod reference_tools;
 
 // Bad inputs: each refused with a message naming the input and the fix, and no output left.
 mod bad_inputs;
+
+// `check` (two builds, differences located by format, injected non-determinism) and `verify`.
+mod check;
