@@ -14,3 +14,6 @@ mod bad_inputs;
 
 // `check` (two builds, differences located by format, injected non-determinism) and `verify`.
 mod check;
+
+// Real boots under QEMU (software emulation), and tampering that must stop them.
+mod boot;
