@@ -161,7 +161,11 @@ impl Embedder {
         })
     }
 
-    fn embed_batch(&self, batch: &[&str], first: usize) -> Result<(Vec<Vec<f32>>, usize), EmbedError> {
+    fn embed_batch(
+        &self,
+        batch: &[&str],
+        first: usize,
+    ) -> Result<(Vec<Vec<f32>>, usize), EmbedError> {
         let encodings = self
             .tokenizer
             .encode_batch(batch.to_vec(), true)
@@ -181,7 +185,11 @@ impl Embedder {
         for encoding in &encodings {
             ids.extend_from_slice(encoding.get_ids());
             mask.extend_from_slice(encoding.get_attention_mask());
-            tokens += encoding.get_attention_mask().iter().filter(|&&m| m != 0).count();
+            tokens += encoding
+                .get_attention_mask()
+                .iter()
+                .filter(|&&m| m != 0)
+                .count();
         }
         let ids = Tensor::from_vec(ids, (rows, cols), &Device::Cpu).map_err(forward)?;
         let mask = Tensor::from_vec(mask, (rows, cols), &Device::Cpu).map_err(forward)?;
@@ -191,14 +199,23 @@ impl Embedder {
     }
 
     /// Forward pass, mean over the tokens the mask keeps, then division by the L2 norm.
-    fn pool(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn pool(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
         let hidden = self.model.forward(ids, type_ids, Some(mask))?; // (rows, cols, dim)
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, cols, 1)
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, dim)
-        // sentence-transformers clamps the token count at 1e-9 and the norm at 1e-12.
+                                                           // sentence-transformers clamps the token count at 1e-9 and the norm at 1e-12.
         let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (rows, 1)
         let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+        let norms = mean
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
         mean.broadcast_div(&norms)?.to_vec2::<f32>()
     }
 }

@@ -209,8 +209,8 @@ fn read_line(reader: &mut impl BufRead, budget: &mut usize) -> Result<String, Re
     if !line.ends_with(b"\n") {
         return Err(Response::error(400, "truncated request head"));
     }
-    let line = String::from_utf8(line)
-        .map_err(|_| Response::error(400, "request head is not UTF-8"))?;
+    let line =
+        String::from_utf8(line).map_err(|_| Response::error(400, "request head is not UTF-8"))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -246,7 +246,10 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, Response> {
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Response::error(501, "Transfer-Encoding is not supported; send Content-Length"));
+            return Err(Response::error(
+                501,
+                "Transfer-Encoding is not supported; send Content-Length",
+            ));
         }
     }
     let body = match content_length {

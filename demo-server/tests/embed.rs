@@ -115,10 +115,14 @@ fn vectors_match_sentence_transformers() {
     assert_eq!(got.len(), expected.len());
     for (i, (g, x)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(g.len(), x.len(), "input {i}");
-        let max_diff = g.iter().zip(x).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = g
+            .iter()
+            .zip(x)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         let cos = cosine(g, x);
         assert!(
-            max_diff < 1e-4 && cos > 0.99999,
+            max_diff < 1e-5 && cos > 0.99999,
             "input {i} {:?}: max abs diff {max_diff}, cosine {cos}",
             &inputs[i]
         );

@@ -62,7 +62,10 @@ fn raw(addr: &str, request: &[u8]) -> (u16, Vec<u8>) {
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
     let body = out[split..].to_vec();
-    assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", body.len())),
+        "{head}"
+    );
     (status, body)
 }
 
@@ -106,7 +109,11 @@ fn embeddings_round_trip_matches_the_library() {
     }
 
     // A single string is accepted too.
-    let (status, body) = post(&server.addr, "/v1/embeddings", br#"{"input":"Someone plays the guitar."}"#);
+    let (status, body) = post(
+        &server.addr,
+        "/v1/embeddings",
+        br#"{"input":"Someone plays the guitar."}"#,
+    );
     assert_eq!(status, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
     let got: Vec<f32> = serde_json::from_value(v["data"][0]["embedding"].clone()).unwrap();
@@ -121,11 +128,19 @@ fn bad_requests_get_4xx_and_the_server_keeps_running() {
         ("invalid JSON", br#"{"input": "#.to_vec(), 400),
         ("not JSON at all", b"\xff\xfe garbage".to_vec(), 400),
         ("input is a number", br#"{"input": 5}"#.to_vec(), 400),
-        ("input has a non-string", br#"{"input": ["a", 1]}"#.to_vec(), 400),
+        (
+            "input has a non-string",
+            br#"{"input": ["a", 1]}"#.to_vec(),
+            400,
+        ),
         ("input missing", br#"{"model": "m"}"#.to_vec(), 400),
         ("input empty", br#"{"input": []}"#.to_vec(), 400),
         ("token ids", br#"{"input": [[1, 2, 3]]}"#.to_vec(), 400),
-        ("base64 format", br#"{"input": "a", "encoding_format": "base64"}"#.to_vec(), 400),
+        (
+            "base64 format",
+            br#"{"input": "a", "encoding_format": "base64"}"#.to_vec(),
+            400,
+        ),
         ("top level array", br#"["a"]"#.to_vec(), 400),
     ];
     for (what, body, want) in cases {
@@ -135,7 +150,10 @@ fn bad_requests_get_4xx_and_the_server_keeps_running() {
         assert!(v["error"]["message"].is_string(), "{what}");
     }
     let too_many = serde_json::json!({ "input": vec!["a"; demo_server::MAX_INPUTS + 1] });
-    assert_eq!(post(a, "/v1/embeddings", too_many.to_string().as_bytes()).0, 400);
+    assert_eq!(
+        post(a, "/v1/embeddings", too_many.to_string().as_bytes()).0,
+        400
+    );
 
     // Oversized body: refused from its Content-Length, before it is read.
     let big = vec![b' '; demo_server::MAX_BODY + 1];
@@ -147,17 +165,29 @@ fn bad_requests_get_4xx_and_the_server_keeps_running() {
     assert_eq!(raw(a, &huge_head).0, 431);
     assert_eq!(raw(a, b"POST /v1/embeddings HTTP/1.1\r\n\r\n").0, 411);
     assert_eq!(
-        raw(a, b"POST /v1/embeddings HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").0,
+        raw(
+            a,
+            b"POST /v1/embeddings HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        .0,
         501
     );
     assert_eq!(raw(a, b"GET /nope HTTP/1.1\r\n\r\n").0, 404);
     assert_eq!(raw(a, b"GET /v1/embeddings HTTP/1.1\r\n\r\n").0, 405);
     assert_eq!(raw(a, b"\x00\x01\x02\r\n\r\n").0, 400);
-    assert_eq!(raw(a, b"POST /v1/embeddings HTTP/1.1\r\nContent-Length: -1\r\n\r\n").0, 400);
+    assert_eq!(
+        raw(
+            a,
+            b"POST /v1/embeddings HTTP/1.1\r\nContent-Length: -1\r\n\r\n"
+        )
+        .0,
+        400
+    );
     // A client that disconnects mid-request gets nothing, and harms nothing.
     {
         let mut s = TcpStream::connect(a).unwrap();
-        s.write_all(b"POST /v1/embeddings HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in").unwrap();
+        s.write_all(b"POST /v1/embeddings HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in")
+            .unwrap();
     }
 
     assert!(healthy(a));
