@@ -448,3 +448,34 @@ fn record_tdx_measurement_matches_the_spec_walkthrough() {
     );
     assert_eq!(get("rtmr2"), m["platform"]["rtmr2"].as_str().unwrap());
 }
+
+/// GNU cpio reads the build's initrd.img as a valid newc archive (empty: the kernel needs
+/// nothing from it), and its length is a whole number of 512-byte blocks.
+#[test]
+fn cpio_reads_the_initrd() {
+    let out = demo_build();
+    let initrd = out.join("initrd.img");
+    let o = Command::new("cpio")
+        .args([
+            "-i",
+            "-t",
+            "-v",
+            "-H",
+            "newc",
+            "-F",
+            initrd.to_str().unwrap(),
+        ])
+        .output()
+        .expect("cpio must be installed");
+    ok(&o, "cpio -it");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        "{o:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 blocks")
+            || String::from_utf8_lossy(&o.stderr).contains("1 block"),
+        "{o:?}"
+    );
+    assert_eq!(fs_err::metadata(&initrd).unwrap().len() % 512, 0);
+}
