@@ -281,64 +281,99 @@ pub fn assemble_tree(
     }
     for (i, pinned) in &inputs.files {
         let entry = &plan.manifest.rootfs.files[*i];
+        let field = format!("rootfs.files[{i}]");
         let mut f = fs_err::File::open(&pinned.path)?;
-        let content = store
-            .put(&mut f, pinned.size)
-            .with_context(|| format!("rootfs.files[{i}]: reading {}", entry.source))?;
-        if content.sha256 != pinned.sha256.0 {
-            anyhow::bail!(
-                "rootfs.files[{i}]: {} changed while the build was reading it; rebuild",
-                entry.source
-            );
-        }
-        let leaf = Leaf {
-            meta: Metadata {
-                mode: entry.mode,
-                uid: entry.uid,
-                gid: entry.gid,
-                xattrs: Default::default(),
-            },
-            kind: LeafKind::Regular(content),
+        let file = NewFile {
+            path: &entry.path,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
         };
-        tree::apply::insert_file(&mut tree, entry.path.as_bytes(), leaf)
-            .with_context(|| format!("rootfs.files[{i}]: placing {}", entry.path))?;
+        place_file(
+            &mut tree,
+            store,
+            &mut f,
+            pinned.size,
+            Some(&pinned.sha256),
+            &file,
+        )
+        .with_context(|| format!("{field}: {}", entry.source))?;
     }
     for (i, built) in components.iter().enumerate() {
         let entry = &plan.manifest.rootfs.rust[i];
         let mut f = fs_err::File::open(&built.path)?;
-        let content = store.put(&mut f, built.size)?;
-        anyhow::ensure!(
-            content.sha256 == built.sha256.0,
-            "rootfs.rust[{i}]: {} changed while the build was reading it; rebuild",
-            built.path.display()
-        );
-        let leaf = Leaf {
-            meta: Metadata {
-                mode: entry.mode,
-                uid: 0,
-                gid: 0,
-                xattrs: Default::default(),
-            },
-            kind: LeafKind::Regular(content),
+        let file = NewFile {
+            path: &entry.path,
+            mode: entry.mode,
+            uid: 0,
+            gid: 0,
         };
-        tree::apply::insert_file(&mut tree, entry.path.as_bytes(), leaf)
-            .with_context(|| format!("rootfs.rust[{i}]: placing {}", entry.path))?;
+        place_file(
+            &mut tree,
+            store,
+            &mut f,
+            built.size,
+            Some(&built.sha256),
+            &file,
+        )
+        .with_context(|| format!("rootfs.rust[{i}]: {}", built.path.display()))?;
     }
     if let Some(json) = &inputs.workload {
-        let content = store.put(&mut json.as_slice(), json.len() as u64)?;
-        let leaf = Leaf {
-            meta: Metadata {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                xattrs: Default::default(),
-            },
-            kind: LeafKind::Regular(content),
+        let file = NewFile {
+            path: WORKLOAD_PATH,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
         };
-        tree::apply::insert_file(&mut tree, WORKLOAD_PATH.as_bytes(), leaf)
-            .with_context(|| format!("placing {WORKLOAD_PATH}"))?;
+        place_file(
+            &mut tree,
+            store,
+            &mut json.as_slice(),
+            json.len() as u64,
+            None,
+            &file,
+        )?;
     }
     Ok(tree)
+}
+
+/// A regular file the builder adds to the tree after the layers.
+struct NewFile<'a> {
+    path: &'a str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// Streams `reader` into the store and places it at `file.path`. With `expected`, the bytes
+/// must still have the digest they were pinned or built with.
+fn place_file(
+    tree: &mut Tree,
+    store: &ContentStore,
+    reader: &mut dyn Read,
+    size: u64,
+    expected: Option<&Sha256Digest>,
+    file: &NewFile<'_>,
+) -> anyhow::Result<()> {
+    let content = store.put(reader, size).context("reading")?;
+    if let Some(expected) = expected {
+        anyhow::ensure!(
+            content.sha256 == expected.0,
+            "changed while the build was reading it; rebuild"
+        );
+    }
+    let leaf = Leaf {
+        meta: Metadata {
+            mode: file.mode,
+            uid: file.uid,
+            gid: file.gid,
+            xattrs: Default::default(),
+        },
+        kind: LeafKind::Regular(content),
+    };
+    tree::apply::insert_file(tree, file.path.as_bytes(), leaf)
+        .with_context(|| format!("placing {}", file.path))?;
+    Ok(())
 }
 
 /// Stage 3+4 output: the root image written and its verity tree appended.
