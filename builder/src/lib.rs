@@ -39,6 +39,7 @@ pub mod check;
 pub mod cli;
 pub mod components;
 pub mod content;
+pub mod disks;
 pub mod erofs;
 pub mod initramfs;
 pub mod inputs;

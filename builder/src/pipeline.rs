@@ -12,7 +12,7 @@ use measurements::Sha256Digest;
 use sha2::{Digest, Sha256};
 
 use crate::content::ContentStore;
-use crate::inputs::{layer, oci_layout};
+use crate::inputs::{layer, oci_layout, wheel};
 use crate::manifest::LayerSource;
 use crate::output::Staging;
 use crate::pin::{self, PinError, PinErrors, PinnedFile};
@@ -42,6 +42,12 @@ pub struct VerifiedInputs {
     pub records: Vec<record::Input>,
     /// Extra files (manifest entry index, pinned source).
     pub files: Vec<(usize, PinnedFile)>,
+    /// `rootfs.wheels`, in manifest order.
+    pub rootfs_wheels: Vec<PinnedFile>,
+    /// Each data disk's pinned inputs, in manifest order.
+    pub disks: Vec<VerifiedDisk>,
+    /// The kernel's configuration, when the manifest pins it.
+    pub kernel_config: Option<PinnedFile>,
     /// The kernel.
     pub kernel: PinnedFile,
     /// The firmware.
@@ -50,6 +56,15 @@ pub struct VerifiedInputs {
     pub profile_firmware: Vec<PinnedFile>,
     /// `workload.json` for the guest init, from the last OCI image's config.
     pub workload: Option<Vec<u8>>,
+}
+
+/// One data disk's pinned inputs.
+#[derive(Debug)]
+pub struct VerifiedDisk {
+    /// `disks[i].wheels`, in manifest order.
+    pub wheels: Vec<PinnedFile>,
+    /// `disks[i].files`, in manifest order.
+    pub files: Vec<PinnedFile>,
 }
 
 /// The guest init's `workload.json` (see guest-init/README.md) from an OCI image config: the
@@ -145,6 +160,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         ) {
             Ok(p) => {
                 records.push(record::Input::File {
+                    disk: None,
                     path: f.path.clone(),
                     source: f.source.clone(),
                     sha256: p.sha256,
@@ -155,6 +171,55 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             Err(e) => problems.push(e),
         }
     }
+    let mut pin_all = |field: String, path: &str, pin: Option<&Sha256Digest>| match pin::check(
+        base, path, pin, &field,
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let rootfs_wheels: Vec<PinnedFile> = m
+        .rootfs
+        .wheels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| pin_all(format!("rootfs.wheels[{i}]"), &w.wheel, w.sha256.as_ref()))
+        .collect();
+    let mut disks = Vec::new();
+    for (d, disk) in m.disks.iter().enumerate() {
+        let wheels = disk
+            .wheels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                pin_all(
+                    format!("disks[{d}].wheels[{i}]"),
+                    &w.wheel,
+                    w.sha256.as_ref(),
+                )
+            })
+            .collect();
+        let files = disk
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                pin_all(
+                    format!("disks[{d}].files[{i}]"),
+                    &f.source,
+                    f.sha256.as_ref(),
+                )
+            })
+            .collect();
+        disks.push(VerifiedDisk { wheels, files });
+    }
+    let kernel_config = m
+        .boot
+        .kernel_config
+        .as_ref()
+        .and_then(|c| pin_all("boot.kernel_config".to_owned(), &c.path, c.sha256.as_ref()));
     let mut profile_firmware = Vec::new();
     for (i, p) in m.profiles.iter().enumerate() {
         let fw = p.firmware();
@@ -193,6 +258,13 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         sha256: kernel.sha256,
         size: kernel.size,
     });
+    if let Some(c) = &kernel_config {
+        records.push(record::Input::KernelConfig {
+            source: c.source.clone(),
+            sha256: c.sha256,
+            size: c.size,
+        });
+    }
     records.push(record::Input::Firmware {
         source: firmware.source.clone(),
         sha256: firmware.sha256,
@@ -214,6 +286,9 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         layers,
         records,
         files,
+        rootfs_wheels,
+        disks,
+        kernel_config,
         kernel,
         firmware,
         profile_firmware,
@@ -264,7 +339,7 @@ pub fn assemble_tree(
     components: &[crate::components::rust::Built],
     store: &ContentStore,
     progress: &dyn Progress,
-) -> anyhow::Result<Tree> {
+) -> anyhow::Result<(Tree, Vec<wheel::Unpacked>)> {
     let mut tree = Tree::new();
     let n = inputs.layers.len();
     for (i, l) in inputs.layers.iter().enumerate() {
@@ -299,6 +374,25 @@ pub fn assemble_tree(
         )
         .with_context(|| format!("{field}: {}", entry.source))?;
     }
+    let mut wheels = Vec::new();
+    for (i, (w, pinned)) in plan
+        .manifest
+        .rootfs
+        .wheels
+        .iter()
+        .zip(&inputs.rootfs_wheels)
+        .enumerate()
+    {
+        progress.message(&format!("unpacking wheel {}", w.wheel));
+        let placement = wheel::Placement {
+            take: w.take.as_deref(),
+            into: &w.into,
+        };
+        wheels.push(
+            wheel::unpack(&pinned.path, &w.wheel, placement, &mut tree, store)
+                .with_context(|| format!("rootfs.wheels[{i}]"))?,
+        );
+    }
     for (i, built) in components.iter().enumerate() {
         let entry = &plan.manifest.rootfs.rust[i];
         let mut f = fs_err::File::open(&built.path)?;
@@ -318,6 +412,10 @@ pub fn assemble_tree(
         )
         .with_context(|| format!("rootfs.rust[{i}]: {}", built.path.display()))?;
     }
+    for (i, d) in plan.manifest.disks.iter().enumerate() {
+        tree::apply::ensure_directory(&mut tree, d.mount.as_bytes(), "data disk mount points")
+            .with_context(|| format!("disks[{i}].mount"))?;
+    }
     if let Some(json) = &inputs.workload {
         let file = NewFile {
             path: WORKLOAD_PATH,
@@ -334,20 +432,20 @@ pub fn assemble_tree(
             &file,
         )?;
     }
-    Ok(tree)
+    Ok((tree, wheels))
 }
 
 /// A regular file the builder adds to the tree after the layers.
-struct NewFile<'a> {
-    path: &'a str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
+pub(crate) struct NewFile<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// Streams `reader` into the store and places it at `file.path`. With `expected`, the bytes
 /// must still have the digest they were pinned or built with.
-fn place_file(
+pub(crate) fn place_file(
     tree: &mut Tree,
     store: &ContentStore,
     reader: &mut dyn Read,
@@ -376,9 +474,10 @@ fn place_file(
     Ok(())
 }
 
-/// Stage 3+4 output: the root image written and its verity tree appended.
+/// Stage 3+4 output: an EROFS image written and its verity tree appended (the root image,
+/// or a data disk).
 #[derive(Debug)]
-pub struct RootImage {
+pub struct VerityImage {
     /// The image file (in the staging directory).
     pub path: PathBuf,
     /// The file-system UUID.
@@ -396,15 +495,17 @@ pub struct RootImage {
 }
 
 /// Stage 3+4: writes the EROFS image, then appends the dm-verity hash area to the same file.
+#[allow(clippy::too_many_arguments)]
 pub fn write_root_image(
     plan: &Plan,
     inputs: &VerifiedInputs,
     components: &[crate::components::rust::Built],
+    wheels: &[wheel::Unpacked],
     tree: &Tree,
     store: &ContentStore,
     path: &Path,
     progress: &dyn Progress,
-) -> anyhow::Result<RootImage> {
+) -> anyhow::Result<VerityImage> {
     let m = &plan.manifest;
     let mut parts: Vec<Part<'_>> = inputs
         .layers
@@ -416,16 +517,39 @@ pub fn write_root_image(
         parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
     }
     let workload_digest = inputs.workload.as_deref().map(Sha256Digest::of);
+    for w in wheels {
+        for (f, mode) in w.files.iter().zip(&w.modes) {
+            parts.push(Part::File(&f.path, *mode, 0, 0, &f.sha256));
+        }
+    }
     for (r, b) in m.rootfs.rust.iter().zip(components) {
         parts.push(Part::File(&r.path, r.mode, 0, 0, &b.sha256));
+    }
+    for d in &m.disks {
+        parts.push(Part::Dir(&d.mount));
     }
     if let Some(d) = &workload_digest {
         parts.push(Part::File(WORKLOAD_PATH, 0o644, 0, 0, d));
     }
     let seed = Seed::new(m.image.source_date_epoch, &parts);
+    write_verity_image(plan, &seed, tree, store, path, "root file system", progress)
+}
+
+/// Writes `tree` as an EROFS image at `path` and appends its dm-verity hash area; the
+/// file-system UUID, verity salt and verity UUID derive from `seed`.
+pub fn write_verity_image(
+    plan: &Plan,
+    seed: &Seed,
+    tree: &Tree,
+    store: &ContentStore,
+    path: &Path,
+    what: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<VerityImage> {
+    let m = &plan.manifest;
     let fs_uuid = seed.uuid("erofs");
 
-    progress.message("writing the EROFS root file system");
+    progress.message(&format!("writing the EROFS {what}"));
     let file = fs_err::File::create(path)?;
     let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let info = erofs::write(
@@ -465,9 +589,10 @@ pub fn write_root_image(
     let on_disk = check.seek(SeekFrom::End(0))?;
     anyhow::ensure!(
         on_disk == size,
-        "rootfs.img is {on_disk} bytes on disk, {size} were written"
+        "{} is {on_disk} bytes on disk, {size} were written",
+        path.display()
     );
-    Ok(RootImage {
+    Ok(VerityImage {
         path: path.to_owned(),
         fs_uuid,
         data_size: info.size,
@@ -478,16 +603,43 @@ pub fn write_root_image(
     })
 }
 
-/// The kernel command line fragment that opens the verity device and mounts it as root.
-pub fn verity_cmdline(root_device: &str, image: &RootImage) -> Result<String, verity::Error> {
+/// The kernel command line fragment that opens the verity devices and mounts the root: the
+/// root is the first device-mapper device (`/dev/dm-0`), each data disk follows with its own
+/// minor number (`/dev/dm-1`, ...), required and mounted read-only by the guest init.
+pub fn verity_cmdline(
+    root_device: &str,
+    image: &VerityImage,
+    disks: &[crate::disks::BuiltDisk],
+) -> Result<String, verity::Error> {
     let table = image.tree.dm_table(
         root_device,
         root_device,
         image.data_size,
         &["panic_on_corruption"],
     )?;
+    let mut create = format!("root,,,ro,{table}");
+    let mut init_params = String::new();
+    for d in disks {
+        let table = d.image.tree.dm_table(
+            &d.device,
+            &d.device,
+            d.image.data_size,
+            &["panic_on_corruption"],
+        )?;
+        create.push_str(&format!(";{},,{},ro,{table}", d.name, d.minor));
+        init_params.push_str(&format!(
+            " enclave.mount={},{},erofs,ro",
+            d.dm_device, d.mount
+        ));
+    }
+    let require = if disks.is_empty() {
+        String::new()
+    } else {
+        let devs: Vec<&str> = disks.iter().map(|d| d.dm_device.as_str()).collect();
+        format!(" enclave.require={}", devs.join(","))
+    };
     Ok(format!(
-        "root=/dev/dm-0 rootfstype=erofs ro dm-mod.create=\"root,,,ro,{table}\""
+        "root=/dev/dm-0 rootfstype=erofs ro dm-mod.create=\"{create}\"{require}{init_params}"
     ))
 }
 
@@ -498,13 +650,14 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     let staging = Staging::new(&plan.out_dir, plan.force)?;
     let dir = staging.path();
     let store = ContentStore::new(dir.join(".objects"))?;
-    let mut tree = assemble_tree(plan, &inputs, &components, &store, progress)
+    let (mut tree, rootfs_wheels) = assemble_tree(plan, &inputs, &components, &store, progress)
         .context("assembling the root tree")?;
     crate::check::inject::into_tree(plan, &mut tree, &store).context("test-only injection")?;
     let image = write_root_image(
         plan,
         &inputs,
         &components,
+        &rootfs_wheels,
         &tree,
         &store,
         &dir.join("rootfs.img"),
@@ -512,9 +665,11 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     )
     .context("writing rootfs.img")?;
     fs_err::remove_dir_all(store.dir())?;
+    drop(tree);
+    let disks = crate::disks::build_disks(plan, &inputs, dir, progress)?;
 
     let m = &plan.manifest;
-    let fragment = verity_cmdline(&m.boot.root_device, &image)?;
+    let fragment = verity_cmdline(&m.boot.root_device, &image, &disks)?;
     let full = [
         m.boot.cmdline.trim().to_owned(),
         m.boot
@@ -533,18 +688,27 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     let kernel = read_pinned(&inputs.kernel)?;
     let firmware = read_pinned(&inputs.firmware)?;
     let initrd = empty_initrd(m.image.source_date_epoch)?;
+    let disk_files: Vec<&str> = disks.iter().map(|d| d.file_name.as_str()).collect();
+    let run_qemu = run_qemu_script(&disk_files);
     let artifacts: [(&str, &[u8]); 5] = [
         ("cmdline", full.as_bytes()),
         ("vmlinuz", &kernel),
         ("initrd.img", &initrd),
         ("OVMF.fd", &firmware),
-        ("run-qemu.sh", RUN_QEMU.as_bytes()),
+        ("run-qemu.sh", run_qemu.as_bytes()),
     ];
     let mut outputs = vec![record::Output {
         name: "rootfs.img".to_owned(),
         size: image.size,
         sha256: image.sha256,
     }];
+    for d in &disks {
+        outputs.push(record::Output {
+            name: d.file_name.clone(),
+            size: d.image.size,
+            sha256: d.image.sha256,
+        });
+    }
     for (name, bytes) in artifacts {
         fs_err::write(dir.join(name), bytes)?;
         outputs.push(record::Output {
@@ -570,24 +734,46 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         );
     }
 
+    // Inputs in manifest order: layers and files (stage 1), wheels, components, disks, then
+    // the boot inputs (stage 1).
     let mut inputs_record = inputs.records.clone();
     let boot_at = inputs_record
         .iter()
         .position(|r| matches!(r, record::Input::Kernel { .. }))
         .unwrap_or(inputs_record.len());
-    for (k, (r, b)) in m.rootfs.rust.iter().zip(&components).enumerate() {
-        inputs_record.insert(
-            boot_at + k,
-            record::Input::RustComponent {
-                package: r.package.clone(),
-                bin: r.bin.clone(),
-                path: r.path.clone(),
-                sha256: b.sha256,
-                size: b.size,
-                crates: b.crates.clone(),
-            },
-        );
+    let mut middle = Vec::new();
+    for ((w, pinned), u) in m
+        .rootfs
+        .wheels
+        .iter()
+        .zip(&inputs.rootfs_wheels)
+        .zip(rootfs_wheels)
+    {
+        middle.push(wheel_record(None, &w.wheel, pinned, u));
     }
+    for (r, b) in m.rootfs.rust.iter().zip(&components) {
+        middle.push(record::Input::RustComponent {
+            package: r.package.clone(),
+            bin: r.bin.clone(),
+            path: r.path.clone(),
+            sha256: b.sha256,
+            size: b.size,
+            crates: b.crates.clone(),
+        });
+    }
+    let mut disk_records = Vec::new();
+    for d in disks {
+        middle.extend(d.inputs);
+        disk_records.push(record::Disk {
+            name: d.name,
+            mount: d.mount,
+            image: d.file_name,
+            device: d.device,
+            dm_device: d.dm_device,
+            filesystem: rootfs_record(&d.image),
+        });
+    }
+    inputs_record.splice(boot_at..boot_at, middle);
 
     let record = Record {
         schema: record::RECORD_SCHEMA.to_owned(),
@@ -603,22 +789,8 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         source_date_epoch: m.image.source_date_epoch,
         inputs: inputs_record,
         outputs,
-        rootfs: record::Rootfs {
-            filesystem: "erofs".to_owned(),
-            uuid: seed::uuid_string(&image.fs_uuid),
-            data_size: image.data_size,
-            verity: record::Verity {
-                hash_algorithm: "sha256".to_owned(),
-                root_hash: Sha256Digest(image.tree.root_hash),
-                salt: hex::encode(&image.params.salt),
-                data_block_size: image.params.data_block_size,
-                hash_block_size: image.params.hash_block_size,
-                data_blocks: image.tree.data_blocks,
-                hash_blocks: image.tree.hash_blocks,
-                hash_offset: image.data_size,
-                uuid: seed::uuid_string(&image.params.uuid),
-            },
-        },
+        rootfs: rootfs_record(&image),
+        disks: disk_records,
         kernel_cmdline: record::KernelCmdline {
             verity_fragment: fragment,
             full,
@@ -630,20 +802,73 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     Ok(record)
 }
 
+/// The record's description of an EROFS + verity image.
+pub fn rootfs_record(image: &VerityImage) -> record::Rootfs {
+    record::Rootfs {
+        filesystem: "erofs".to_owned(),
+        uuid: seed::uuid_string(&image.fs_uuid),
+        data_size: image.data_size,
+        verity: record::Verity {
+            hash_algorithm: "sha256".to_owned(),
+            root_hash: Sha256Digest(image.tree.root_hash),
+            salt: hex::encode(&image.params.salt),
+            data_block_size: image.params.data_block_size,
+            hash_block_size: image.params.hash_block_size,
+            data_blocks: image.tree.data_blocks,
+            hash_blocks: image.tree.hash_blocks,
+            hash_offset: image.data_size,
+            uuid: seed::uuid_string(&image.params.uuid),
+        },
+    }
+}
+
+/// The record entry of an unpacked wheel.
+pub fn wheel_record(
+    disk: Option<&str>,
+    source: &str,
+    pinned: &PinnedFile,
+    unpacked: wheel::Unpacked,
+) -> record::Input {
+    record::Input::Wheel {
+        disk: disk.map(str::to_owned),
+        source: source.to_owned(),
+        sha256: pinned.sha256,
+        size: pinned.size,
+        name: unpacked.name,
+        version: unpacked.version,
+        files: unpacked.files,
+    }
+}
+
+/// `run-qemu.sh` with one read-only virtio drive per data disk after the root, in order
+/// (so they appear as /dev/vdb, /dev/vdc, ...). Its bytes depend only on the disk names.
+pub fn run_qemu_script(disk_files: &[&str]) -> String {
+    let drives: String = disk_files
+        .iter()
+        .map(|f| format!("  -drive \"file=$d/{f},format=raw,if=virtio,readonly=on\" \\\n"))
+        .collect();
+    RUN_QEMU.replace("@DISKS@", &drives)
+}
+
 /// The local-testing launcher written as `run-qemu.sh`: software emulation, direct kernel
-/// boot of the output's own files, the root image read-only on virtio, guest port 8080
-/// forwarded to 127.0.0.1:$PORT. Its bytes are fixed (no paths), so it is reproducible.
-pub const RUN_QEMU: &str = r#"#!/bin/sh
+/// boot of the output's own files, the root image (then each data disk, replacing `@DISKS@`)
+/// read-only on virtio, guest port 8080 forwarded to 127.0.0.1:$PORT. Its bytes are fixed (no
+/// paths), so it is reproducible.
+const RUN_QEMU: &str = r#"#!/bin/sh
 # Boots this image under QEMU for local testing, from the files beside this script.
-# ACCEL (default tcg), MEM (MiB, default 1024), PORT (host port for guest 8080, default 8080).
+# ACCEL (default tcg), CPU (default max), MEM (MiB, default 1024), PORT (host port for guest
+# 8080, default 8080). The CPU model must offer RDRAND: on SEV-SNP and TDX the CPU's RDRAND
+# seeds the guest's random number generator; without it (QEMU's default TCG model) the kernel
+# RNG never initialises and the workload blocks in getrandom().
 # The VM powers off when the workload exits; a dm-verity error panics the kernel, which stops
 # QEMU (-no-reboot). Extra arguments are passed to QEMU.
 d=$(dirname "$0")
-exec qemu-system-x86_64 -machine q35 -accel "${ACCEL:-tcg}" -m "${MEM:-1024}" -smp 1 \
+exec qemu-system-x86_64 -machine q35 -accel "${ACCEL:-tcg}" -cpu "${CPU:-max}" \
+  -m "${MEM:-1024}" -smp 1 \
   -nographic -no-reboot -bios "$d/OVMF.fd" \
   -kernel "$d/vmlinuz" -initrd "$d/initrd.img" -append "$(cat "$d/cmdline")" \
   -drive "file=$d/rootfs.img,format=raw,if=virtio,readonly=on" \
-  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:8080" \
+@DISKS@  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${PORT:-8080}-:8080" \
   -device virtio-net-pci,netdev=n0 "$@"
 "#;
 

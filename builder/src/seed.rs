@@ -19,6 +19,10 @@ pub enum Part<'a> {
     Layer(&'a Sha256Digest),
     /// An extra file: path inside the image, mode, uid, gid, content digest.
     File(&'a str, u32, u32, u32, &'a Sha256Digest),
+    /// A directory the builder makes (a data disk's mount point).
+    Dir(&'a str),
+    /// The name of a data disk (the first part of a disk's seed).
+    Disk(&'a str),
 }
 
 impl Seed {
@@ -41,6 +45,16 @@ impl Seed {
                     h.update(uid.to_le_bytes());
                     h.update(gid.to_le_bytes());
                     h.update(d.0);
+                }
+                Part::Dir(path) => {
+                    h.update([3u8]);
+                    h.update((path.len() as u64).to_le_bytes());
+                    h.update(path.as_bytes());
+                }
+                Part::Disk(name) => {
+                    h.update([4u8]);
+                    h.update((name.len() as u64).to_le_bytes());
+                    h.update(name.as_bytes());
                 }
             }
         }

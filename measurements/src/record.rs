@@ -32,6 +32,9 @@ pub struct Record {
     pub outputs: Vec<Output>,
     /// The root file system and its dm-verity parameters.
     pub rootfs: Rootfs,
+    /// Data disks, in attachment order (absent when the manifest declares none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
     /// The kernel command line.
     pub kernel_cmdline: KernelCmdline,
     /// The launch measurement of this image on each platform profile of the manifest.
@@ -124,9 +127,12 @@ pub enum Input {
         /// The layer's media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
         media_type: String,
     },
-    /// An extra file placed in the root file system.
+    /// An extra file placed in the root file system or on a data disk.
     File {
-        /// Path inside the image.
+        /// The data disk it is on; absent for the root file system.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disk: Option<String>,
+        /// Path inside the image (or the disk).
         path: String,
         /// Source file as the manifest names it.
         source: String,
@@ -150,8 +156,35 @@ pub enum Input {
         /// The crates compiled into it (normal and build dependencies), sorted.
         crates: Vec<Crate>,
     },
+    /// A Python wheel, unpacked (never installed) into the root file system or a data disk.
+    Wheel {
+        /// The data disk it is on; absent for the root file system.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disk: Option<String>,
+        /// The `.whl` file as the manifest names it.
+        source: String,
+        /// sha256 of the `.whl` file.
+        sha256: Sha256Digest,
+        /// Its size.
+        size: u64,
+        /// Distribution name and version from the wheel's metadata.
+        name: String,
+        /// Version.
+        version: String,
+        /// Every member placed, with its path inside the image (or disk), sorted by path.
+        files: Vec<WheelFile>,
+    },
     /// The kernel image.
     Kernel {
+        /// As the manifest names it.
+        source: String,
+        /// sha256 of the file.
+        sha256: Sha256Digest,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The kernel's configuration (the resolved `.config` the kernel was built with).
+    KernelConfig {
         /// As the manifest names it.
         source: String,
         /// sha256 of the file.
@@ -168,6 +201,37 @@ pub enum Input {
         /// Size in bytes.
         size: u64,
     },
+}
+
+/// One member of a wheel as placed in the image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WheelFile {
+    /// Path inside the image (or disk).
+    pub path: String,
+    /// sha256 of its content (equal to the wheel's `RECORD` entry, which was checked).
+    pub sha256: Sha256Digest,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A data disk: an EROFS image with an appended dm-verity tree, opened by the kernel from the
+/// command line and mounted read-only by the guest init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// The disk's name (also the device-mapper name).
+    pub name: String,
+    /// Where the guest mounts it.
+    pub mount: String,
+    /// The output file (`disk-NAME.img`).
+    pub image: String,
+    /// The virtio block device it is attached as (`/dev/vdb`, ...).
+    pub device: String,
+    /// The device-mapper device the kernel creates for it (`/dev/dm-1`, ...).
+    pub dm_device: String,
+    /// The file system and its verity tree, as for the root.
+    pub filesystem: Rootfs,
 }
 
 /// One crate of a Rust component's dependency graph.

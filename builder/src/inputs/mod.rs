@@ -7,3 +7,4 @@
 
 pub mod layer;
 pub mod oci_layout;
+pub mod wheel;

@@ -7,8 +7,8 @@
 mod schema;
 
 pub use schema::{
-    Boot, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
-    RustEntry, SnpProfile, TdxProfile, VmmType, SCHEMA_VERSION,
+    Boot, Disk, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
+    RustEntry, SnpProfile, TdxProfile, VmmType, WheelEntry, SCHEMA_VERSION,
 };
 
 /// Why a manifest could not be read.
@@ -58,27 +58,50 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
             found: manifest.schema,
         });
     }
-    for (i, file) in manifest.rootfs.files.iter().enumerate() {
-        if file.mode > 0o7777 {
-            return Err(Error::Field {
-                origin: origin.to_owned(),
-                field: format!("rootfs.files[{i}].mode"),
-                problem: format!(
-                    "{:#o} has bits beyond 0o7777; give permission bits only, e.g. 0o644",
-                    file.mode
+    let field = |field: String, problem: String| Error::Field {
+        origin: origin.to_owned(),
+        field,
+        problem,
+    };
+    check_files(&manifest.rootfs.files, "rootfs.files", &field)?;
+    check_wheels(&manifest.rootfs.wheels, "rootfs.wheels", &field)?;
+    let mut disk_names = std::collections::BTreeSet::new();
+    for (i, d) in manifest.disks.iter().enumerate() {
+        let ok_name = !d.name.is_empty()
+            && d.name.len() <= 32
+            && d.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && d.name != "root";
+        if !ok_name {
+            return Err(field(
+                format!("disks[{i}].name"),
+                format!(
+                    "{:?}: use 1-32 lowercase letters, digits or `-` (not \"root\"), e.g. \"model\"",
+                    d.name
                 ),
-            });
+            ));
         }
-        if !file.path.starts_with('/') || file.path.split('/').any(|c| c == "..") {
-            return Err(Error::Field {
-                origin: origin.to_owned(),
-                field: format!("rootfs.files[{i}].path"),
-                problem: format!(
-                    "{:?} must be an absolute path inside the image without `..`, e.g. \"/etc/motd\"",
-                    file.path
+        if !disk_names.insert(&d.name) {
+            return Err(field(
+                format!("disks[{i}].name"),
+                format!(
+                    "{:?} is used by an earlier disk; names must be unique",
+                    d.name
                 ),
-            });
+            ));
         }
+        if !is_image_path(&d.mount) || d.mount == "/" {
+            return Err(field(
+                format!("disks[{i}].mount"),
+                format!(
+                    "{:?} must be an absolute directory other than / without `..`, e.g. \"/models\"",
+                    d.mount
+                ),
+            ));
+        }
+        check_files(&d.files, &format!("disks[{i}].files"), &field)?;
+        check_wheels(&d.wheels, &format!("disks[{i}].wheels"), &field)?;
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, p) in manifest.profiles.iter().enumerate() {
@@ -112,6 +135,69 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
         }
     }
     Ok(manifest)
+}
+
+/// An absolute path inside the image with no `..` component (`\0` and `,` are refused too:
+/// they cannot travel on the kernel command line or in a file name).
+fn is_image_path(p: &str) -> bool {
+    p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains(['\0', ',', ' ', '"'])
+}
+
+fn check_files(
+    files: &[FileEntry],
+    at: &str,
+    field: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    for (i, file) in files.iter().enumerate() {
+        if file.mode > 0o7777 {
+            return Err(field(
+                format!("{at}[{i}].mode"),
+                format!(
+                    "{:#o} has bits beyond 0o7777; give permission bits only, e.g. 0o644",
+                    file.mode
+                ),
+            ));
+        }
+        if !file.path.starts_with('/') || file.path.split('/').any(|c| c == "..") {
+            return Err(field(
+                format!("{at}[{i}].path"),
+                format!(
+                    "{:?} must be an absolute path inside the image without `..`, e.g. \"/etc/motd\"",
+                    file.path
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_wheels(
+    wheels: &[WheelEntry],
+    at: &str,
+    field: &dyn Fn(String, String) -> Error,
+) -> Result<(), Error> {
+    for (i, w) in wheels.iter().enumerate() {
+        if !is_image_path(&w.into) {
+            return Err(field(
+                format!("{at}[{i}].into"),
+                format!(
+                    "{:?} must be an absolute directory without `..`, e.g. \"/\"",
+                    w.into
+                ),
+            ));
+        }
+        if let Some(t) = &w.take {
+            if t.is_empty() || t.starts_with('/') || t.split('/').any(|c| c == ".." || c == ".") {
+                return Err(field(
+                    format!("{at}[{i}].take"),
+                    format!(
+                        "{t:?} must be a relative directory inside the wheel, e.g. \"pkg/model\""
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

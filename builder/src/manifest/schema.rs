@@ -19,9 +19,55 @@ pub struct Manifest {
     pub rootfs: Rootfs,
     /// Kernel, firmware, command line.
     pub boot: Boot,
+    /// Data disks (model weights, tokenizers): each its own EROFS image with its own
+    /// dm-verity tree, attached read-only after the root, in this order.
+    #[serde(default)]
+    pub disks: Vec<Disk>,
     /// Where the image runs: `build` computes each profile's launch measurement.
     #[serde(default)]
     pub profiles: Vec<Profile>,
+}
+
+/// A data disk: an EROFS image with its own dm-verity tree. Its root hash goes on the measured
+/// kernel command line (`dm-mod.create=`), and the guest init mounts it read-only at `mount`
+/// before the workload starts (and refuses to start it if the disk is missing).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Name: lowercase letters, digits and `-`; the image file is `disk-NAME.img` and the
+    /// device-mapper device is called NAME.
+    pub name: String,
+    /// Absolute mount point in the guest (created as a directory in the root image).
+    pub mount: String,
+    /// Wheels unpacked into the disk.
+    #[serde(default)]
+    pub wheels: Vec<WheelEntry>,
+    /// Single files placed into the disk.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// A Python wheel pinned by the sha256 of the `.whl` file, unpacked (not installed: no
+/// scripts run, no bytecode is compiled). Every member is checked against the wheel's own
+/// `RECORD` before it is placed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WheelEntry {
+    /// The `.whl` file (relative to the manifest).
+    pub wheel: String,
+    /// sha256 of the `.whl` file.
+    pub sha256: Option<Sha256Digest>,
+    /// Only the members under this directory of the wheel (e.g. `pkg/model`), placed relative
+    /// to it; default: every member.
+    #[serde(default)]
+    pub take: Option<String>,
+    /// Absolute directory (inside the image or disk) the members go to; default `/`.
+    #[serde(default = "default_into")]
+    pub into: String,
+}
+
+fn default_into() -> String {
+    "/".to_owned()
 }
 
 /// A platform profile: the machine an image runs on, separate from the image itself.
@@ -135,7 +181,10 @@ pub struct Rootfs {
     /// Files placed after all layers.
     #[serde(default)]
     pub files: Vec<FileEntry>,
-    /// Binaries built from a Cargo workspace, placed after the files.
+    /// Wheels unpacked after the files.
+    #[serde(default)]
+    pub wheels: Vec<WheelEntry>,
+    /// Binaries built from a Cargo workspace, placed after the files and wheels.
     #[serde(default)]
     pub rust: Vec<RustEntry>,
 }
@@ -219,6 +268,10 @@ pub struct InputFile {
 pub struct Boot {
     /// The kernel image the VMM loads (`-kernel`).
     pub kernel: InputFile,
+    /// The kernel's configuration (the resolved `.config`), pinned so the record can name
+    /// it; the kernel itself is pinned by `kernel`.
+    #[serde(default)]
+    pub kernel_config: Option<InputFile>,
     /// The firmware (`-bios`), e.g. an OVMF build.
     pub firmware: InputFile,
     /// Kernel command line; the builder appends the root/verity parameters.

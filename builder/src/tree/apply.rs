@@ -247,6 +247,21 @@ pub fn insert_file(tree: &mut Tree, path: &[u8], leaf: Leaf) -> Result<LeafId, A
     )
 }
 
+/// Makes sure `path` is a directory (for a data disk's mount point): missing components are
+/// created with mode 0755 owned by 0:0, existing directories are kept as they are, and
+/// symlinks are resolved inside the tree as for any entry.
+pub fn ensure_directory(tree: &mut Tree, path: &[u8], origin: &str) -> Result<(), ApplyError> {
+    let ctx = Ctx {
+        layer: origin,
+        path: String::from_utf8_lossy(path).into_owned(),
+        offset: 0,
+    };
+    let comps = normalise(path, &ctx)?;
+    let resolved = resolve_dir(tree, &comps, &ctx)?;
+    ensure_dir(&mut tree.root, &resolved, &ctx)?;
+    Ok(())
+}
+
 /// Where an entry is, for messages.
 struct Ctx<'a> {
     layer: &'a str,

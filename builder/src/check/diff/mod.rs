@@ -111,6 +111,7 @@ pub fn compare_dirs(a: &Path, b: &Path) -> anyhow::Result<(Vec<String>, Vec<Diff
 pub fn diff_file(name: &str, a: &[u8], b: &[u8]) -> Vec<Difference> {
     let mut out = match name {
         "rootfs.img" => erofs::diff(name, a, b),
+        n if n.starts_with("disk-") && n.ends_with(".img") => erofs::diff(name, a, b),
         "record.json" => record::diff_bytes(name, a, b),
         "cmdline" => text(name, a, b),
         _ => bytes::diff(name, a, b),
