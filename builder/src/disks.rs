@@ -113,6 +113,7 @@ pub fn build_disks(
         let image = write_verity_image(
             plan,
             &seed,
+            seed.verity_salt(),
             &tree,
             &store,
             &dir.join(&file_name),

@@ -532,14 +532,27 @@ pub fn write_root_image(
         parts.push(Part::File(WORKLOAD_PATH, 0o644, 0, 0, d));
     }
     let seed = Seed::new(m.image.source_date_epoch, &parts);
-    write_verity_image(plan, &seed, tree, store, path, "root file system", progress)
+    // `check`'s random-salt injection targets the root image only.
+    let salt = crate::check::inject::salt(plan, seed.verity_salt());
+    write_verity_image(
+        plan,
+        &seed,
+        salt,
+        tree,
+        store,
+        path,
+        "root file system",
+        progress,
+    )
 }
 
-/// Writes `tree` as an EROFS image at `path` and appends its dm-verity hash area; the
-/// file-system UUID, verity salt and verity UUID derive from `seed`.
+/// Writes `tree` as an EROFS image at `path` and appends its dm-verity hash area (salted with
+/// `salt`); the file-system UUID and verity UUID derive from `seed`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_verity_image(
     plan: &Plan,
     seed: &Seed,
+    salt: Vec<u8>,
     tree: &Tree,
     store: &ContentStore,
     path: &Path,
@@ -569,7 +582,7 @@ pub fn write_verity_image(
         info.size
     ));
     let params = verity::Params {
-        salt: crate::check::inject::salt(plan, seed.verity_salt()),
+        salt,
         uuid: seed.uuid("verity"),
         data_block_size: 4096,
         hash_block_size: 4096,

