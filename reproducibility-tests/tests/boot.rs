@@ -247,8 +247,8 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
         panic!("no HTTP answer within {LIMIT:?}; console:\n{console}");
     };
     // Reported by the test run (see the README's boot test section); `--nocapture` shows it.
-    #[allow(clippy::print_stderr)]
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "boot to first HTTP answer (TCG): {:.1} s",
         took.as_secs_f64()
     );
