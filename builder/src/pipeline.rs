@@ -309,7 +309,7 @@ pub fn build_components(
     let mut out = Vec::new();
     for (i, r) in plan.manifest.rootfs.rust.iter().enumerate() {
         progress.message(&format!(
-            "building {}/{} (rootfs.rust[{i}])",
+            "building {}/{} (rootfs.rust[{i}]; cached in target/enclave-components, a first build can take minutes)",
             r.package, r.bin
         ));
         let workspace = fs_err::canonicalize(plan.base_dir.join(&r.workspace))
