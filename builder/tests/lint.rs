@@ -79,8 +79,9 @@ fn py_compile(dir: &Path, source: &str, mode: Option<&str>) -> Vec<u8> {
     let py = dir.join("m.py");
     fs_err::write(&py, source).unwrap();
     let script = match mode {
-        None => "import py_compile,sys; print(py_compile.compile(sys.argv[1], doraise=True))"
-            .to_owned(),
+        None => {
+            "import py_compile,sys; print(py_compile.compile(sys.argv[1], doraise=True))".to_owned()
+        }
         Some(m) => format!(
             "import py_compile,sys; print(py_compile.compile(sys.argv[1], doraise=True, \
              invalidation_mode=py_compile.PycInvalidationMode.{m}))"
@@ -162,20 +163,35 @@ fn with_rule(report: &Value, rule: &str) -> Vec<Value> {
 #[test]
 fn unpinned_tar_layer_fails_with_the_digest_to_pin() {
     let case = Case::new();
-    let digest = case.write("layers/extra.tar", &tar(&[("usr/bin/tool", b"#!/bin/sh\n")]));
+    let digest = case.write(
+        "layers/extra.tar",
+        &tar(&[("usr/bin/tool", b"#!/bin/sh\n")]),
+    );
     let r = case.lint("layers = [{ tar = \"layers/extra.tar\" }]", false);
     assert_eq!(r.code, EXIT_LINT, "{r:?}");
-    let line = format!("error: rootfs.layers[0]: layers/extra.tar: not pinned; add sha256 = \"{digest}\"");
+    let line =
+        format!("error: rootfs.layers[0]: layers/extra.tar: not pinned; add sha256 = \"{digest}\"");
     assert!(r.stdout.contains(&line), "{r:?}");
-    assert!(r.stdout.contains(&format!("  fix: sha256 = \"{digest}\"\n")), "{r:?}");
-    assert!(r.stdout.contains("1 error(s), 0 warning(s), 0 note(s)"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("  fix: sha256 = \"{digest}\"\n")),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("1 error(s), 0 warning(s), 0 note(s)"),
+        "{r:?}"
+    );
     // Pinning it as told makes the lint pass.
     let r = case.lint(
         &format!("layers = [{{ tar = \"layers/extra.tar\", sha256 = \"{digest}\" }}]"),
         false,
     );
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.ends_with("0 error(s), 0 warning(s), 0 note(s); lint passed\n"), "{r:?}");
+    assert!(
+        r.stdout
+            .ends_with("0 error(s), 0 warning(s), 0 note(s); lint passed\n"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -226,7 +242,9 @@ fn timestamp_pyc_in_a_layer_is_an_error() {
     let layer = tar(&[("usr/lib/python3/m.py", b"X = 1\n"), (name, &pyc)]);
     // gzip-compressed by the real gzip, so the layer is read through the decompressor.
     fs_err::write(case.path("py.tar"), &layer).unwrap();
-    run(Command::new("gzip").args(["-n", "-9"]).arg(case.path("py.tar")));
+    run(Command::new("gzip")
+        .args(["-n", "-9"])
+        .arg(case.path("py.tar")));
     let digest = sha256sum(&case.path("py.tar.gz"));
     let r = case.lint(
         &format!("layers = [{{ tar = \"py.tar.gz\", sha256 = \"{digest}\" }}]"),
@@ -273,7 +291,9 @@ fn hash_based_pyc_is_fine() {
 fn more_timestamp_pycs_than_listed_are_counted() {
     let case = Case::new();
     let pyc = py_compile(case.dir.path(), "X = 1\n", None);
-    let names: Vec<String> = (0..13).map(|i| format!("app/__pycache__/m{i:02}.pyc")).collect();
+    let names: Vec<String> = (0..13)
+        .map(|i| format!("app/__pycache__/m{i:02}.pyc"))
+        .collect();
     let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), pyc.as_slice())).collect();
     let digest = case.write("py.tar", &tar(&entries));
     let r = case.lint(
@@ -415,7 +435,10 @@ fn wheel(case: &Case, name: &str, members: &[(&str, &[u8])]) -> String {
     for (i, (member, _)) in members.iter().enumerate() {
         let src = case.path(&format!("member{i}"));
         fs_err::write(&src, members[i].1).unwrap();
-        script.push_str(&format!("z.write({:?}, {member:?})\n", src.to_str().unwrap()));
+        script.push_str(&format!(
+            "z.write({:?}, {member:?})\n",
+            src.to_str().unwrap()
+        ));
     }
     script.push_str("z.close()\n");
     run(Command::new("python3")
@@ -431,7 +454,10 @@ fn wheels_with_timestamp_pyc_or_sources() {
     let bad = wheel(
         &case,
         "bad-1.0-py3-none-any.whl",
-        &[("bad/__init__.py", b"Y = 2\n"), ("bad/__pycache__/__init__.cpython-311.pyc", &pyc)],
+        &[
+            ("bad/__init__.py", b"Y = 2\n"),
+            ("bad/__pycache__/__init__.cpython-311.pyc", &pyc),
+        ],
     );
     let src = wheel(
         &case,
@@ -459,14 +485,20 @@ fn wheels_with_timestamp_pyc_or_sources() {
     assert_eq!(notes.len(), 1, "{r:?}");
     assert_eq!(notes[0]["field"], "rootfs.wheels[1]");
     assert_eq!(notes[0]["severity"], "note");
-    assert!(notes[0]["message"].as_str().unwrap().starts_with("2 Python source file(s)"));
+    assert!(notes[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("2 Python source file(s)"));
 }
 
 #[test]
 fn rust_workspace_needs_cargo_lock() {
     let case = Case::new();
     case.write("ws/Cargo.toml", b"[workspace]\n");
-    case.write("ws/rust-toolchain.toml", b"[toolchain]\nchannel = \"1.95.0\"\n");
+    case.write(
+        "ws/rust-toolchain.toml",
+        b"[toolchain]\nchannel = \"1.95.0\"\n",
+    );
     let rootfs = "layers = []\nrust = [{ workspace = \"ws\", package = \"p\", bin = \"p\", path = \"/bin/p\" }]";
     let r = case.lint(rootfs, true);
     assert_eq!(r.code, EXIT_LINT, "{r:?}");
@@ -486,12 +518,20 @@ fn oci_layout_from_umoci() {
     fs_err::write(case.path("mid"), b"0123456789abcdef0123456789abcdef\n").unwrap();
     fs_err::write(case.path("m.pyc"), &pyc).unwrap();
     let umoci = |args: &[&str]| {
-        run(Command::new("umoci").args(args).current_dir(case.dir.path()));
+        run(Command::new("umoci")
+            .args(args)
+            .current_dir(case.dir.path()));
     };
     umoci(&["init", "--layout", "oci"]);
     umoci(&["new", "--image", "oci:t"]);
     umoci(&["insert", "--image", "oci:t", "mid", "/etc/machine-id"]);
-    umoci(&["insert", "--image", "oci:t", "m.pyc", "/app/__pycache__/m.cpython-311.pyc"]);
+    umoci(&[
+        "insert",
+        "--image",
+        "oci:t",
+        "m.pyc",
+        "/app/__pycache__/m.cpython-311.pyc",
+    ]);
     let index: Value =
         serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
@@ -515,8 +555,12 @@ fn oci_layout_from_umoci() {
     assert_eq!(r.code, EXIT_LINT, "{r:?}");
     let report = r.json();
     let layers: Vec<String> = serde_json::from_slice::<Value>(
-        &fs_err::read(layout.join("blobs/sha256").join(manifest.trim_start_matches("sha256:")))
-            .unwrap(),
+        &fs_err::read(
+            layout
+                .join("blobs/sha256")
+                .join(manifest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
     )
     .unwrap()["layers"]
         .as_array()
@@ -550,4 +594,64 @@ fn unparsable_manifest_is_refused() {
     let r = case.lint("layers = [{ tar = \"a.tar\", bogus = 1 }]", false);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("cannot lint the manifest"), "{r:?}");
+}
+
+#[test]
+fn later_layers_and_files_replace_earlier_findings() {
+    let case = Case::new();
+    let pyc = py_compile(case.dir.path(), "X = 1\n", None);
+    let lower = case.write(
+        "lower.tar",
+        &tar(&[
+            ("etc/machine-id", b"0123456789abcdef0123456789abcdef\n"),
+            (
+                "var/lib/dbus/machine-id",
+                b"0123456789abcdef0123456789abcdef\n",
+            ),
+            ("app/__pycache__/a.cpython-311.pyc", &pyc),
+            ("srv/__pycache__/b.cpython-311.pyc", &pyc),
+        ]),
+    );
+    // A whiteout, an opaque directory that also brings its own stale bytecode (which stays:
+    // an opaque directory hides only the lower layers), and nothing for /srv.
+    let upper = case.write(
+        "upper.tar",
+        &tar(&[
+            ("etc/.wh.machine-id", b""),
+            ("app/.wh..wh..opq", b""),
+            ("app/__pycache__/c.cpython-311.pyc", &pyc),
+        ]),
+    );
+    let empty = case.write("empty", b"");
+    let r = case.lint(
+        &format!(
+            "layers = [{{ tar = \"lower.tar\", sha256 = \"{lower}\" }}, \
+                       {{ tar = \"upper.tar\", sha256 = \"{upper}\" }}]\n\
+             files = [{{ path = \"/var/lib/dbus/machine-id\", source = \"empty\", \
+                         sha256 = \"{empty}\", mode = 0o444 }}]"
+        ),
+        true,
+    );
+    assert_eq!(r.code, EXIT_LINT, "{r:?}");
+    let report = r.json();
+    let left: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let at = |field: &str, path: &str| (field.to_owned(), path.to_owned());
+    assert_eq!(
+        left,
+        [
+            at("rootfs.layers[0]", "/srv/__pycache__/b.cpython-311.pyc"),
+            at("rootfs.layers[1]", "/app/__pycache__/c.cpython-311.pyc"),
+        ],
+        "{r:?}"
+    );
 }

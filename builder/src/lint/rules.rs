@@ -337,7 +337,12 @@ mod tests {
 
     #[test]
     fn short_or_foreign_bytes_are_not_bytecode() {
-        for bytes in [&b""[..], b"\x0d\x0d\r\n", b"abcdefghijklmnop", &[0xa7, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 1]] {
+        for bytes in [
+            &b""[..],
+            b"\x0d\x0d\r\n",
+            b"abcdefghijklmnop",
+            &[0xa7, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 1],
+        ] {
             assert_eq!(pyc_header(bytes), PycHeader::NotBytecode, "{bytes:?}");
         }
     }
@@ -347,9 +352,15 @@ mod tests {
         let rule = |p: &str, size| classify_path(p, size).map(|r| r.severity);
         assert_eq!(rule("/etc/machine-id", 33), Some(Severity::Error));
         assert_eq!(rule("/etc/machine-id", 0), None);
-        assert_eq!(rule("/etc/ssh/ssh_host_ed25519_key", 0), Some(Severity::Error));
+        assert_eq!(
+            rule("/etc/ssh/ssh_host_ed25519_key", 0),
+            Some(Severity::Error)
+        );
         assert_eq!(rule("/etc/ssh/sshd_config", 10), None);
-        assert_eq!(rule("/var/log/apt/history.log", 10), Some(Severity::Warning));
+        assert_eq!(
+            rule("/var/log/apt/history.log", 10),
+            Some(Severity::Warning)
+        );
         assert_eq!(rule("/var/log", 10), None);
         assert_eq!(rule("/var/logfile", 10), None);
         assert_eq!(rule("/run/sshd.pid", 4), Some(Severity::Warning));
@@ -376,9 +387,18 @@ mod tests {
         assert_eq!(classify_source("inputs/a.tar", dir), None);
         assert_eq!(classify_source("../kernel/bzImage", dir), None);
         assert_eq!(classify_source("/work/project/manifests/x", dir), None);
-        assert_eq!(classify_source("/etc/hostname", dir).unwrap().0, "host-path");
-        assert_eq!(classify_source("/tmp/x.tar", dir).unwrap().0, "volatile-path");
-        assert_eq!(classify_source("../../../../proc/version", dir).unwrap().0, "volatile-path");
+        assert_eq!(
+            classify_source("/etc/hostname", dir).unwrap().0,
+            "host-path"
+        );
+        assert_eq!(
+            classify_source("/tmp/x.tar", dir).unwrap().0,
+            "volatile-path"
+        );
+        assert_eq!(
+            classify_source("../../../../proc/version", dir).unwrap().0,
+            "volatile-path"
+        );
         // A manifest that itself lives in /tmp may use relative paths freely.
         assert_eq!(classify_source("a.tar", Path::new("/tmp/x")), None);
     }

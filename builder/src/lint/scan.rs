@@ -1,6 +1,12 @@
 //! The I/O around the lint rules: hash and open each input the manifest names, stream its
 //! entries, and turn what `rules` says about them into findings.
+//!
+//! Content findings (host files, bytecode) are about a path in a file system, so they follow
+//! the build's layering: a later layer, extra file, wheel member or component placed at the
+//! same path, or a whiteout in a later layer, removes the earlier finding, because that file
+//! never reaches the image. Each file system (the root, each data disk) is its own scope.
 
+use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -58,19 +64,17 @@ impl At {
     }
 }
 
-/// Bytecode seen in one input.
-#[derive(Debug, Default)]
-struct Tally {
-    timestamp: usize,
-    hash: usize,
-}
-
 /// Collects findings over one manifest.
 pub(super) struct Linter {
     base: PathBuf,
     /// `base`, absolute and canonical, for [`classify_source`].
     base_abs: PathBuf,
-    findings: Vec<Finding>,
+    /// Every finding so far, in order; `None` once a later input replaced its path.
+    findings: Vec<Option<Finding>>,
+    /// The file system being filled: `rootfs` or `disks[N]`.
+    scope: String,
+    /// Content findings by (scope, path in that file system): indices into `findings`.
+    by_path: BTreeMap<(String, String), Vec<usize>>,
 }
 
 impl Linter {
@@ -79,11 +83,66 @@ impl Linter {
             base: base.to_owned(),
             base_abs: fs_err::canonicalize(base).unwrap_or_else(|_| base.to_owned()),
             findings: Vec::new(),
+            scope: "rootfs".to_owned(),
+            by_path: BTreeMap::new(),
         }
     }
 
+    /// The surviving findings, with the timestamp-based bytecode of one input past
+    /// [`MAX_LISTED_PYC`], and all its hash-based bytecode, each folded into one finding.
     pub(super) fn into_findings(self) -> Vec<Finding> {
-        self.findings
+        let findings: Vec<Finding> = self.findings.into_iter().flatten().collect();
+        let group = |f: &Finding| (f.field.clone(), f.input.clone(), f.layer.clone());
+        let mut totals: BTreeMap<_, (usize, usize)> = BTreeMap::new();
+        for f in &findings {
+            let t = totals.entry(group(f)).or_default();
+            match f.rule {
+                "pyc-timestamp" => t.0 += 1,
+                "pyc-hash" => t.1 += 1,
+                _ => {}
+            }
+        }
+        let mut seen: BTreeMap<_, (usize, usize)> = BTreeMap::new();
+        let mut out = Vec::with_capacity(findings.len());
+        for f in findings {
+            let key = group(&f);
+            let (timestamp, hash) = totals.get(&key).copied().unwrap_or_default();
+            let s = seen.entry(key).or_default();
+            match f.rule {
+                "pyc-timestamp" => {
+                    s.0 += 1;
+                    if s.0 <= MAX_LISTED_PYC {
+                        out.push(f);
+                    } else if s.0 == MAX_LISTED_PYC + 1 {
+                        out.push(Finding {
+                            path: None,
+                            message: format!(
+                                "{} more timestamp-based .pyc file(s) ({timestamp} in all; the \
+                                 first {MAX_LISTED_PYC} are listed above)",
+                                timestamp.saturating_sub(MAX_LISTED_PYC)
+                            ),
+                            ..f
+                        });
+                    }
+                }
+                "pyc-hash" => {
+                    s.1 += 1;
+                    if s.1 == 1 {
+                        out.push(Finding {
+                            path: None,
+                            message: format!(
+                                "{hash} hash-based .pyc file(s) (PEP 552): they hold a hash of \
+                                 their source, not a time, and do not depend on when they were \
+                                 compiled"
+                            ),
+                            ..f
+                        });
+                    }
+                }
+                _ => out.push(f),
+            }
+        }
+        out
     }
 
     /// Every input of `m`, in manifest order.
@@ -105,6 +164,7 @@ impl Linter {
             self.rust(&format!("rootfs.rust[{i}]"), r);
         }
         for (d, disk) in m.disks.iter().enumerate() {
+            self.scope = format!("disks[{d}]");
             for (i, w) in disk.wheels.iter().enumerate() {
                 self.wheel(&format!("disks[{d}].wheels[{i}]"), w);
             }
@@ -112,6 +172,7 @@ impl Linter {
                 self.file(&format!("disks[{d}].files[{i}]"), f);
             }
         }
+        self.scope = String::new();
         self.input_file("boot.kernel", &m.boot.kernel);
         if let Some(config) = &m.boot.kernel_config {
             self.input_file("boot.kernel_config", config);
@@ -130,7 +191,16 @@ impl Linter {
         message: String,
         fix: Option<String>,
     ) {
-        self.findings.push(Finding {
+        let index = self.findings.len();
+        if let Some(path) = &at.path {
+            if rule == "host-file" || rule.starts_with("pyc-") {
+                self.by_path
+                    .entry((self.scope.clone(), path.clone()))
+                    .or_default()
+                    .push(index);
+            }
+        }
+        self.findings.push(Some(Finding {
             severity,
             rule,
             field: at.field.clone(),
@@ -139,7 +209,34 @@ impl Linter {
             path: at.path.clone(),
             message,
             fix,
-        });
+        }));
+    }
+
+    /// Something is placed at `path` (or removed from it): the content findings about `path`
+    /// from before index `before` are dropped, and with `below` those about paths under it.
+    fn replace(&mut self, path: &str, below: bool, before: usize) {
+        let mut keys = vec![(self.scope.clone(), path.to_owned())];
+        if below {
+            let stem = if path == "/" { "" } else { path };
+            // Every path starting with `{stem}/`: `0` is the character after `/`.
+            let range =
+                (self.scope.clone(), format!("{stem}/"))..(self.scope.clone(), format!("{stem}0"));
+            keys.extend(self.by_path.range(range).map(|(k, _)| k.clone()));
+        }
+        for key in keys {
+            if let Some(indices) = self.by_path.get_mut(&key) {
+                let findings = &mut self.findings;
+                indices.retain(|&i| {
+                    if i >= before {
+                        return true;
+                    }
+                    if let Some(slot) = findings.get_mut(i) {
+                        *slot = None;
+                    }
+                    false
+                });
+            }
+        }
     }
 
     /// Where the source reference itself points.
@@ -189,7 +286,10 @@ impl Linter {
                     at,
                     Severity::Error,
                     "input-missing",
-                    format!("cannot read the file ({source}); paths are relative to the manifest"),
+                    format!(
+                        "cannot read the file ({}); paths are relative to the manifest",
+                        source.kind()
+                    ),
                     None,
                 );
                 None
@@ -262,7 +362,13 @@ impl Linter {
             match open_layer(blob) {
                 Ok(reader) => self.tar_stream(&at, reader),
                 Err(e) => {
-                    self.push(&at, Severity::Error, "input-unreadable", e.to_string(), None);
+                    self.push(
+                        &at,
+                        Severity::Error,
+                        "input-unreadable",
+                        e.to_string(),
+                        None,
+                    );
                 }
             }
         }
@@ -294,7 +400,9 @@ impl Linter {
                 return;
             }
         };
-        let mut tally = Tally::default();
+        // Findings from index `start` on are this layer's; whiteouts hide only lower layers.
+        let start = self.findings.len();
+        let mut opaque = Vec::new();
         for entry in entries {
             let mut entry = match entry {
                 Ok(entry) => entry,
@@ -304,12 +412,23 @@ impl Linter {
                     break;
                 }
             };
-            let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            let path = image_path(&String::from_utf8_lossy(&entry.path_bytes()));
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let dir = if dir.is_empty() { "/" } else { dir };
+            if name == ".wh..wh..opq" {
+                // Applied after the layer: it hides the lower layers' entries, not this one's.
+                opaque.push(dir.to_owned());
                 continue;
             }
-            let path = image_path(&String::from_utf8_lossy(&entry.path_bytes()));
-            if path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")) {
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let hidden = image_path(&format!("{dir}/{hidden}"));
+                self.replace(&hidden, true, start);
+                continue;
+            }
+            let kind = entry.header().entry_type();
+            // A directory merges with what is below it; anything else replaces it.
+            self.replace(&path, !kind.is_dir(), self.findings.len());
+            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
                 continue;
             }
             let size = entry.size();
@@ -318,7 +437,7 @@ impl Linter {
             if is_bytecode(&path) {
                 let mut head = Vec::with_capacity(16);
                 match (&mut entry).take(16).read_to_end(&mut head) {
-                    Ok(_) => self.bytecode(&here, &head, &mut tally),
+                    Ok(_) => self.bytecode(&here, &head),
                     Err(e) => {
                         let message = format!("cannot read the entry: {e}");
                         self.push(&here, Severity::Error, "input-unreadable", message, None);
@@ -327,7 +446,11 @@ impl Linter {
                 }
             }
         }
-        self.bytecode_summary(at, &tally);
+        for dir in opaque {
+            // Everything the lower layers put under `dir` is gone (`dir` itself stays, but a
+            // lower-layer finding about `dir` is about a file it replaced).
+            self.replace(&dir, true, start);
+        }
     }
 
     /// An extra file: its pin, its place in the image, and its header if it is bytecode.
@@ -337,15 +460,15 @@ impl Linter {
             return;
         };
         let dest = image_path(&f.path);
+        self.replace(&dest, true, self.findings.len());
         let here = at.path(&dest);
         let size = fs_err::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.host_file(&here, &dest, size);
         if is_bytecode(&dest) || is_bytecode(&f.source) {
             let mut head = Vec::with_capacity(16);
             let read = fs_err::File::open(&path).and_then(|f| f.take(16).read_to_end(&mut head));
-            let mut tally = Tally::default();
             match read {
-                Ok(_) => self.bytecode(&here, &head, &mut tally),
+                Ok(_) => self.bytecode(&here, &head),
                 Err(e) => {
                     let message = format!("cannot read the file: {e}");
                     self.push(&here, Severity::Error, "input-unreadable", message, None);
@@ -364,19 +487,34 @@ impl Linter {
         let file = match fs_err::File::open(&path) {
             Ok(f) => f,
             Err(e) => {
-                self.push(&at, Severity::Error, "input-unreadable", unreadable(&e), None);
+                self.push(
+                    &at,
+                    Severity::Error,
+                    "input-unreadable",
+                    unreadable(&e),
+                    None,
+                );
                 return;
             }
         };
         let mut archive = match zip::ZipArchive::new(BufReader::new(file)) {
             Ok(a) => a,
             Err(e) => {
-                self.push(&at, Severity::Error, "input-unreadable", unreadable(&e), None);
+                self.push(
+                    &at,
+                    Severity::Error,
+                    "input-unreadable",
+                    unreadable(&e),
+                    None,
+                );
                 return;
             }
         };
-        let prefix = w.take.as_ref().map(|t| format!("{}/", t.trim_end_matches('/')));
-        let mut tally = Tally::default();
+        let prefix = w
+            .take
+            .as_ref()
+            .map(|t| format!("{}/", t.trim_end_matches('/')));
+        let mut bytecode = 0usize;
         let mut sources = 0usize;
         for i in 0..archive.len() {
             let member = archive.by_index_raw(i).and_then(|m| {
@@ -386,7 +524,13 @@ impl Linter {
             let (name, size, is_dir) = match member {
                 Ok(m) => m,
                 Err(e) => {
-                    self.push(&at, Severity::Error, "input-unreadable", unreadable(&e), None);
+                    self.push(
+                        &at,
+                        Severity::Error,
+                        "input-unreadable",
+                        unreadable(&e),
+                        None,
+                    );
                     return;
                 }
             };
@@ -401,32 +545,35 @@ impl Linter {
                 None => name.as_str(),
             };
             let dest = image_path(&format!("{}/{rel}", w.into));
+            self.replace(&dest, true, self.findings.len());
             let here = at.path(&dest);
             self.host_file(&here, &dest, size);
             if name.ends_with(".py") {
                 sources += 1;
             }
             if is_bytecode(&name) {
+                bytecode += 1;
                 let mut head = Vec::with_capacity(16);
                 let read = archive
                     .by_index(i)
                     .map_err(|e| e.to_string())
-                    .and_then(|m| {
-                        m.take(16)
-                            .read_to_end(&mut head)
-                            .map_err(|e| e.to_string())
-                    });
+                    .and_then(|m| m.take(16).read_to_end(&mut head).map_err(|e| e.to_string()));
                 match read {
-                    Ok(_) => self.bytecode(&here, &head, &mut tally),
+                    Ok(_) => self.bytecode(&here, &head),
                     Err(e) => {
-                        self.push(&here, Severity::Error, "input-unreadable", unreadable(&e), None);
+                        self.push(
+                            &here,
+                            Severity::Error,
+                            "input-unreadable",
+                            unreadable(&e),
+                            None,
+                        );
                         return;
                     }
                 }
             }
         }
-        self.bytecode_summary(&at, &tally);
-        if sources > 0 && tally.timestamp == 0 && tally.hash == 0 {
+        if sources > 0 && bytecode == 0 {
             self.push(
                 &at,
                 Severity::Note,
@@ -448,11 +595,18 @@ impl Linter {
     fn rust(&mut self, field: &str, r: &RustEntry) {
         let at = At::new(field, &r.workspace);
         self.source(&at);
+        self.replace(&image_path(&r.path), true, self.findings.len());
         let ws = self.base.join(&r.workspace);
         if !ws.is_dir() {
             let message =
                 "the workspace directory does not exist; paths are relative to the manifest";
-            self.push(&at, Severity::Error, "input-missing", message.to_owned(), None);
+            self.push(
+                &at,
+                Severity::Error,
+                "input-missing",
+                message.to_owned(),
+                None,
+            );
             return;
         }
         if !ws.join("Cargo.lock").is_file() {
@@ -499,7 +653,7 @@ impl Linter {
     }
 
     /// The first bytes of a `.pyc`.
-    fn bytecode(&mut self, at: &At, head: &[u8], tally: &mut Tally) {
+    fn bytecode(&mut self, at: &At, head: &[u8]) {
         let timestamp = |what: String| {
             format!(
                 "{what}: its bytes hold the mtime of its source when it was compiled, so \
@@ -510,7 +664,9 @@ impl Linter {
         };
         let message = match pyc_header(head) {
             PycHeader::Hash { .. } => {
-                tally.hash += 1;
+                // Folded into one note per input by `into_findings`.
+                let message = "hash-based bytecode".to_owned();
+                self.push(at, Severity::Note, "pyc-hash", message, None);
                 return;
             }
             PycHeader::Timestamp { mtime, .. } => timestamp(format!(
@@ -534,45 +690,7 @@ impl Linter {
                 return;
             }
         };
-        tally.timestamp += 1;
-        if tally.timestamp <= MAX_LISTED_PYC {
-            self.push(
-                at,
-                Severity::Error,
-                "pyc-timestamp",
-                message,
-                Some(PYC_FIX.to_owned()),
-            );
-        }
-    }
-
-    /// One finding for the timestamp-based `.pyc` files not listed, one note for hash-based ones.
-    fn bytecode_summary(&mut self, at: &At, tally: &Tally) {
-        if let Some(more) = tally.timestamp.checked_sub(MAX_LISTED_PYC).filter(|&n| n > 0) {
-            self.push(
-                at,
-                Severity::Error,
-                "pyc-timestamp",
-                format!(
-                    "{more} more timestamp-based .pyc file(s) ({} in all; the first \
-                     {MAX_LISTED_PYC} are listed above)",
-                    tally.timestamp
-                ),
-                Some(PYC_FIX.to_owned()),
-            );
-        }
-        if tally.hash > 0 {
-            self.push(
-                at,
-                Severity::Note,
-                "pyc-hash",
-                format!(
-                    "{} hash-based .pyc file(s) (PEP 552): they hold a hash of their source, not \
-                     a time, and do not depend on when they were compiled",
-                    tally.hash
-                ),
-                None,
-            );
-        }
+        let fix = Some(PYC_FIX.to_owned());
+        self.push(at, Severity::Error, "pyc-timestamp", message, fix);
     }
 }
