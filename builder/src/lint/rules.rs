@@ -381,6 +381,17 @@ mod tests {
         assert!(!is_bytecode("/a/m.py"));
     }
 
+    proptest::proptest! {
+        // Input bytes are hostile (STYLE 8): any header, any name, never a panic.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+                        name in "[./a-z_]{0,12}") {
+            let _ = pyc_header(&bytes);
+            let _ = classify_path(&image_path(&name), bytes.len() as u64);
+            let _ = classify_source(&name, Path::new("/m"));
+        }
+    }
+
     #[test]
     fn source_references() {
         let dir = Path::new("/work/project/manifests");
