@@ -16,8 +16,10 @@
 //!
 //! The decisions are pure functions in `rules` ([`classify_path`], [`pyc_header`],
 //! [`classify_source`]); the scanner around them streams layers entry by entry and reads only
-//! the first 16 bytes of each `.pyc`. Findings come out in manifest order, then in the order
-//! of each input's entries, so the report is deterministic.
+//! the first 16 bytes of each `.pyc`. Content findings follow the build's layering: a path a
+//! later layer, whiteout, extra file, wheel member or component replaces is not reported.
+//! Findings come out in manifest order, then in the order of each input's entries, so the
+//! report is deterministic.
 
 mod rules;
 mod scan;
