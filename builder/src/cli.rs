@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 /// Exit codes: 0 success; 1 the build or command failed; 2 usage error; 3 an input was
 /// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
 /// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
-/// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ.
+/// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ;
+/// 7 `lint` found errors.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -51,6 +52,17 @@ pub enum Command {
     /// inputs, other artifacts (not reproducible); 6 only measurements differ; 3 an input
     /// was refused; 1 the rebuild failed.
     Verify(VerifyArgs),
+    /// Check a manifest for unpinned inputs, build-time Python bytecode and host-dependent files.
+    ///
+    /// Reports every input without a pin (with the exact TOML line to add, holding the digest
+    /// of the file as found), wrong pins, missing files and Rust workspaces without
+    /// Cargo.lock; timestamp-based `.pyc` files in layers, wheels and files; per-host or
+    /// per-build paths (/etc/machine-id, SSH host keys, logs, caches...) and inputs read from
+    /// absolute host paths or /proc, /sys, /dev, /tmp. Nothing is built.
+    ///
+    /// Exit codes: 0 no errors (warnings and notes allowed); 7 errors found; 3 the manifest
+    /// itself cannot be parsed.
+    Lint(LintArgs),
     /// Compute a launch measurement from the files a VMM loads.
     ///
     /// Pure computation: nothing is built. `snp` takes sev-snp-measure's flags, `tdx` prints
@@ -93,6 +105,16 @@ pub struct BuildArgs {
     /// No progress messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `lint` arguments.
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    /// The manifest (TOML).
+    pub manifest: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `check` arguments.

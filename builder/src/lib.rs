@@ -44,6 +44,7 @@ pub mod erofs;
 pub mod initramfs;
 pub mod inputs;
 pub mod kernel;
+pub mod lint;
 pub mod manifest;
 pub mod measure;
 pub mod output;
@@ -72,6 +73,8 @@ pub const EXIT_NOT_REPRODUCIBLE: u8 = 4;
 pub const EXIT_INPUTS_DIFFER: u8 = 5;
 /// Exit code: `verify` found only launch measurements differing.
 pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
+/// Exit code: `lint` found at least one error.
+pub const EXIT_LINT_ERRORS: u8 = 7;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -92,6 +95,23 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
                 )?;
             }
             Ok(())
+        }
+        Command::Lint(args) => {
+            let report = lint::lint_file(&args.manifest)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &report)?;
+                writeln!(stdout)?;
+            } else {
+                stdout.write_all(report.render().as_bytes())?;
+            }
+            if report.failed() {
+                Err(lint::LintFailed {
+                    errors: report.errors,
+                }
+                .into())
+            } else {
+                Ok(())
+            }
         }
         Command::Measure { command } => measure::run(&command, stdout),
         Command::Kernel {
@@ -158,6 +178,9 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.is::<check::NotReproducible>() {
         return EXIT_NOT_REPRODUCIBLE;
+    }
+    if err.is::<lint::LintFailed>() {
+        return EXIT_LINT_ERRORS;
     }
     if let Some(f) = err.downcast_ref::<verify::VerifyFailed>() {
         return f.code;

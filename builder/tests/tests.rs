@@ -21,3 +21,6 @@ mod initramfs;
 
 // The guest kernel: recipe, cache key, fragment check, and the pinned bzImage digest.
 mod kernel;
+
+// `lint`: pins (digests by sha256sum), bytecode from python3's py_compile, umoci layouts.
+mod lint;
