@@ -24,8 +24,10 @@ use crate::util::{builder, ok, run_builder, tool, Conditions};
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
 ///
-/// - `build SPEC.json`: a wheel with the spec's members (name, hex data, mode); with `record`,
-///   a `RECORD` listing every member except the spec's `unrecorded` ones.
+/// - `build SPEC.json`: a wheel with the spec's members (name, hex data, mode: permission bits
+///   of a regular file unless it has file-type bits; a name ending in `/` is a directory
+///   entry); with `record`, a `RECORD` listing every file member except the spec's
+///   `unrecorded` ones, written with the `csv` module (quoting names with commas).
 /// - `rezip IN OUT MEMBER DATA_FILE`: the same zip with one member's bytes replaced (RECORD
 ///   kept as it was).
 /// - `extract IN DIR`: `zipfile` extraction, with pip's executable-bit rule for modes.
@@ -34,7 +36,12 @@ import base64, csv, hashlib, io, json, os, sys, zipfile
 
 def info(name, mode):
     zi = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    zi.external_attr = (0o100000 | mode) << 16
+    if name.endswith("/"):
+        zi.external_attr = (0o040000 | mode) << 16 | 0x10
+    elif mode & 0o170000:
+        zi.external_attr = mode << 16
+    else:
+        zi.external_attr = (0o100000 | mode) << 16
     zi.compress_type = zipfile.ZIP_DEFLATED
     return zi
 
@@ -46,7 +53,7 @@ if cmd == "build":
         for m in spec["members"]:
             data = bytes.fromhex(m["data"])
             z.writestr(info(m["name"], m["mode"]), data)
-            if m["name"] in spec.get("unrecorded", []):
+            if m["name"].endswith("/") or m["name"] in spec.get("unrecorded", []):
                 continue
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             rows.append((m["name"], "sha256=" + digest, len(data)))
@@ -128,6 +135,12 @@ fn model_members() -> Vec<Member> {
             b"#!/bin/sh\necho convert\n",
             0o755,
         ),
+        // An explicit directory entry, names that RECORD must quote or that are not ASCII,
+        // and an empty member.
+        m("tinymodel/model/tokenizer/", b"", 0o755),
+        m("tinymodel/model/tokenizer/merges, v2.txt", b"h e\nl l\n", 0o644),
+        m("tinymodel/model/r\u{e9}sum\u{e9} \"\u{2603}\".txt", b"snow\n", 0o644),
+        m("tinymodel/model/empty", b"", 0o644),
         m(
             &format!("{DIST_INFO}/METADATA"),
             b"Metadata-Version: 2.1\nName: tinymodel\nVersion: 0.1.0\n\n",
@@ -601,6 +614,11 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
         "install notes",
     );
     assert_same_tree(&extracted, &reference);
+    assert!(
+        extracted.join("weights/weights.bin").is_file(),
+        "{:?}",
+        listing(&extracted)
+    );
     // The executable bit survived (the reference applied pip's rule, the disk agrees).
     let conv = extracted.join("weights/convert.sh");
     assert_eq!(
@@ -638,6 +656,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     }
     let mut expected: Vec<String> = model_members()
         .iter()
+        .filter(|(n, _, _)| !n.ends_with('/'))
         .filter_map(|(n, _, _)| n.strip_prefix(&format!("{TAKE}/")))
         .map(|rel| format!("{INTO}/{rel}"))
         .collect();
@@ -856,6 +875,51 @@ fn wheel_with_dotdot_member_is_refused() {
     write_wheel(&p.path().join(file), &members, true, &[]);
     let m = bad_wheel_manifest(&p, file, Some(TAKE));
     p.refused(&m, &["disks[0].wheels[0]", file, "../escape"]);
+}
+
+#[test]
+fn wheel_with_symlink_member_is_refused() {
+    let p = Project::new();
+    let mut members = model_members();
+    members.push((
+        "tinymodel/model/link".to_owned(),
+        b"/etc/shadow".to_vec(),
+        0o120777,
+    ));
+    let file = "tinymodel-0.1.0-py3-none-any.symlink.whl";
+    write_wheel(&p.path().join(file), &members, true, &[]);
+    let m = bad_wheel_manifest(&p, file, Some(TAKE));
+    p.refused(
+        &m,
+        &[
+            "disks[0].wheels[0]",
+            file,
+            "tinymodel/model/link",
+            "symbolic link",
+        ],
+    );
+}
+
+#[test]
+fn wheel_with_duplicate_member_is_refused() {
+    let p = Project::new();
+    // Two members of one name (Python's zipfile warns and writes both), RECORD listing both
+    // digests. Readers that keep the last copy (the `zip` crate, Python) see a member that
+    // matches RECORD's last line; readers that keep the first see other bytes. The `zip`
+    // crate's index hides the repetition, so the builder must ask for it.
+    let mut members = model_members();
+    members.push((
+        "tinymodel/model/config.json".to_owned(),
+        b"{\"hidden_size\": 1024}\n".to_vec(),
+        0o644,
+    ));
+    let file = "tinymodel-0.1.0-py3-none-any.duplicate.whl";
+    write_wheel(&p.path().join(file), &members, true, &[]);
+    let m = bad_wheel_manifest(&p, file, Some(TAKE));
+    p.refused(
+        &m,
+        &["disks[0].wheels[0]", file, "member name twice"],
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! byte for byte, so no `.pyc` with a build-time timestamp can appear).
 //!
 //! Members are placed with mode 0644 (0755 when the zip's Unix mode has an execute bit),
-//! owned by 0:0, in name order. Symlinks, absolute names, `..` and duplicate names are refused.
+//! owned by 0:0, in name order. Symlinks, absolute names, `..` and duplicate names (raw or
+//! decoded) are refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -78,6 +79,13 @@ pub enum Error {
         member: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// The central directory lists one name more than once; zip readers disagree on which copy
+    /// is the member (the `zip` crate and Python keep the last, others the first).
+    #[error("wheel {wheel}: the zip lists a member name twice, so readers disagree on its content; refusing the wheel")]
+    DuplicateNames {
+        /// The wheel.
+        wheel: String,
     },
     /// `take` selects nothing.
     #[error(
@@ -151,6 +159,11 @@ pub fn unpack(
         source: e,
     })?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zip_err)?;
+    // The archive indexes members by raw name, keeping only the last of a repeated name, so
+    // the loop below would never see the repetition.
+    if archive.has_duplicate_names() {
+        return Err(Error::DuplicateNames { wheel });
+    }
 
     // Index members by name; refuse names that could not be placed safely.
     let mut members: BTreeMap<String, usize> = BTreeMap::new();
