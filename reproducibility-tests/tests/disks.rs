@@ -916,9 +916,27 @@ fn wheel_with_duplicate_member_is_refused() {
     let file = "tinymodel-0.1.0-py3-none-any.duplicate.whl";
     write_wheel(&p.path().join(file), &members, true, &[]);
     let m = bad_wheel_manifest(&p, file, Some(TAKE));
+    p.refused(&m, &["disks[0].wheels[0]", file, "member name twice"]);
+}
+
+#[test]
+fn wheel_with_empty_name_component_is_refused() {
+    let p = Project::new();
+    // `model//config.json` is the same file as `model/config.json` once placed (and Python's
+    // zipfile extracts both to one path), but RECORD and the build record would list two
+    // members with two digests, only one of which is on the disk.
+    let mut members = model_members();
+    members.push((
+        "tinymodel/model//config.json".to_owned(),
+        b"{\"hidden_size\": 1024}\n".to_vec(),
+        0o644,
+    ));
+    let file = "tinymodel-0.1.0-py3-none-any.emptycomponent.whl";
+    write_wheel(&p.path().join(file), &members, true, &[]);
+    let m = bad_wheel_manifest(&p, file, Some(TAKE));
     p.refused(
         &m,
-        &["disks[0].wheels[0]", file, "member name twice"],
+        &["disks[0].wheels[0]", file, "tinymodel/model//config.json"],
     );
 }
 

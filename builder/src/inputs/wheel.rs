@@ -178,8 +178,18 @@ pub fn unpack(
         if name.starts_with('/') || name.contains('\\') || name.contains('\0') {
             return Err(member_err("has an absolute or non-portable name"));
         }
-        if name.split('/').any(|c| c == ".." || c == ".") {
-            return Err(member_err("contains `..` or `.`"));
+        // An empty component (`a//b`) would place two differently named members, each with
+        // its own RECORD digest, at one path; a directory entry's name ends in one `/`.
+        let path = if f.is_dir() {
+            name.strip_suffix('/').unwrap_or(&name)
+        } else {
+            &name
+        };
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == ".." || c == ".")
+        {
+            return Err(member_err("has an empty, `.` or `..` path component"));
         }
         if f.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
             return Err(member_err("is a symbolic link"));
