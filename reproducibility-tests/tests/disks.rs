@@ -245,6 +245,11 @@ impl Project {
     /// Writes manifest `name` with one disk holding `wheel` and the note file `note` (a file in
     /// the project), plus one SNP profile.
     fn manifest(&self, name: &str, wheel: &WheelSpec, note: &str) -> PathBuf {
+        self.manifest_with(name, wheel, note, "")
+    }
+
+    /// [`Project::manifest`] with `extra` TOML appended (more disks, root wheels).
+    fn manifest_with(&self, name: &str, wheel: &WheelSpec, note: &str, extra: &str) -> PathBuf {
         let p = self.path();
         let pin = |f: &str| sha256_file(&p.join(f));
         let fw = |(f, sha): (&str, &str)| {
@@ -296,7 +301,9 @@ path = "{NOTE_PATH}"
 source = "{note}"
 sha256 = "{note_sha}"
 mode = 0o640
-"#,
+uid = 1000
+gid = 100
+{extra}"#,
             base = pin("base.tar"),
             kernel = pin("vmlinuz"),
             fw = fw(OVMF),
@@ -365,7 +372,8 @@ fn disk(r: &Value) -> &Value {
     &disks[0]
 }
 
-/// A tree as name -> description: regular files by size, content digest and permission bits;
+/// A tree as name -> description: regular files by size, content digest, permission bits and
+/// owner (the reference trees are made as root, like the suite's other reference trees);
 /// directories by name only; anything else is listed by type so it shows up as a difference.
 fn listing(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -385,10 +393,12 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
             } else if md.is_file() {
                 let data = fs_err::read(&path).unwrap();
                 format!(
-                    "file {} {} mode={:o}",
+                    "file {} {} mode={:o} owner={}:{}",
                     data.len(),
                     Sha256Digest::of(&data),
-                    md.mode() & 0o7777
+                    md.mode() & 0o7777,
+                    md.uid(),
+                    md.gid()
                 )
             } else {
                 format!("other {:?}", md.file_type())
@@ -604,6 +614,10 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
                 "-D",
                 "-m",
                 "0640",
+                "-o",
+                "1000",
+                "-g",
+                "100",
                 p.path().join("notes.txt").to_str().unwrap(),
                 reference
                     .join(NOTE_PATH.trim_start_matches('/'))
@@ -619,6 +633,20 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
         "{:?}",
         listing(&extracted)
     );
+    // The kernel's own EROFS driver reads the whole disk image the same way (it ignores the
+    // verity tail); needs root and a loop device, like the suite's root-image mount test.
+    let mnt = tmp.path().join("mnt");
+    fs_err::create_dir_all(&mnt).unwrap();
+    ok(
+        &tool(
+            "mount",
+            &["-t", "erofs", "-o", "loop,ro", img_s, mnt.to_str().unwrap()],
+        ),
+        "mount -t erofs disk-model.img",
+    );
+    let mounted = listing(&mnt);
+    ok(&tool("umount", &[mnt.to_str().unwrap()]), "umount");
+    assert_eq!(mounted, listing(&reference), "the mounted disk differs");
     // The executable bit survived (the reference applied pip's rule, the disk agrees).
     let conv = extracted.join("weights/convert.sh");
     assert_eq!(
@@ -1050,4 +1078,189 @@ fn disk_images_are_identical_under_different_conditions() {
         ),
         "veritysetup verify",
     );
+}
+
+/// A second disk is the next device (`/dev/vdc`, `/dev/dm-2`), verifies with veritysetup from
+/// the record and from the kernel's table, and leaves the first disk's image untouched.
+#[test]
+fn a_second_disk_gets_the_next_device_and_leaves_the_first_disk_alone() {
+    let p = Project::new();
+    let one = p.build(&p.manifest("one.toml", &p.good_wheel(), "notes.txt"), "one");
+    fs_err::write(p.path().join("tokens.txt"), b"a\nb\nc\n").unwrap();
+    let extra = format!(
+        "\n[[disks]]\nname = \"tok-2\"\nmount = \"/models/tokens\"\n\n[[disks.files]]\npath = \"/tokens.txt\"\nsource = \"tokens.txt\"\nsha256 = \"{}\"\nmode = 0o444\n",
+        sha256_file(&p.path().join("tokens.txt"))
+    );
+    let two = p.build(
+        &p.manifest_with("two.toml", &p.good_wheel(), "notes.txt", &extra),
+        "two",
+    );
+    assert_eq!(
+        bytes_of(&one.join("disk-model.img")),
+        bytes_of(&two.join("disk-model.img")),
+        "adding a disk changed the first disk"
+    );
+    let r = record(&two);
+    let disks = r["disks"].as_array().unwrap();
+    assert_eq!(disks.len(), 2);
+    let d = &disks[1];
+    assert_eq!(
+        (&d["name"], &d["image"], &d["device"], &d["dm_device"]),
+        (
+            &json!("tok-2"),
+            &json!("disk-tok-2.img"),
+            &json!("/dev/vdc"),
+            &json!("/dev/dm-2")
+        )
+    );
+    let v = &d["filesystem"]["verity"];
+    let img = two.join("disk-tok-2.img");
+    let s = img.to_str().unwrap();
+    ok(
+        &tool(
+            "veritysetup",
+            &[
+                "verify",
+                &format!("--hash-offset={}", v["hash_offset"]),
+                s,
+                s,
+                v["root_hash"].as_str().unwrap(),
+            ],
+        ),
+        "veritysetup verify disk-tok-2.img",
+    );
+    let cmdline = fs_err::read_to_string(two.join("cmdline")).unwrap();
+    let table: Vec<&str> = dm_table(&cmdline, "tok-2", 2).split(' ').collect();
+    assert_eq!((table[4], table[5]), ("/dev/vdc", "/dev/vdc"), "{table:?}");
+    ok(
+        &tool(
+            "veritysetup",
+            &[
+                "verify",
+                "--no-superblock",
+                "--format=1",
+                "--hash=sha256",
+                &format!("--data-blocks={}", table[8]),
+                &format!("--hash-offset={}", table[9].parse::<u64>().unwrap() * 4096),
+                &format!("--salt={}", table[12]),
+                s,
+                s,
+                table[11],
+            ],
+        ),
+        "veritysetup verify --no-superblock (the kernel's table for tok-2)",
+    );
+    assert!(
+        cmdline.contains(" enclave.require=/dev/dm-1,/dev/dm-2"),
+        "{cmdline}"
+    );
+    assert!(
+        cmdline.contains(" enclave.mount=/dev/dm-2,/models/tokens,erofs,ro"),
+        "{cmdline}"
+    );
+    // The disk's one file, read back by fsck.erofs.
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x");
+    ok(
+        &tool(
+            "fsck.erofs",
+            &[&format!("--extract={}", x.display()), "--preserve", s],
+        ),
+        "fsck.erofs --extract disk-tok-2.img",
+    );
+    let l = listing(&x);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(bytes_of(&x.join("tokens.txt")), b"a\nb\nc\n");
+    // run-qemu.sh attaches the disks in order after the root.
+    let script = fs_err::read_to_string(two.join("run-qemu.sh")).unwrap();
+    let (a, b) = (
+        script
+            .find("disk-model.img")
+            .expect("disk-model.img in run-qemu.sh"),
+        script
+            .find("disk-tok-2.img")
+            .expect("disk-tok-2.img in run-qemu.sh"),
+    );
+    assert!(script.find("rootfs.img").unwrap() < a && a < b, "{script}");
+    snp_digest_checked(&two);
+}
+
+/// A wheel unpacked into the root image: fsck.erofs's extraction of rootfs.img equals GNU tar's
+/// extraction of the layer plus Python's zipfile extraction of the wheel (and the empty mount
+/// point of the data disk).
+#[test]
+fn rootfs_wheel_matches_tar_plus_zipfile() {
+    let p = Project::new();
+    let into = "/usr/lib/python3/dist-packages";
+    let extra = format!(
+        "\n[[rootfs.wheels]]\nwheel = \"{WHEEL}\"\nsha256 = \"{}\"\ninto = \"{into}\"\n",
+        sha256_file(&p.path().join(WHEEL))
+    );
+    let out = p.build(
+        &p.manifest_with("root-wheel.toml", &p.good_wheel(), "notes.txt", &extra),
+        "out",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let extracted = tmp.path().join("extracted");
+    ok(
+        &tool(
+            "fsck.erofs",
+            &[
+                &format!("--extract={}", extracted.display()),
+                "--preserve",
+                out.join("rootfs.img").to_str().unwrap(),
+            ],
+        ),
+        "fsck.erofs --extract rootfs.img",
+    );
+    let reference = tmp.path().join("reference");
+    fs_err::create_dir_all(&reference).unwrap();
+    ok(
+        &tool(
+            "tar",
+            &[
+                "-xpf",
+                p.path().join("base.tar").to_str().unwrap(),
+                "-C",
+                reference.to_str().unwrap(),
+                "--numeric-owner",
+            ],
+        ),
+        "tar -x base.tar",
+    );
+    python(
+        &[
+            "extract",
+            p.path().join(WHEEL).to_str().unwrap(),
+            reference
+                .join(into.trim_start_matches('/'))
+                .to_str()
+                .unwrap(),
+        ],
+        "python3 zipfile extract",
+    );
+    fs_err::create_dir_all(reference.join(MOUNT.trim_start_matches('/'))).unwrap();
+    assert_same_tree(&extracted, &reference);
+    // The record's root wheel (no disk) lists every file member, RECORD included.
+    let r = record(&out);
+    let w = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "wheel" && i.get("disk").is_none())
+        .expect("the root wheel in the record");
+    let files = w["files"].as_array().unwrap();
+    assert_eq!(
+        files.len(),
+        model_members()
+            .iter()
+            .filter(|(n, _, _)| !n.ends_with('/'))
+            .count()
+            + 1
+    );
+    for f in files {
+        let path = f["path"].as_str().unwrap();
+        let on_disk = extracted.join(path.trim_start_matches('/'));
+        assert_eq!(f["sha256"].as_str().unwrap(), sha256sum(&on_disk), "{path}");
+    }
 }

@@ -3,7 +3,8 @@
 //! A wheel is a zip file with a `NAME-VERSION.dist-info/RECORD` listing every member with its
 //! sha256 (PEP 376, PEP 427). The `.whl` file itself is pinned by the manifest; on top of that
 //! every member placed in the image is checked against `RECORD`, so a wheel whose zip was
-//! rewritten around a consistent outer digest still cannot smuggle a member in. Nothing the
+//! rewritten around a consistent outer digest still cannot smuggle a member in. `RECORD` itself,
+//! which lists itself without a hash, is placed as read (the outer pin covers it). Nothing the
 //! wheel carries is executed: no install scripts, no bytecode compilation (members are placed
 //! byte for byte, so no `.pyc` with a build-time timestamp can appear).
 //!
@@ -204,6 +205,7 @@ pub fn unpack(
 
     let (dist_info, record) = read_record(&mut archive, &members, &wheel)?;
     let (name, version) = read_metadata(&mut archive, &members, &dist_info, path);
+    let record_name = format!("{dist_info}/RECORD");
 
     let prefix = placement
         .take
@@ -218,14 +220,18 @@ pub fn unpack(
             },
             None => member.as_str(),
         };
-        let expected = record
-            .get(member.as_str())
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::Unrecorded {
-                wheel: wheel.clone(),
-                member: member.clone(),
-            })?;
+        // RECORD lists itself without a hash (PEP 376); its bytes are the ones just parsed and
+        // are covered by the wheel's pin. Every other member needs a hash.
+        let expected = match record.get(member.as_str()).copied() {
+            Some(Some(d)) => Some(d),
+            Some(None) if *member == record_name => None,
+            _ => {
+                return Err(Error::Unrecorded {
+                    wheel: wheel.clone(),
+                    member: member.clone(),
+                })
+            }
+        };
         let mut f = archive.by_index(index).map_err(zip_err)?;
         let size = f.size();
         let mode = if f.unix_mode().is_some_and(|m| m & 0o111 != 0) {
@@ -241,7 +247,7 @@ pub fn unpack(
                 source,
             })?;
         let found = Sha256Digest(content.sha256);
-        if found != expected {
+        if let Some(expected) = expected.filter(|e| *e != found) {
             return Err(Error::Mismatch {
                 wheel: wheel.clone(),
                 member: member.clone(),
