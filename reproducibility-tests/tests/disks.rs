@@ -576,6 +576,22 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     let data = tmp.path().join("data.img");
     fs_err::write(&data, &bytes_of(&img)[..data_size as usize]).unwrap();
     ok(&tool("fsck.erofs", &[data.to_str().unwrap()]), "fsck.erofs");
+    // dump.erofs reads the record's file-system UUID and size from the superblock.
+    let o = tool("dump.erofs", &["-s", data.to_str().unwrap()]);
+    ok(&o, "dump.erofs -s");
+    let sb = String::from_utf8(o.stdout).unwrap();
+    let sb_field = |name: &str| {
+        sb.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches(':').trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in dump.erofs -s:\n{sb}"))
+    };
+    assert_eq!(sb_field("Filesystem UUID"), fs["uuid"].as_str().unwrap());
+    assert_eq!(
+        sb_field("Filesystem blocks").parse::<u64>().unwrap() * 4096,
+        data_size,
+        "{sb}"
+    );
     let extracted = tmp.path().join("extracted");
     ok(
         &tool(
