@@ -182,6 +182,10 @@ fn write_wheel(path: &Path, members: &[Member], record: bool, unrecorded: &[&str
     );
 }
 
+fn bytes_of(path: &Path) -> Vec<u8> {
+    fs_err::read(path).unwrap()
+}
+
 fn sha256_file(path: &Path) -> String {
     Sha256Digest::of(&fs_err::read(path).unwrap()).to_hex()
 }
@@ -741,10 +745,6 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     );
 }
 
-fn bytes_of(path: &Path) -> Vec<u8> {
-    fs_err::read(path).unwrap()
-}
-
 /// The record's SNP launch digest, checked against sev-snp-measure over the output's files.
 fn snp_digest_checked(out: &Path) -> String {
     let r = record(out);
@@ -754,7 +754,7 @@ fn snp_digest_checked(out: &Path) -> String {
         .iter()
         .find(|m| m["platform"]["kind"] == "snp")
         .expect("an SNP measurement");
-    let fw = p_fixture(OVMF_SNP.0);
+    let fw = fixture(OVMF_SNP.0);
     let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
     let o = tool(
         "sev-snp-measure",
@@ -789,7 +789,8 @@ fn snp_digest_checked(out: &Path) -> String {
     theirs
 }
 
-fn p_fixture(rel: &str) -> PathBuf {
+/// A file in `../shared/fixtures`.
+fn fixture(rel: &str) -> PathBuf {
     reproducibility_tests::demo::fixtures_dir().join(rel)
 }
 
