@@ -1281,3 +1281,47 @@ fn rootfs_wheel_matches_tar_plus_zipfile() {
         assert_eq!(f["sha256"].as_str().unwrap(), sha256sum(&on_disk), "{path}");
     }
 }
+
+/// `check` compares the disk images too, and `verify` notices a record whose disk root hash
+/// was changed (the command line and launch digest that depend on it stay as built).
+#[test]
+fn check_and_verify_cover_the_disk() {
+    let p = Project::new();
+    let manifest = p.manifest("m.toml", &p.good_wheel(), "notes.txt");
+    let m = manifest.to_str().unwrap();
+    let o = builder(&["check", m, "--json", "--quiet"]);
+    ok(&o, "enclave-builder check");
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["reproducible"], true, "{report}");
+    assert!(
+        report["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "disk-model.img"),
+        "check did not compare disk-model.img: {report}"
+    );
+
+    let out = p.build(&manifest, "out");
+    let rec = out.join("record.json");
+    ok(
+        &builder(&["verify", m, "--record", rec.to_str().unwrap(), "--quiet"]),
+        "enclave-builder verify",
+    );
+    let mut r = record(&out);
+    r["disks"][0]["filesystem"]["verity"]["root_hash"] = Sha256Digest::of(b"other").to_hex().into();
+    let forged = p.path().join("forged.json");
+    fs_err::write(&forged, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let o = builder(&["verify", m, "--record", forged.to_str().unwrap(), "--quiet"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "verify of a forged disk root hash:\n{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("$.disks[0].filesystem.verity.root_hash"),
+        "{text}"
+    );
+}
