@@ -191,6 +191,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<manifest::Error>()
             || e.is::<inputs::oci_layout::OciLayoutError>()
             || e.is::<inputs::layer::LayerError>()
+            || e.is::<inputs::wheel::Error>()
             || e.is::<tree::apply::ApplyError>()
     });
     if refused {

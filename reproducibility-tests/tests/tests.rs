@@ -17,3 +17,6 @@ mod check;
 
 // Real boots under QEMU (software emulation), and tampering that must stop them.
 mod boot;
+
+// Data disks and wheels: veritysetup, fsck.erofs, Python's zipfile, sha256sum, sev-snp-measure.
+mod disks;

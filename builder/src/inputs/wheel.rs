@@ -3,12 +3,14 @@
 //! A wheel is a zip file with a `NAME-VERSION.dist-info/RECORD` listing every member with its
 //! sha256 (PEP 376, PEP 427). The `.whl` file itself is pinned by the manifest; on top of that
 //! every member placed in the image is checked against `RECORD`, so a wheel whose zip was
-//! rewritten around a consistent outer digest still cannot smuggle a member in. Nothing the
+//! rewritten around a consistent outer digest still cannot smuggle a member in. `RECORD` itself,
+//! which lists itself without a hash, is placed as read (the outer pin covers it). Nothing the
 //! wheel carries is executed: no install scripts, no bytecode compilation (members are placed
 //! byte for byte, so no `.pyc` with a build-time timestamp can appear).
 //!
 //! Members are placed with mode 0644 (0755 when the zip's Unix mode has an execute bit),
-//! owned by 0:0, in name order. Symlinks, absolute names, `..` and duplicate names are refused.
+//! owned by 0:0, in name order. Symlinks, absolute names, `..` and duplicate names (raw or
+//! decoded) are refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -78,6 +80,13 @@ pub enum Error {
         member: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// The central directory lists one name more than once; zip readers disagree on which copy
+    /// is the member (the `zip` crate and Python keep the last, others the first).
+    #[error("wheel {wheel}: the zip lists a member name twice, so readers disagree on its content; refusing the wheel")]
+    DuplicateNames {
+        /// The wheel.
+        wheel: String,
     },
     /// `take` selects nothing.
     #[error(
@@ -151,6 +160,11 @@ pub fn unpack(
         source: e,
     })?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zip_err)?;
+    // The archive indexes members by raw name, keeping only the last of a repeated name, so
+    // the loop below would never see the repetition.
+    if archive.has_duplicate_names() {
+        return Err(Error::DuplicateNames { wheel });
+    }
 
     // Index members by name; refuse names that could not be placed safely.
     let mut members: BTreeMap<String, usize> = BTreeMap::new();
@@ -165,8 +179,18 @@ pub fn unpack(
         if name.starts_with('/') || name.contains('\\') || name.contains('\0') {
             return Err(member_err("has an absolute or non-portable name"));
         }
-        if name.split('/').any(|c| c == ".." || c == ".") {
-            return Err(member_err("contains `..` or `.`"));
+        // An empty component (`a//b`) would place two differently named members, each with
+        // its own RECORD digest, at one path; a directory entry's name ends in one `/`.
+        let path = if f.is_dir() {
+            name.strip_suffix('/').unwrap_or(&name)
+        } else {
+            &name
+        };
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == ".." || c == ".")
+        {
+            return Err(member_err("has an empty, `.` or `..` path component"));
         }
         if f.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
             return Err(member_err("is a symbolic link"));
@@ -181,6 +205,7 @@ pub fn unpack(
 
     let (dist_info, record) = read_record(&mut archive, &members, &wheel)?;
     let (name, version) = read_metadata(&mut archive, &members, &dist_info, path);
+    let record_name = format!("{dist_info}/RECORD");
 
     let prefix = placement
         .take
@@ -195,14 +220,18 @@ pub fn unpack(
             },
             None => member.as_str(),
         };
-        let expected = record
-            .get(member.as_str())
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::Unrecorded {
-                wheel: wheel.clone(),
-                member: member.clone(),
-            })?;
+        // RECORD lists itself without a hash (PEP 376); its bytes are the ones just parsed and
+        // are covered by the wheel's pin. Every other member needs a hash.
+        let expected = match record.get(member.as_str()).copied() {
+            Some(Some(d)) => Some(d),
+            Some(None) if *member == record_name => None,
+            _ => {
+                return Err(Error::Unrecorded {
+                    wheel: wheel.clone(),
+                    member: member.clone(),
+                })
+            }
+        };
         let mut f = archive.by_index(index).map_err(zip_err)?;
         let size = f.size();
         let mode = if f.unix_mode().is_some_and(|m| m & 0o111 != 0) {
@@ -218,7 +247,7 @@ pub fn unpack(
                 source,
             })?;
         let found = Sha256Digest(content.sha256);
-        if found != expected {
+        if let Some(expected) = expected.filter(|e| *e != found) {
             return Err(Error::Mismatch {
                 wheel: wheel.clone(),
                 member: member.clone(),
