@@ -17,3 +17,6 @@ mod check;
 
 // Real boots under QEMU (software emulation), and tampering that must stop them.
 mod boot;
+
+// The demo embedding server's vectors against a numpy BERT written from the specifications.
+mod model_reference;
