@@ -30,7 +30,8 @@ Sources, read as specifications:
 - Pooling and normalisation: sentence-transformers' Pooling (pooling_mode_mean_tokens: sum of
   the token vectors the attention mask keeps, divided by their count clamped at 1e-9) and
   Normalize (torch.nn.functional.normalize: divide by the L2 norm clamped at 1e-12); the
-  model's sentence_bert_config.json sets max_seq_length 256 (inputs are cut to 256 tokens).
+  model's sentence_bert_config.json sets max_seq_length 256 (inputs are cut to 256 tokens,
+  [CLS] and [SEP] included).
 """
 
 import json
@@ -46,8 +47,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
-# sentence_bert_config.json's max_seq_length for this model; inputs are cut to this many tokens.
+# Inputs are cut to this many tokens: sentence-transformers' max_seq_length, read from the
+# model's sentence_bert_config.json; this is the value for all-MiniLM-L6-v2 if the file is absent.
 MAX_SEQ_LEN = 256
+
+USAGE = "usage: minilm_reference.py MODEL_DIR ['[\"sentence\", ...]']  (or the JSON list on stdin)"
 
 # safetensors dtype names this script reads, and their numpy little-endian equivalents.
 DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8")}
@@ -169,11 +173,16 @@ def embed(model_dir, sentences):
         raise ValueError(f"config.json: hidden_act {config['hidden_act']!r} is not implemented")
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError("config.json: only absolute position embeddings are implemented")
+    max_seq_len = MAX_SEQ_LEN
+    st_config = os.path.join(model_dir, "sentence_bert_config.json")
+    if os.path.exists(st_config):
+        with open(st_config, encoding="utf-8") as f:
+            max_seq_len = json.load(f)["max_seq_length"]
     tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     # tokenizer.json pads and cuts at 128; sentence-transformers cuts at its max_seq_length and
     # pads to the longest input, which is done by hand below.
     tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=MAX_SEQ_LEN)
+    tokenizer.enable_truncation(max_length=max_seq_len)
     encodings = tokenizer.encode_batch(sentences, add_special_tokens=True)
     if not encodings:
         return []
@@ -199,7 +208,7 @@ def embed(model_dir, sentences):
 
 def main():
     if len(sys.argv) not in (2, 3):
-        sys.exit(__doc__.split("\n\n")[1])
+        sys.exit(USAGE)
     text = sys.argv[2] if len(sys.argv) == 3 else sys.stdin.read()
     sentences = json.loads(text)
     if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
