@@ -20,3 +20,6 @@ mod boot;
 
 // Data disks and wheels: veritysetup, fsck.erofs, Python's zipfile, sha256sum, sev-snp-measure.
 mod disks;
+
+// The demo embedding server's vectors against a numpy BERT written from the specifications.
+mod model_reference;
