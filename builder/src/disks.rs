@@ -5,6 +5,7 @@
 //! contents only, so changing a model changes its disk, its root hash and the command line,
 //! and leaves the root image alone. The root image only carries the mount point.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -18,6 +19,20 @@ use crate::pipeline::{
 use crate::plan::Plan;
 use crate::seed::{Part, Seed};
 use crate::tree::Tree;
+
+/// Two inputs of one data disk place the same path.
+#[derive(Debug, thiserror::Error)]
+#[error("{by}: {path} is already placed on disk {disk} by {first}; each path on a data disk must come from one input (use `into` or another path)")]
+pub struct PathTwice {
+    /// The later input (manifest field).
+    pub by: String,
+    /// The path on the disk.
+    pub path: String,
+    /// The disk.
+    pub disk: String,
+    /// The earlier input.
+    pub first: String,
+}
 
 /// One data disk, written.
 #[derive(Debug)]
@@ -86,6 +101,31 @@ pub fn build_disks(
             let u = wheel::unpack(&p.path, &w.wheel, placement, &mut tree, &store)
                 .with_context(|| format!("{field}.wheels[{i}]"))?;
             unpacked.push(u);
+        }
+        // A data disk has no layers underneath: every path comes from exactly one input, so
+        // one input silently replacing another's file (and the record listing both) is refused.
+        let mut placed: BTreeMap<&str, String> = BTreeMap::new();
+        let field_ref = &field;
+        let wheel_paths = unpacked.iter().enumerate().flat_map(|(i, u)| {
+            u.files
+                .iter()
+                .map(move |f| (f.path.as_str(), format!("{field_ref}.wheels[{i}]")))
+        });
+        let file_paths = disk
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.as_str(), format!("{field}.files[{i}]")));
+        for (path, by) in wheel_paths.chain(file_paths) {
+            if let Some(first) = placed.insert(path, by.clone()) {
+                return Err(PathTwice {
+                    by,
+                    path: path.to_owned(),
+                    disk: disk.name.clone(),
+                    first,
+                }
+                .into());
+            }
         }
         for (i, (f, p)) in disk.files.iter().zip(&pinned.files).enumerate() {
             let mut file = fs_err::File::open(&p.path)?;

@@ -1325,3 +1325,73 @@ fn check_and_verify_cover_the_disk() {
         "{text}"
     );
 }
+
+#[test]
+fn a_disk_file_over_a_wheel_member_is_refused() {
+    let p = Project::new();
+    // The wheel's config.json lands at INTO/config.json; a second input for that path would
+    // silently replace it while the record still listed the wheel member's digest.
+    let extra = format!(
+        "\n[[disks.files]]\npath = \"{INTO}/config.json\"\nsource = \"notes.txt\"\nsha256 = \"{}\"\nmode = 0o644\n",
+        sha256_file(&p.path().join("notes.txt"))
+    );
+    let m = p.manifest_with("collide.toml", &p.good_wheel(), "notes.txt", &extra);
+    p.refused(
+        &m,
+        &[
+            "disks[0].files[1]",
+            &format!("{INTO}/config.json"),
+            "disks[0].wheels[0]",
+        ],
+    );
+}
+
+#[test]
+fn nested_mount_points_are_refused() {
+    let p = Project::new();
+    let extra = format!("\n[[disks]]\nname = \"inner\"\nmount = \"{MOUNT}/inner\"\n");
+    let m = p.manifest_with("nested.toml", &p.good_wheel(), "notes.txt", &extra);
+    p.refused(&m, &["disks[1].mount", MOUNT, "overlaps disks[0].mount"]);
+}
+
+#[test]
+fn a_signed_wheel_is_unpacked_with_its_unlisted_signature() {
+    let p = Project::new();
+    // PEP 427: RECORD.jws signs RECORD and is not listed in it.
+    let mut members = model_members();
+    members.push((
+        format!("{DIST_INFO}/RECORD.jws"),
+        b"{\"signatures\": []}\n".to_vec(),
+        0o644,
+    ));
+    let file = "tinymodel-0.1.0-py3-none-any.signed.whl";
+    write_wheel(
+        &p.path().join(file),
+        &members,
+        true,
+        &[&format!("{DIST_INFO}/RECORD.jws")],
+    );
+    let spec = WheelSpec {
+        file: file.to_owned(),
+        sha256: sha256_file(&p.path().join(file)),
+        take: None,
+    };
+    let out = p.build(&p.manifest("signed.toml", &spec, "notes.txt"), "signed-out");
+    let r = record(&out);
+    let wheel = r["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "wheel")
+        .unwrap();
+    let paths: Vec<&str> = wheel["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&format!("{INTO}/{DIST_INFO}/RECORD.jws").as_str()),
+        "{paths:?}"
+    );
+}

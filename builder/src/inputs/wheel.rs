@@ -12,7 +12,7 @@
 //! owned by 0:0, in name order. Symlinks, absolute names, `..` and duplicate names (raw or
 //! decoded) are refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -205,13 +205,17 @@ pub fn unpack(
 
     let (dist_info, record) = read_record(&mut archive, &members, &wheel)?;
     let (name, version) = read_metadata(&mut archive, &members, &dist_info, path);
-    let record_name = format!("{dist_info}/RECORD");
+    // RECORD and its signatures (PEP 427: RECORD.jws, RECORD.p7s) are listed without a hash.
+    let unhashed = [
+        format!("{dist_info}/RECORD"),
+        format!("{dist_info}/RECORD.jws"),
+        format!("{dist_info}/RECORD.p7s"),
+    ];
 
     let prefix = placement
         .take
         .map(|t| format!("{}/", t.trim_end_matches('/')));
     let mut placed: Vec<(WheelFile, u32)> = Vec::new();
-    let mut seen = BTreeSet::new();
     for (member, &index) in &members {
         let rel = match &prefix {
             Some(p) => match member.strip_prefix(p.as_str()) {
@@ -220,11 +224,13 @@ pub fn unpack(
             },
             None => member.as_str(),
         };
-        // RECORD lists itself without a hash (PEP 376); its bytes are the ones just parsed and
-        // are covered by the wheel's pin. Every other member needs a hash.
+        // RECORD lists itself without a hash (PEP 376) and signatures of RECORD are not listed
+        // at all (PEP 427); their bytes are covered by the wheel's pin. Every other member
+        // needs a hash.
         let expected = match record.get(member.as_str()).copied() {
             Some(Some(d)) => Some(d),
-            Some(None) if *member == record_name => None,
+            Some(None) if unhashed.contains(member) => None,
+            None if unhashed[1..].contains(member) => None,
             _ => {
                 return Err(Error::Unrecorded {
                     wheel: wheel.clone(),
@@ -256,7 +262,6 @@ pub fn unpack(
             });
         }
         let target = format!("{}/{rel}", placement.into.trim_end_matches('/'));
-        seen.insert(target.clone());
         let leaf = Leaf {
             meta: Metadata {
                 mode,

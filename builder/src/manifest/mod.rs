@@ -100,6 +100,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
                 ),
             ));
         }
+        let normal = |p: &str| format!("{}/", p.trim_end_matches('/'));
+        if let Some((j, other)) = manifest.disks[..i].iter().enumerate().find(|(_, o)| {
+            normal(&d.mount).starts_with(&normal(&o.mount))
+                || normal(&o.mount).starts_with(&normal(&d.mount))
+        }) {
+            return Err(field(
+                format!("disks[{i}].mount"),
+                format!(
+                    "{:?} overlaps disks[{j}].mount {:?}; mount points must not contain each other (the inner one would not exist on the read-only outer disk)",
+                    d.mount, other.mount
+                ),
+            ));
+        }
         check_files(&d.files, &format!("disks[{i}].files"), &field)?;
         check_wheels(&d.wheels, &format!("disks[{i}].wheels"), &field)?;
     }
