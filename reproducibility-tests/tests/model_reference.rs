@@ -5,15 +5,14 @@
 //! sentence-transformers itself (`demo-server/tests/reference_st.py`) needs torch, too heavy
 //! for CI; this reference needs only numpy and tokenizers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reproducibility_tests::demo::{model_wheel, MODEL_TAKE};
 
-use crate::util::{demo_build, ok, repo};
+use crate::util::{demo_build, demo_component, embeddings, ok, repo, HostServer};
 
 /// The Python packages the reference needs, pinned (CI installs exactly these).
 const PYTHON_DEPS: [(&str, &str); 2] = [("numpy", "2.4.6"), ("tokenizers", "0.23.3")];
@@ -24,84 +23,6 @@ const PIP_INSTALL: &str = "python3 -m pip install numpy==2.4.6 tokenizers==0.23.
 /// computes in float32, the reference in float64; observed about 2e-7). Replacing the exact
 /// GELU with its tanh approximation moves components by 1.4e-4 to 3e-4, so this catches it.
 const TOLERANCE: f64 = 1e-4;
-
-/// The server process, killed when the test ends however it ends.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    /// Starts `bin --model-dir DIR --listen 127.0.0.1:0` and waits for its ready line.
-    fn start(bin: &Path, model: &Path) -> Server {
-        let mut child = Command::new(bin)
-            .arg("--model-dir")
-            .arg(model)
-            .args(["--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("demo-server: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from demo-server: {line:?}"))
-            .to_owned();
-        Server { child, addr }
-    }
-
-    /// `POST /v1/embeddings` with `inputs`; returns the vectors and `usage.prompt_tokens`.
-    fn embed(&self, inputs: &[&str]) -> (Vec<Vec<f64>>, u64) {
-        let body = serde_json::json!({ "input": inputs }).to_string();
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        write!(
-            s,
-            "POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP header end in {:?}", String::from_utf8_lossy(&raw)))
-            + 4;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        assert!(
-            head.starts_with("HTTP/1.1 200 "),
-            "{head}{}",
-            String::from_utf8_lossy(&raw[split..])
-        );
-        let v: serde_json::Value = serde_json::from_slice(&raw[split..]).unwrap();
-        let vectors = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                d["embedding"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap())
-                    .collect()
-            })
-            .collect();
-        (vectors, v["usage"]["prompt_tokens"].as_u64().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Fails (never skips) unless python3 has the pinned numpy and tokenizers.
 fn check_python_deps() {
@@ -150,28 +71,6 @@ fn model_dir(work: &Path) -> PathBuf {
     work.join(MODEL_TAKE)
 }
 
-/// The `demo-server` the builder compiled for the demo image, checked against the record.
-fn demo_server(demo: &Path) -> PathBuf {
-    let path =
-        repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/demo-server");
-    let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs_err::read(demo.join("record.json")).unwrap()).unwrap();
-    let recorded = record["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["kind"] == "rust-component" && i["bin"] == "demo-server")
-        .expect("the demo record lists the demo-server component");
-    assert_eq!(
-        recorded["sha256"],
-        digest.as_str(),
-        "{} is not the binary in the demo image",
-        path.display()
-    );
-    path
-}
-
 /// Runs the numpy reference on `inputs`; returns the vectors and how long it took.
 fn reference(model: &Path, inputs: &[&str]) -> (Vec<Vec<f64>>, Duration) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/minilm_reference.py");
@@ -204,7 +103,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 fn demo_server_embeddings_match_the_numpy_reference() {
     check_python_deps();
     let demo = demo_build();
-    let bin = demo_server(demo);
+    let bin = demo_component(demo, "demo-server");
     let work = tempfile::tempdir().unwrap();
     let model = model_dir(work.path());
 
@@ -225,9 +124,9 @@ fn demo_server_embeddings_match_the_numpy_reference() {
         "hello",
     ];
 
-    let server = Server::start(&bin, &model);
-    let (served, _) = server.embed(&inputs);
-    let (_, long_tokens) = server.embed(&[long.trim_end()]);
+    let server = HostServer::start(&bin, &model);
+    let (served, _) = embeddings(&server.addr, &inputs);
+    let (_, long_tokens) = embeddings(&server.addr, &[long.trim_end()]);
     drop(server);
     assert_eq!(long_tokens, 256, "the long input is not cut at 256 tokens");
 

@@ -109,3 +109,140 @@ pub(crate) fn demo_build() -> &'static Path {
     })
     .1
 }
+
+/// A Rust component the builder compiled for the demo image (`target/enclave-components`),
+/// checked to be the very binary `record.json` in `demo` lists.
+pub(crate) fn demo_component(demo: &Path, bin: &str) -> PathBuf {
+    let path = repo()
+        .join("target/enclave-components/x86_64-unknown-linux-gnu/release")
+        .join(bin);
+    let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(demo.join("record.json")).unwrap()).unwrap();
+    let recorded = record["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
+        .unwrap_or_else(|| panic!("the demo record lists no {bin} component"));
+    assert_eq!(
+        recorded["sha256"],
+        digest.as_str(),
+        "{} is not the binary in the demo image",
+        path.display()
+    );
+    path
+}
+
+/// `fsck.erofs --extract=DIR IMAGE` (checks the image, then writes its tree to `dir`).
+pub(crate) fn fsck_extract(image: &Path, dir: &Path) {
+    ok(
+        &tool(
+            "fsck.erofs",
+            &[
+                &format!("--extract={}", dir.display()),
+                image.to_str().unwrap(),
+            ],
+        ),
+        "fsck.erofs --extract",
+    );
+}
+
+/// One HTTP/1.1 request to `addr` with `Connection: close`; returns the status and body.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "no HTTP header end in {:?}",
+                String::from_utf8_lossy(&raw)
+            ))
+        })?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {head:?}")))?;
+    Ok((status, raw[split..].to_vec()))
+}
+
+/// `POST /v1/embeddings` with `inputs` to the server at `addr`; returns the vectors and
+/// `usage.prompt_tokens`.
+pub(crate) fn embeddings(addr: &str, inputs: &[&str]) -> (Vec<Vec<f64>>, u64) {
+    let body = serde_json::json!({ "input": inputs }).to_string();
+    let (status, out) = http(addr, "POST", "/v1/embeddings", Some(&body)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let vectors = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    (vectors, v["usage"]["prompt_tokens"].as_u64().unwrap())
+}
+
+/// `demo-server` run on the host, killed when dropped.
+pub(crate) struct HostServer {
+    child: std::process::Child,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub(crate) addr: String,
+}
+
+impl HostServer {
+    /// Starts `bin --model-dir DIR --listen 127.0.0.1:0` and waits for its ready line.
+    pub(crate) fn start(bin: &Path, model: &Path) -> HostServer {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .arg("--model-dir")
+            .arg(model)
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("demo-server: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from demo-server: {line:?}"))
+            .to_owned();
+        HostServer { child, addr }
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
