@@ -5,7 +5,6 @@
 //! contents only, so changing a model changes its disk, its root hash and the command line,
 //! and leaves the root image alone. The root image only carries the mount point.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -14,25 +13,12 @@ use measurements::record;
 use crate::content::ContentStore;
 use crate::inputs::wheel;
 use crate::pipeline::{
-    place_file, wheel_record, write_verity_image, NewFile, Progress, VerifiedInputs, VerityImage,
+    one_input_per_path, place_file, wheel_record, write_verity_image, NewFile, Progress,
+    VerifiedInputs, VerityImage,
 };
 use crate::plan::Plan;
 use crate::seed::{Part, Seed};
 use crate::tree::Tree;
-
-/// Two inputs of one data disk place the same path.
-#[derive(Debug, thiserror::Error)]
-#[error("{by}: {path} is already placed on disk {disk} by {first}; each path on a data disk must come from one input (use `into` or another path)")]
-pub struct PathTwice {
-    /// The later input (manifest field).
-    pub by: String,
-    /// The path on the disk.
-    pub path: String,
-    /// The disk.
-    pub disk: String,
-    /// The earlier input.
-    pub first: String,
-}
 
 /// One data disk, written.
 #[derive(Debug)]
@@ -104,7 +90,6 @@ pub fn build_disks(
         }
         // A data disk has no layers underneath: every path comes from exactly one input, so
         // one input silently replacing another's file (and the record listing both) is refused.
-        let mut placed: BTreeMap<&str, String> = BTreeMap::new();
         let field_ref = &field;
         let wheel_paths = unpacked.iter().enumerate().flat_map(|(i, u)| {
             u.files
@@ -116,17 +101,10 @@ pub fn build_disks(
             .iter()
             .enumerate()
             .map(|(i, f)| (f.path.as_str(), format!("{field}.files[{i}]")));
-        for (path, by) in wheel_paths.chain(file_paths) {
-            if let Some(first) = placed.insert(path, by.clone()) {
-                return Err(PathTwice {
-                    by,
-                    path: path.to_owned(),
-                    disk: disk.name.clone(),
-                    first,
-                }
-                .into());
-            }
-        }
+        one_input_per_path(
+            wheel_paths.chain(file_paths),
+            &format!("disk {}", disk.name),
+        )?;
         for (i, (f, p)) in disk.files.iter().zip(&pinned.files).enumerate() {
             let mut file = fs_err::File::open(&p.path)?;
             let new = NewFile {

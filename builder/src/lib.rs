@@ -192,7 +192,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<inputs::oci_layout::OciLayoutError>()
             || e.is::<inputs::layer::LayerError>()
             || e.is::<inputs::wheel::Error>()
-            || e.is::<disks::PathTwice>()
+            || e.is::<pipeline::PathTwice>()
             || e.is::<tree::apply::ApplyError>()
     });
     if refused {

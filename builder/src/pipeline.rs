@@ -432,7 +432,68 @@ pub fn assemble_tree(
             &file,
         )?;
     }
+    let m = &plan.manifest;
+    let files = m
+        .rootfs
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), format!("rootfs.files[{i}]")));
+    let wheel_paths = wheels.iter().enumerate().flat_map(|(i, u)| {
+        u.files
+            .iter()
+            .map(move |f| (f.path.as_str(), format!("rootfs.wheels[{i}]")))
+    });
+    let rust = m
+        .rust_paths()
+        .map(|(i, p)| (p, format!("rootfs.rust[{i}]")));
+    let workload = inputs.workload.as_ref().map(|_| {
+        (
+            WORKLOAD_PATH,
+            "the workload description (boot.init)".to_owned(),
+        )
+    });
+    one_input_per_path(
+        files.chain(wheel_paths).chain(rust).chain(workload),
+        "the root file system",
+    )?;
     Ok((tree, wheels))
+}
+
+/// Two manifest entries place the same path (layers may replace each other's files, and
+/// manifest entries may replace a layer's; two manifest entries for one path is a mistake,
+/// and the record would list a digest that is not in the image).
+#[derive(Debug, thiserror::Error)]
+#[error("{by}: {path} is already placed in {place} by {first}; give each entry its own path")]
+pub struct PathTwice {
+    /// The later entry (manifest field).
+    pub by: String,
+    /// The path.
+    pub path: String,
+    /// The root file system or a data disk.
+    pub place: String,
+    /// The earlier entry.
+    pub first: String,
+}
+
+/// Refuses a path placed by two `(path, manifest field)` entries.
+pub(crate) fn one_input_per_path<'a>(
+    entries: impl Iterator<Item = (&'a str, String)>,
+    place: &str,
+) -> Result<(), PathTwice> {
+    let mut placed: std::collections::BTreeMap<String, String> = Default::default();
+    for (path, by) in entries {
+        let key: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if let Some(first) = placed.insert(key.join("/"), by.clone()) {
+            return Err(PathTwice {
+                by,
+                path: path.to_owned(),
+                place: place.to_owned(),
+                first,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A regular file the builder adds to the tree after the layers.

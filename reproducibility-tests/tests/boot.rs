@@ -220,6 +220,10 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
         .zip(host.iter().flatten())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
+    let _ = writeln!(
+        std::io::stderr(),
+        "guest vs host embeddings: max abs difference {max_diff:e}"
+    );
     assert!(
         max_diff < 1e-4,
         "guest and host embeddings differ by up to {max_diff}"

@@ -1395,3 +1395,33 @@ fn a_signed_wheel_is_unpacked_with_its_unlisted_signature() {
         "{paths:?}"
     );
 }
+
+#[test]
+fn two_manifest_entries_for_one_root_path_are_refused() {
+    let p = Project::new();
+    // Replacing a layer's file is what extra files are for; two manifest entries for one
+    // path would leave the record listing a digest that is not in the image.
+    let sha = sha256_file(&p.path().join("notes.txt"));
+    let extra = format!(
+        "\n[[rootfs.files]]\npath = \"/etc/notes\"\nsource = \"notes.txt\"\nsha256 = \"{sha}\"\nmode = 0o644\n\
+         \n[[rootfs.files]]\npath = \"/etc//notes\"\nsource = \"notes.txt\"\nsha256 = \"{sha}\"\nmode = 0o600\n"
+    );
+    let m = p.manifest_with("twice.toml", &p.good_wheel(), "notes.txt", &extra);
+    p.refused(
+        &m,
+        &[
+            "rootfs.files[1]",
+            "/etc//notes",
+            "rootfs.files[0]",
+            "root file system",
+        ],
+    );
+    // One extra file over the layer's /etc/hostname is fine.
+    let over = format!(
+        "\n[[rootfs.files]]\npath = \"/etc/hostname\"\nsource = \"notes.txt\"\nsha256 = \"{sha}\"\nmode = 0o644\n"
+    );
+    p.build(
+        &p.manifest_with("over.toml", &p.good_wheel(), "notes.txt", &over),
+        "over-out",
+    );
+}

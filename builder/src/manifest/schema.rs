@@ -70,6 +70,17 @@ fn default_into() -> String {
     "/".to_owned()
 }
 
+impl Manifest {
+    /// `(index, path)` of every `[[rootfs.rust]]` component.
+    pub fn rust_paths(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.rootfs
+            .rust
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.path.as_str()))
+    }
+}
+
 /// A platform profile: the machine an image runs on, separate from the image itself.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "platform", rename_all = "lowercase")]
