@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod digest;
+mod ovmf_table;
 mod reader;
 pub mod snp;
 pub mod tdx;

@@ -9,6 +9,7 @@
 //!
 //! Every read is bounds-checked; malformed images give a [`FirmwareError`], never a panic.
 
+use crate::ovmf_table::{self, guid, TableError};
 use crate::reader;
 
 /// The size of a guest page.
@@ -16,33 +17,11 @@ pub(crate) const PAGE_SIZE: usize = 4096;
 
 /// The firmware is mapped so that it ends at 4 GiB.
 const FOUR_GIB: u64 = 1 << 32;
-/// Bytes after the footer table (the reset-vector tail).
-const RESET_VECTOR_TAIL: usize = 32;
-/// `{u16 length, GUID}`: the trailer of every table entry and the footer itself.
-const ENTRY_TRAILER: usize = 18;
 /// `"ASEV", u32 size, u32 version, u32 num_items`.
 const METADATA_HEADER: usize = 16;
 /// `u32 gpa, u32 size, u32 type`.
 const METADATA_ITEM: usize = 12;
 
-/// Builds the on-disk (EFI mixed-endian, `uuid.bytes_le`) form of a GUID from its fields.
-const fn guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
-    let a = a.to_le_bytes();
-    let b = b.to_le_bytes();
-    let c = c.to_le_bytes();
-    [
-        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
-        d[7],
-    ]
-}
-
-/// `96b582de-1fb2-45f7-baea-a366c55a082d`: footer of the reset-vector GUIDed table.
-const TABLE_FOOTER_GUID: [u8; 16] = guid(
-    0x96b5_82de,
-    0x1fb2,
-    0x45f7,
-    [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
-);
 /// `dc886566-984a-4798-a75e-5585a7bf67cc`: u32 offset from the end of the image to "ASEV".
 const SEV_METADATA_GUID: [u8; 16] = guid(
     0xdc88_6566,
@@ -244,7 +223,7 @@ impl<'a> Firmware<'a> {
         if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len as u64 > FOUR_GIB {
             return Err(FirmwareError::Size { len });
         }
-        let table = parse_table(data)?;
+        let table = ovmf_table::parse(data).map_err(FirmwareError::from)?;
         let find = |g: &[u8; 16]| table.iter().find(|(guid, _)| guid == g).map(|(_, d)| *d);
 
         let sev_es_reset_eip = match find(&SEV_ES_RESET_BLOCK_GUID) {
@@ -317,73 +296,25 @@ impl<'a> Firmware<'a> {
     }
 }
 
-/// Parses the GUIDed table backwards into `(guid, data)` pairs, in file order from the end.
-/// A table entry: its on-disk GUID and its data.
-type Entry<'a> = ([u8; 16], &'a [u8]);
-
-fn parse_table(data: &[u8]) -> Result<Vec<Entry<'_>>, FirmwareError> {
-    let len = data.len();
-    let footer = len
-        .checked_sub(RESET_VECTOR_TAIL + ENTRY_TRAILER)
-        .ok_or(FirmwareError::MissingFooter { offset: 0 })?;
-    let guid: Option<[u8; 16]> = reader::array(data, footer + 2);
-    if guid != Some(TABLE_FOOTER_GUID) {
-        return Err(FirmwareError::MissingFooter { offset: footer });
-    }
-    let total =
-        reader::u16_le(data, footer).ok_or(FirmwareError::MissingFooter { offset: footer })?;
-    let body_len =
-        usize::from(total)
-            .checked_sub(ENTRY_TRAILER)
-            .ok_or(FirmwareError::BadTableLength {
-                offset: footer,
-                length: total,
-            })?;
-    let body_start = footer
-        .checked_sub(body_len)
-        .ok_or(FirmwareError::BadTableLength {
-            offset: footer,
-            length: total,
-        })?;
-    let mut body =
-        reader::slice(data, body_start, body_len).ok_or(FirmwareError::BadTableLength {
-            offset: footer,
-            length: total,
-        })?;
-
-    let mut entries: Vec<Entry<'_>> = Vec::new();
-    while !body.is_empty() {
-        let trailer =
-            body.len()
-                .checked_sub(ENTRY_TRAILER)
-                .ok_or(FirmwareError::StrayTableBytes {
-                    offset: body_start,
-                    len: body.len(),
-                })?;
-        let at = body_start + trailer;
-        let elen = reader::u16_le(body, trailer).ok_or(FirmwareError::StrayTableBytes {
-            offset: body_start,
-            len: body.len(),
-        })?;
-        let bad = FirmwareError::BadEntryLength {
-            offset: at,
-            length: elen,
-        };
-        let guid: [u8; 16] = reader::array(body, trailer + 2).ok_or(bad.clone())?;
-        let data_len = usize::from(elen)
-            .checked_sub(ENTRY_TRAILER)
-            .ok_or(bad.clone())?;
-        let data_start = trailer.checked_sub(data_len).ok_or(bad.clone())?;
-        let entry = reader::slice(body, data_start, data_len).ok_or(bad)?;
-        if entries.iter().any(|(g, _)| *g == guid) {
-            return Err(FirmwareError::DuplicateEntry {
-                guid: guid_string(&guid),
-            });
+impl From<TableError> for FirmwareError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::TooSmall { .. } => FirmwareError::MissingFooter { offset: 0 },
+            TableError::MissingFooter { offset } => FirmwareError::MissingFooter { offset },
+            TableError::BadTableLength { offset, length } => {
+                FirmwareError::BadTableLength { offset, length }
+            }
+            TableError::BadEntryLength { offset, length } => {
+                FirmwareError::BadEntryLength { offset, length }
+            }
+            TableError::StrayTableBytes { offset, len } => {
+                FirmwareError::StrayTableBytes { offset, len }
+            }
+            TableError::DuplicateEntry { guid } => FirmwareError::DuplicateEntry {
+                guid: ovmf_table::guid_string(&guid),
+            },
         }
-        entries.push((guid, entry));
-        body = reader::slice(body, 0, data_start).unwrap_or_default();
     }
-    Ok(entries)
 }
 
 fn parse_metadata(data: &[u8], offset_from_end: u32) -> Result<Vec<Section>, FirmwareError> {
@@ -453,39 +384,4 @@ fn check_overlaps(sections: &[Section]) -> Result<(), FirmwareError> {
         }
     }
     Ok(())
-}
-
-/// The canonical text form of an on-disk GUID.
-fn guid_string(g: &[u8; 16]) -> String {
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
-        g[3],
-        g[2],
-        g[1],
-        g[0],
-        g[5],
-        g[4],
-        g[7],
-        g[6],
-        hex::encode(&g[8..10]),
-        hex::encode(&g[10..16])
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guid_encoding_is_efi_mixed_endian() {
-        // uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d").bytes_le
-        assert_eq!(
-            hex::encode(TABLE_FOOTER_GUID),
-            "de82b596b21ff745baeaa366c55a082d"
-        );
-        assert_eq!(
-            guid_string(&TABLE_FOOTER_GUID),
-            "96b582de-1fb2-45f7-baea-a366c55a082d"
-        );
-    }
 }

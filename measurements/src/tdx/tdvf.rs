@@ -57,6 +57,12 @@ pub enum TdvfError {
         /// The declared length.
         entry_len: usize,
     },
+    /// The same GUID appears twice in the footer table.
+    #[error("OVMF footer table has two entries with GUID {guid}")]
+    DuplicateFooterEntry {
+        /// The GUID, in canonical form.
+        guid: String,
+    },
     /// The footer table has no `TDX_METADATA_OFFSET` entry: not a TDX build.
     #[error(
         "firmware has no TDX_METADATA_OFFSET entry (e47a6535-...): not a TDVF (Intel TDX) build"
