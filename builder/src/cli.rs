@@ -26,9 +26,12 @@ pub enum Command {
     /// Build the image a manifest describes.
     ///
     /// Writes DIR/rootfs.img (EROFS root file system with its dm-verity hash tree appended),
-    /// DIR/cmdline (the kernel command line, with the verity root hash) and DIR/record.json
-    /// (inputs, outputs, verity parameters). The directory is assembled beside DIR and renamed
-    /// into place only when complete. Progress goes to stderr.
+    /// DIR/disk-NAME.img for each data disk (same format), DIR/cmdline (the kernel command
+    /// line, with every verity root hash), DIR/vmlinuz, DIR/initrd.img, DIR/OVMF.fd,
+    /// DIR/run-qemu.sh (local QEMU boot) and DIR/record.json (inputs with their contents,
+    /// outputs, verity parameters, launch measurements per platform profile). The directory
+    /// is assembled beside DIR and renamed into place only when complete. Progress goes to
+    /// stderr.
     Build(BuildArgs),
     /// CI gate: build the manifest twice under different conditions and compare every artifact.
     ///
