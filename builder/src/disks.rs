@@ -178,9 +178,30 @@ mod tests {
         assert_eq!(disk_device("/dev/vda", 2).unwrap(), "/dev/vdd");
         assert_eq!(disk_device("/dev/vdy", 0).unwrap(), "/dev/vdz");
         assert!(disk_device("/dev/vdz", 0).is_err());
+        assert!(crate::pipeline::check_cmdline_length(&"x".repeat(2033), 0).is_ok());
+        let e = crate::pipeline::check_cmdline_length(&"x".repeat(2034), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2034 bytes") && e.contains("7 data disk(s)"),
+            "{e}"
+        );
         assert!(disk_device("/dev/sda", 0)
             .unwrap_err()
             .to_string()
             .contains("virtio root"));
+    }
+
+    #[test]
+    fn a_command_line_the_kernel_would_truncate_is_refused() {
+        // 2048 (x86 COMMAND_LINE_SIZE, NUL included) - 1 - len(" initrd=initrd").
+        assert!(crate::pipeline::check_cmdline_length(&"x".repeat(2033), 0).is_ok());
+        let e = crate::pipeline::check_cmdline_length(&"x".repeat(2034), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2034 bytes") && e.contains("7 data disk(s)"),
+            "{e}"
+        );
     }
 }

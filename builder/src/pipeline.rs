@@ -757,6 +757,7 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     .filter(|p| !p.is_empty())
     .collect::<Vec<_>>()
     .join(" ");
+    check_cmdline_length(&full, m.disks.len())?;
     // The kernel and firmware ship with the image so the VMM loads, and verifiers measure,
     // these exact bytes.
     let kernel = read_pinned(&inputs.kernel)?;
@@ -874,6 +875,27 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
     fs_err::write(dir.join("record.json"), record_json(&record)?)?;
     staging.commit()?;
     Ok(record)
+}
+
+/// x86's `COMMAND_LINE_SIZE` (2048, NUL included): the kernel silently truncates a longer
+/// line, which would cut a verity table. OVMF also appends ` initrd=initrd` (14 bytes).
+pub const MAX_CMDLINE: usize = 2048 - 1 - 14;
+
+/// Refuses a command line the kernel would truncate.
+pub fn check_cmdline_length(full: &str, disks: usize) -> Result<(), crate::manifest::Error> {
+    if full.len() <= MAX_CMDLINE {
+        return Ok(());
+    }
+    Err(crate::manifest::Error::Field {
+        origin: "the kernel command line".to_owned(),
+        field: "boot.cmdline".to_owned(),
+        problem: format!(
+            "with the verity parameters of the root and {disks} data disk(s) it is {} bytes; \
+             the kernel keeps {MAX_CMDLINE} (x86 COMMAND_LINE_SIZE minus what OVMF appends). \
+             Shorten boot.cmdline or use fewer data disks (each adds about 250 bytes)",
+            full.len()
+        ),
+    })
 }
 
 /// The record's description of an EROFS + verity image.
