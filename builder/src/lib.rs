@@ -7,9 +7,11 @@
 //!     ──pipeline::assemble_tree (tree::apply)──▶ Tree (names, modes, owners, xattrs;
 //!                                                contents in the ContentStore)
 //!     ──erofs::write──▶ file-system bytes ──verity::build──▶ hash area + root hash
-//!     ──pipeline::build──▶ record.json, cmdline, rootfs.img renamed into place (output)
+//!     ──disks::build_disks──▶ one EROFS + verity image per data disk (wheels, files)
+//!     ──pipeline::build──▶ record.json, cmdline, rootfs.img, disk-*.img renamed into place
 //! ```
 //!
+//! [`lint`] checks a manifest without building it (pins, build-time bytecode, per-host files).
 //! [`check`] runs two builds of one manifest in separate processes under different conditions
 //! and locates every difference by format; [`verify`] rebuilds and compares with a published
 //! record.
