@@ -12,7 +12,7 @@
 //! independent of the reader.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -20,7 +20,7 @@ use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 use serde_json::{json, Value};
 
-use crate::util::{builder, ok, run_builder, tool, Conditions};
+use crate::util::{builder, listing_diff, ok, run_builder, tool, tree_listing, Conditions};
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
 ///
@@ -376,55 +376,8 @@ fn disk(r: &Value) -> &Value {
     &disks[0]
 }
 
-/// A tree as name -> description: regular files by size, content digest, permission bits and
-/// owner (the reference trees are made as root, like the suite's other reference trees);
-/// directories by name only; anything else is listed by type so it shows up as a difference.
-fn listing(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs_err::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let md = fs_err::symlink_metadata(&path).unwrap();
-            let what = if md.is_dir() {
-                stack.push(path.clone());
-                "dir".to_owned()
-            } else if md.is_file() {
-                let data = fs_err::read(&path).unwrap();
-                format!(
-                    "file {} {} mode={:o} owner={}:{}",
-                    data.len(),
-                    Sha256Digest::of(&data),
-                    md.mode() & 0o7777,
-                    md.uid(),
-                    md.gid()
-                )
-            } else {
-                format!("other {:?}", md.file_type())
-            };
-            out.insert(rel, what);
-        }
-    }
-    out
-}
-
 fn assert_same_tree(ours: &Path, reference: &Path) {
-    let (a, b) = (listing(ours), listing(reference));
-    let mut d = String::new();
-    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
-        if a.get(k) != b.get(k) {
-            d += &format!(
-                "{k}:\n  extracted: {:?}\n  reference: {:?}\n",
-                a.get(k),
-                b.get(k)
-            );
-        }
-    }
+    let d = listing_diff(&tree_listing(ours, true), &tree_listing(reference, true));
     assert!(d.is_empty(), "the disk differs from the reference:\n{d}");
 }
 
@@ -651,7 +604,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     assert!(
         extracted.join("weights/weights.bin").is_file(),
         "{:?}",
-        listing(&extracted)
+        tree_listing(&extracted, true)
     );
     // The kernel's own EROFS driver reads the whole disk image the same way (it ignores the
     // verity tail); needs root and a loop device, like the suite's root-image mount test.
@@ -664,9 +617,13 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
         ),
         "mount -t erofs disk-model.img",
     );
-    let mounted = listing(&mnt);
+    let mounted = tree_listing(&mnt, true);
     ok(&tool("umount", &[mnt.to_str().unwrap()]), "umount");
-    assert_eq!(mounted, listing(&reference), "the mounted disk differs");
+    assert_eq!(
+        mounted,
+        tree_listing(&reference, true),
+        "the mounted disk differs"
+    );
     // The executable bit survived (the reference applied pip's rule, the disk agrees).
     let conv = extracted.join("weights/convert.sh");
     assert_eq!(
@@ -736,7 +693,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     let mount = root_x.join(MOUNT.trim_start_matches('/'));
     assert!(mount.is_dir(), "no mount point {MOUNT} in rootfs.img");
     assert_eq!(fs_err::read_dir(&mount).unwrap().count(), 0);
-    let root_listing = listing(&root_x);
+    let root_listing = tree_listing(&root_x, true);
     assert!(
         !root_listing
             .keys()
@@ -1185,7 +1142,7 @@ fn a_second_disk_gets_the_next_device_and_leaves_the_first_disk_alone() {
         ),
         "fsck.erofs --extract disk-tok-2.img",
     );
-    let l = listing(&x);
+    let l = tree_listing(&x, true);
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(bytes_of(&x.join("tokens.txt")), b"a\nb\nc\n");
     // run-qemu.sh attaches the disks in order after the root.

@@ -1,9 +1,8 @@
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{demo_build, demo_manifest, ok, repo, tool};
+use crate::util::{demo_build, demo_manifest, listing_diff, ok, repo, tool, tree_listing};
 
 fn record(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
@@ -61,86 +60,6 @@ fn veritysetup_verifies_and_detects_a_flipped_byte() {
         !o.status.success(),
         "veritysetup accepted a corrupted data area"
     );
-}
-
-/// A listing of a tree for comparison: one line per path with type, permissions, owner,
-/// size and content digest / link target / device, plus the hard-link group of each file.
-/// `full_modes = false` compares only the rwx bits: fsck.erofs 1.5 `--extract` chmods before it
-/// chowns, which clears setuid/setgid (it does so for mkfs.erofs's own images too); the kernel
-/// mount test compares the full modes.
-fn listing(root: &Path, full: bool) -> BTreeMap<String, String> {
-    let with_hardlinks = full;
-    let mut out = BTreeMap::new();
-    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs_err::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let md = fs_err::symlink_metadata(&path).unwrap();
-            let ft = md.file_type();
-            let what = if ft.is_dir() {
-                stack.push(path.clone());
-                "dir".to_owned()
-            } else if ft.is_symlink() {
-                format!("symlink -> {}", fs_err::read_link(&path).unwrap().display())
-            } else if ft.is_file() {
-                let data = fs_err::read(&path).unwrap();
-                inodes
-                    .entry((md.dev(), md.ino()))
-                    .or_default()
-                    .push(rel.clone());
-                format!(
-                    "file {} {}",
-                    data.len(),
-                    measurements::Sha256Digest::of(&data)
-                )
-            } else if ft.is_char_device() {
-                format!("char {:#x}", md.rdev())
-            } else if ft.is_block_device() {
-                format!("block {:#x}", md.rdev())
-            } else if ft.is_fifo() {
-                "fifo".to_owned()
-            } else {
-                "socket".to_owned()
-            };
-            let perm = if ft.is_symlink() {
-                0
-            } else {
-                md.mode() & if full { 0o7777 } else { 0o777 }
-            };
-            out.insert(
-                rel,
-                format!("{what} mode={perm:o} owner={}:{}", md.uid(), md.gid()),
-            );
-        }
-    }
-    if with_hardlinks {
-        for group in inodes.values().filter(|g| g.len() > 1) {
-            let mut g = group.clone();
-            g.sort();
-            out.insert(format!("hardlink-group {}", g[0]), g.join(" = "));
-        }
-    }
-    out
-}
-
-fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> String {
-    let mut s = String::new();
-    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
-        if a.get(k) != b.get(k) {
-            s += &format!(
-                "{k}:\n  ours:      {:?}\n  reference: {:?}\n",
-                a.get(k),
-                b.get(k)
-            );
-        }
-    }
-    s
 }
 
 /// xattrs of every path under `root`, read with getfattr (attr package).
@@ -342,8 +261,11 @@ fn fsck_erofs_extraction_matches_an_independent_flattening() {
         "fsck.erofs --extract",
     );
     let reference = reference_rootfs(work.path());
-    let (ours, theirs) = (listing(&extracted, false), listing(&reference, false));
-    let d = diff(&ours, &theirs);
+    let (ours, theirs) = (
+        tree_listing(&extracted, false),
+        tree_listing(&reference, false),
+    );
+    let d = listing_diff(&ours, &theirs);
     assert!(
         d.is_empty(),
         "fsck.erofs --extract differs from the umoci/tar flattening:\n{d}"
@@ -375,16 +297,16 @@ fn kernel_mount_matches_an_independent_flattening_including_xattrs_and_hardlinks
         ),
         "mount -t erofs",
     );
-    let ours = listing(&mnt, true);
+    let ours = tree_listing(&mnt, true);
     let our_x = xattrs(&mnt);
     let _ = tool("umount", &[mnt.to_str().unwrap()]);
-    let theirs = listing(&reference, true);
-    let d = diff(&ours, &theirs);
+    let theirs = tree_listing(&reference, true);
+    let d = listing_diff(&ours, &theirs);
     assert!(
         d.is_empty(),
         "the mounted image differs from the umoci/tar flattening:\n{d}"
     );
-    let d = diff(&our_x, &xattrs(&reference));
+    let d = listing_diff(&our_x, &xattrs(&reference));
     assert!(
         d.is_empty(),
         "xattrs differ from the umoci/tar flattening:\n{d}"

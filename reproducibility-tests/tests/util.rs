@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -245,4 +247,84 @@ impl Drop for HostServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A listing of a tree for comparison: one line per path with type, permissions, owner,
+/// size and content digest / link target / device, plus the hard-link group of each file.
+/// `full_modes = false` compares only the rwx bits: fsck.erofs 1.5 `--extract` chmods before it
+/// chowns, which clears setuid/setgid (it does so for mkfs.erofs's own images too); the kernel
+/// mount test compares the full modes.
+pub(crate) fn tree_listing(root: &Path, full: bool) -> BTreeMap<String, String> {
+    let with_hardlinks = full;
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let md = fs_err::symlink_metadata(&path).unwrap();
+            let ft = md.file_type();
+            let what = if ft.is_dir() {
+                stack.push(path.clone());
+                "dir".to_owned()
+            } else if ft.is_symlink() {
+                format!("symlink -> {}", fs_err::read_link(&path).unwrap().display())
+            } else if ft.is_file() {
+                let data = fs_err::read(&path).unwrap();
+                inodes
+                    .entry((md.dev(), md.ino()))
+                    .or_default()
+                    .push(rel.clone());
+                format!(
+                    "file {} {}",
+                    data.len(),
+                    measurements::Sha256Digest::of(&data)
+                )
+            } else if ft.is_char_device() {
+                format!("char {:#x}", md.rdev())
+            } else if ft.is_block_device() {
+                format!("block {:#x}", md.rdev())
+            } else if ft.is_fifo() {
+                "fifo".to_owned()
+            } else {
+                "socket".to_owned()
+            };
+            let perm = if ft.is_symlink() {
+                0
+            } else {
+                md.mode() & if full { 0o7777 } else { 0o777 }
+            };
+            out.insert(
+                rel,
+                format!("{what} mode={perm:o} owner={}:{}", md.uid(), md.gid()),
+            );
+        }
+    }
+    if with_hardlinks {
+        for group in inodes.values().filter(|g| g.len() > 1) {
+            let mut g = group.clone();
+            g.sort();
+            out.insert(format!("hardlink-group {}", g[0]), g.join(" = "));
+        }
+    }
+    out
+}
+
+pub(crate) fn listing_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+        if a.get(k) != b.get(k) {
+            s += &format!(
+                "{k}:\n  ours:      {:?}\n  reference: {:?}\n",
+                a.get(k),
+                b.get(k)
+            );
+        }
+    }
+    s
 }
