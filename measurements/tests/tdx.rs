@@ -7,7 +7,7 @@ use std::process::Command;
 use measurements::tdx::{
     mrtd, rtmr1_events, rtmr2_events, PageAddOrder, Rtmr1Order, Tdvf, TdvfError, TdvfSectionType,
 };
-use measurements::tpm::replay;
+use measurements::tpm::{replay, Event};
 use measurements::Sha384Digest;
 use proptest::prelude::*;
 use sha2::{Digest, Sha384};
@@ -112,6 +112,28 @@ fn rtmr2_matches_reference_script() {
         replay(&rtmr2_events(CMDLINE, Some(&initrd))).to_hex(),
         value_of(&with, "rtmr2")
     );
+    // OVMF appends " initrd=initrd" to what it measures whenever an initrd is loaded: the same
+    // events as the suffixed command line with the initrd after it.
+    assert_eq!(
+        replay(&rtmr2_events(CMDLINE, Some(&initrd))),
+        replay(&[
+            Event::of_data("", &utf16z(&format!("{CMDLINE} initrd=initrd"))),
+            Event::of_data("", &initrd),
+        ])
+    );
+    // A zero-length initrd: fw_cfg reports size 0 and OVMF appends nothing.
+    let empty_path = dir.join("empty");
+    fs_err::write(&empty_path, b"").unwrap();
+    let empty = reference(&[
+        "--cmdline",
+        CMDLINE,
+        "--initrd",
+        empty_path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        replay(&rtmr2_events(CMDLINE, Some(b""))).to_hex(),
+        value_of(&empty, "rtmr2")
+    );
     let without = reference(&["--cmdline", CMDLINE]);
     assert_eq!(
         replay(&rtmr2_events(CMDLINE, None)).to_hex(),
@@ -127,6 +149,13 @@ fn rtmr2_matches_reference_script() {
         replay(&rtmr2_events("quiet \u{e9}\u{1f600}", None)).to_hex(),
         value_of(&ref_utf, "rtmr2")
     );
+}
+
+fn utf16z(s: &str) -> Vec<u8> {
+    s.encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect()
 }
 
 fn sha384(data: &[u8]) -> [u8; 48] {

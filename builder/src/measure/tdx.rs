@@ -27,7 +27,9 @@ pub struct TdxArgs {
     /// The initrd as given to QEMU `-initrd` (its SHA-384 goes into RTMR2).
     #[arg(long, value_name = "FILE", requires = "kernel")]
     pub initrd: Option<PathBuf>,
-    /// The kernel command line as OVMF passes it (QEMU `-append`; empty if absent).
+    /// The kernel command line as given to QEMU `-append` (empty if absent). RTMR2 measures it
+    /// as OVMF hands it to the kernel: with ` initrd=initrd` appended when `--initrd` is given
+    /// and not empty (edk2 X86QemuLoadImageLib, every OVMF since edk2-stable202005).
     #[arg(long, value_name = "CMDLINE", requires = "kernel")]
     pub append: Option<String>,
     /// Measure all page adds of a section before its extends (Intel "upstream-v5" and

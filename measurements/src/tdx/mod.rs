@@ -16,7 +16,7 @@ mod tdvf;
 
 pub use mrtd::{mrtd, Mrtd, PageAddOrder};
 pub use rtmr::{
-    rtmr1_events, rtmr2_events, Rtmr1Order, EXIT_BOOT_SERVICES_INVOCATION,
-    EXIT_BOOT_SERVICES_SUCCESS,
+    ovmf_load_options, rtmr1_events, rtmr2_events, Rtmr1Order, EXIT_BOOT_SERVICES_INVOCATION,
+    EXIT_BOOT_SERVICES_SUCCESS, OVMF_INITRD_SUFFIX,
 };
 pub use tdvf::{Tdvf, TdvfError, TdvfSection, TdvfSectionType, MAX_SECTION_MEMORY};

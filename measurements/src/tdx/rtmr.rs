@@ -62,17 +62,44 @@ pub fn rtmr1_events(kernel: &[u8], order: Rtmr1Order) -> Result<Vec<Event<Sha384
     Ok(events)
 }
 
-/// The RTMR2 events for direct boot: the command line as OVMF measures it (UTF-16LE with a
-/// terminating `u16` NUL), then the initrd if there is one.
+/// What OVMF appends to the kernel's command line when QEMU passes an initrd (`-initrd`).
 ///
-/// `cmdline` is measured verbatim. Some OVMF versions append ` initrd=initrd` when an initrd is
-/// passed through fw_cfg; pass the string OVMF actually hands to the kernel.
+/// edk2's `OvmfPkg/Library/X86QemuLoadImageLib` (`QemuLoadKernelImage`) builds the kernel's
+/// UEFI `LoadOptions` as the fw_cfg command line, then `" initrd=initrd"` whenever the fw_cfg
+/// initrd size is not zero, converted to UTF-16 and NUL-terminated. The Linux EFI stub measures
+/// those `LoadOptions` (PCR 9, which TDX maps to RTMR2) and loads the initrd through the
+/// `LoadFile2` protocol this suffix names. It has done so in every edk2 release since
+/// edk2-stable202005 (when `X86QemuLoadImageLib` replaced the legacy QEMU kernel loader),
+/// which covers every OVMF build this project pins (2022.11, 2025.02, 2026.08).
+pub const OVMF_INITRD_SUFFIX: &str = " initrd=initrd";
+
+/// The command line OVMF hands the kernel as its `LoadOptions` for QEMU direct boot:
+/// `cmdline` (QEMU `-append`), then [`OVMF_INITRD_SUFFIX`] when the initrd is not empty.
+///
+/// This is the string RTMR2 measures. SEV-SNP's kernel-hashes table is different: QEMU hashes
+/// the fw_cfg command line blob itself, before OVMF appends anything, so the SNP launch
+/// digest takes `cmdline` verbatim.
+pub fn ovmf_load_options(cmdline: &str, initrd: Option<&[u8]>) -> String {
+    match initrd {
+        Some(initrd) if !initrd.is_empty() => format!("{cmdline}{OVMF_INITRD_SUFFIX}"),
+        _ => cmdline.to_owned(),
+    }
+}
+
+/// The RTMR2 events for QEMU direct boot through OVMF: the kernel's `LoadOptions`
+/// ([`ovmf_load_options`]: `cmdline`, plus ` initrd=initrd` when an initrd is loaded) as UTF-16LE
+/// with a terminating `u16` NUL, then the initrd if there is one.
+///
+/// `cmdline` is the command line given to QEMU (`-append`), not the one the kernel ends up
+/// with. The rule agrees with the two implementations used on TDX hardware: virtee's
+/// `tdx-measure` (`measure_rtmr2_direct`) and dstack's `dstack-mr` (`measured_kernel_cmdline`).
 pub fn rtmr2_events(cmdline: &str, initrd: Option<&[u8]>) -> Vec<Event<Sha384Digest>> {
-    let mut utf16: Vec<u8> = cmdline.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let options = ovmf_load_options(cmdline, initrd);
+    let mut utf16: Vec<u8> = options.encode_utf16().flat_map(u16::to_le_bytes).collect();
     utf16.extend([0, 0]);
     let mut events = vec![Event::of_data(
         format!(
-            "kernel command line (UTF-16LE + NUL, {} bytes)",
+            "kernel command line as OVMF passes it (UTF-16LE + NUL, {} bytes)",
             utf16.len()
         ),
         &utf16,

@@ -6,7 +6,10 @@ Sources:
   - Intel "TDX Virtual Firmware Design Guide" §11: TDVF metadata descriptor and sections;
   - Intel "TDX Module Base Architecture" spec: MRTD = SHA-384 over 128-byte
     MEM.PAGE.ADD / MR.EXTEND blocks (+256 data bytes per extend);
-  - TCG/edk2: RTMR = SHA-384(RTMR || digest); OVMF measures the command line as UTF-16LE + NUL.
+  - TCG/edk2: RTMR = SHA-384(RTMR || digest); the kernel's LoadOptions are measured as
+    UTF-16LE + NUL;
+  - edk2 OvmfPkg/Library/X86QemuLoadImageLib/X86QemuLoadImageLib.c (QemuLoadKernelImage):
+    LoadOptions = fw_cfg command line + " initrd=initrd" when the fw_cfg initrd size is not 0.
 
 Usage: tdx_reference.py OVMF.fd [--cmdline S] [--initrd FILE]
 Prints key=value lines: mrtd_single_pass, mrtd_two_pass, rtmr2.
@@ -78,6 +81,8 @@ def mrtd(fw, two_pass):
 
 def rtmr2(cmdline, initrd):
     reg = bytes(48)
+    if initrd:  # None or b"": OVMF appends nothing
+        cmdline += " initrd=initrd"
     events = [hashlib.sha384(cmdline.encode("utf-16-le") + b"\0\0").digest()]
     if initrd is not None:
         events.append(hashlib.sha384(initrd).digest())
