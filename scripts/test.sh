@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test in the workspace (unit tests,
-# reference-tool cross-checks, reproducibility builds). The reference tools must be installed
-# (.ci/run installs them; see README "Tests").
+# reference-tool cross-checks, reproducibility builds). First, within seconds, it checks for
+# every build and reference tool the tests run (scripts/packages.sh): as root on Debian it
+# installs what is missing, otherwise it prints the install command and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/packages.sh ensure build test
 # Every crate the lock file names, so nothing is downloaded later (check runs a build under a
 # shifted clock, where TLS certificates look expired).
 cargo fetch --locked
