@@ -1,0 +1,116 @@
+//! Known-answer tests: the DSSE spec's PAE example, RFC 8032's first Ed25519 vector.
+
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+
+fn unhex<const N: usize>(s: &str) -> [u8; N] {
+    let v = ::hex::decode(s).unwrap();
+    v.try_into().unwrap()
+}
+
+/// secure-systems-lab/dsse `protocol.md`, "Test Vectors".
+#[test]
+fn pae_matches_the_dsse_spec_example() {
+    assert_eq!(
+        pae("http://example.com/HelloWorld", b"hello world"),
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    );
+    // Lengths count bytes, not characters.
+    assert_eq!(pae("t", "é".as_bytes()), "DSSEv1 1 t 2 é".as_bytes());
+}
+
+/// RFC 8032 section 7.1, TEST 1 (empty message).
+const RFC8032_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+const RFC8032_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+const RFC8032_SIG: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+#[test]
+fn rfc8032_test_1_verifies_through_public_key() {
+    let key = PublicKey::from_ed25519_bytes(&unhex::<32>(RFC8032_PUBLIC)).unwrap();
+    assert_eq!(key.algorithm(), Algorithm::Ed25519);
+    let sig = unhex::<64>(RFC8032_SIG);
+    assert!(key.verify(b"", &sig));
+    assert!(!key.verify(b"x", &sig), "another message must not verify");
+    let mut bad = sig;
+    bad[0] ^= 1;
+    assert!(!key.verify(b"", &bad), "a flipped bit must not verify");
+    assert!(
+        !key.verify(b"", &sig[..63]),
+        "a short signature must not verify"
+    );
+    // The SPKI round trip keeps the key and its fingerprint (RFC 8410 prefix + raw key).
+    let der = key.spki_der();
+    assert_eq!(::hex::encode(&der[..12]), "302a300506032b6570032100");
+    assert_eq!(&der[12..], &unhex::<32>(RFC8032_PUBLIC));
+    let again = PublicKey::from_spki_der(&der).unwrap();
+    assert_eq!(again.fingerprint(), key.fingerprint());
+    assert_eq!(
+        key.fingerprint().to_string(),
+        alloc::format!(
+            "sha256:{}",
+            ::hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der))
+        )
+    );
+}
+
+#[test]
+fn envelope_signed_with_the_rfc8032_key_verifies_and_a_corrupted_one_does_not() {
+    let sk = ed25519_dalek::SigningKey::from_bytes(&unhex::<32>(RFC8032_SECRET));
+    let pk = PublicKey::from_ed25519(sk.verifying_key());
+    let fp = pk.fingerprint();
+    let sign = |m: &[u8]| {
+        use ed25519_dalek::Signer as _;
+        sk.sign(m).to_bytes().to_vec()
+    };
+    let env = Envelope::sign(PAYLOAD_TYPE, b"{}", &[(fp, &sign)]);
+    let parsed = Envelope::parse(&serde_json::to_vec(&env).unwrap()).unwrap();
+    assert_eq!(parsed.verify(core::slice::from_ref(&pk)).verified, vec![fp]);
+    let mut bad = parsed.clone();
+    bad.payload = "e30K".into(); // "{}\n"
+    let rep = bad.verify(core::slice::from_ref(&pk));
+    assert!(rep.verified.is_empty());
+    assert!(
+        rep.rejected[0].contains("does not verify"),
+        "{:?}",
+        rep.rejected
+    );
+    assert!(parsed.verify(&[]).rejected[0].contains("not a trusted key"));
+}
+
+#[test]
+fn fingerprints_parse_only_in_the_pinned_form() {
+    let hex64 = "ab".repeat(32);
+    let f: Fingerprint = alloc::format!("sha256:{hex64}").parse().unwrap();
+    assert_eq!(f.hex(), hex64);
+    assert_eq!(f.short(), "abababababababab");
+    for bad in [
+        hex64.clone(),
+        alloc::format!("sha256:{}", &hex64[1..]),
+        "sha256:zz".into(),
+    ] {
+        assert_eq!(
+            bad.parse::<Fingerprint>(),
+            Err(KeyError::FingerprintForm),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn envelopes_with_another_payload_type_or_no_signature_are_refused() {
+    let e = br#"{"payload":"e30=","payloadType":"text/plain","signatures":[{"sig":"AA=="}]}"#;
+    assert!(matches!(
+        Envelope::parse(e),
+        Err(EnvelopeError::PayloadType(_))
+    ));
+    let e = br#"{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[]}"#;
+    assert_eq!(Envelope::parse(e), Err(EnvelopeError::Unsigned));
+    let garbage: Vec<u8> = (0..=255).collect();
+    assert!(matches!(
+        Envelope::parse(&garbage),
+        Err(EnvelopeError::Json(_))
+    ));
+}
