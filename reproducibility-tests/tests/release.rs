@@ -654,7 +654,7 @@ fn release_diff_names_what_a_data_disk_file_changes() {
         "{inputs:?}"
     );
     let outputs = status("outputs");
-    for (name, _) in &sa {
+    for name in sa.keys() {
         if name == "record.json" {
             continue;
         }
