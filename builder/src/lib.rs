@@ -16,6 +16,10 @@
 //! and locates every difference by format; [`verify`] rebuilds and compares with a published
 //! record.
 //!
+//! [`release`] signs a build output (DSSE envelopes holding in-toto statements), writes
+//! rebuilders' attestations after `verify`, checks a release directory against a client policy
+//! (the decision is `verifier::release::check_release`) and compares two releases.
+//!
 //! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
 //! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
 //! crate, which has no build machinery.

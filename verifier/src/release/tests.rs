@@ -114,3 +114,95 @@ fn envelopes_with_another_payload_type_or_no_signature_are_refused() {
         Err(EnvelopeError::Json(_))
     ));
 }
+
+/// A release in memory: two files and a record, signed by the RFC 8032 key as publisher.
+struct Fixture {
+    files: Vec<(alloc::string::String, Sha256)>,
+    record: Vec<u8>,
+    envelopes: Vec<(alloc::string::String, Vec<u8>)>,
+    publisher: PublicKey,
+}
+
+fn fixture() -> Fixture {
+    let sk = ed25519_dalek::SigningKey::from_bytes(&unhex::<32>(RFC8032_SECRET));
+    let publisher = PublicKey::from_ed25519(sk.verifying_key());
+    let sign = |m: &[u8]| {
+        use ed25519_dalek::Signer as _;
+        sk.sign(m).to_bytes().to_vec()
+    };
+    let img = Sha256::of(b"image bytes");
+    let record = alloc::format!(
+        r#"{{"outputs":[{{"name":"rootfs.img","size":11,"sha256":"{img}"}}],"measurements":[{{"profile":"snp","firmware_sha256":"00","platform":{{"kind":"snp","launch_digest":"ab"}}}}]}}"#
+    )
+    .into_bytes();
+    let files = vec![
+        ("record.json".to_string(), Sha256::of(&record)),
+        ("rootfs.img".to_string(), img),
+    ];
+    let predicate: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    let st = Statement::new(&files, RELEASE_PREDICATE_TYPE, predicate);
+    let env = Envelope::sign(
+        PAYLOAD_TYPE,
+        &serde_json::to_vec(&st).unwrap(),
+        &[(publisher.fingerprint(), &sign)],
+    );
+    Fixture {
+        files,
+        record,
+        envelopes: vec![(
+            "release.intoto.json".into(),
+            serde_json::to_vec(&env).unwrap(),
+        )],
+        publisher,
+    }
+}
+
+fn run(f: &Fixture, policy: &Policy) -> ReleaseVerdict {
+    check_release(
+        &Release {
+            files: &f.files,
+            record: &f.record,
+            envelopes: &f.envelopes,
+            keys: &[],
+        },
+        policy,
+    )
+}
+
+#[test]
+fn check_release_accepts_the_signed_files_and_pins_the_signed_measurements() {
+    let f = fixture();
+    let policy = Policy {
+        publisher_keys: vec![TrustedKey::Key(f.publisher.clone())],
+        ..Policy::default()
+    };
+    let v = run(&f, &policy);
+    assert!(v.passed, "{}", v.verdict);
+    assert_eq!(v.measurements[0].values["launch_digest"], "ab");
+    assert_eq!(v.measurements[0].values["firmware_sha256"], "00");
+
+    // One byte of one file differs: that subject fails, by name.
+    let mut g = fixture();
+    g.files[1].1 = Sha256::of(b"image bytez");
+    let v = run(&g, &policy);
+    assert!(!v.passed);
+    let failed: Vec<_> = v.verdict.failures().map(|c| c.name.as_str()).collect();
+    assert_eq!(failed, ["subject rootfs.img"]);
+
+    // An extra unsigned file fails; so does an empty policy (fails closed).
+    let mut h = fixture();
+    h.files.push(("extra".into(), Sha256::of(b"")));
+    let v = run(&h, &policy);
+    let failed: Vec<_> = v.verdict.failures().map(|c| c.name.as_str()).collect();
+    assert_eq!(failed, ["subject extra"]);
+    assert!(!run(&f, &Policy::default()).passed);
+
+    // No envelope at all.
+    let mut e = fixture();
+    e.envelopes.clear();
+    let v = run(&e, &policy);
+    assert_eq!(
+        v.verdict.failures().next().unwrap().name,
+        "release.statement"
+    );
+}
