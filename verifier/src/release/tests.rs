@@ -206,3 +206,38 @@ fn check_release_accepts_the_signed_files_and_pins_the_signed_measurements() {
         "release.statement"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+    /// Any change to the signed envelope's bytes either makes it unreadable or fails the
+    /// verdict; nothing panics (the fuzz target in verifier/fuzz goes further).
+    #[test]
+    fn a_mutated_envelope_never_passes_and_never_panics(
+        edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),
+    ) {
+        let f = fixture();
+        let policy = Policy {
+            publisher_keys: vec![TrustedKey::Key(f.publisher.clone())],
+            ..Policy::default()
+        };
+        let mut g = fixture();
+        let bytes = &mut g.envelopes[0].1;
+        let original = bytes.clone();
+        for (at, b) in edits {
+            let len = bytes.len();
+            if let Some(x) = bytes.get_mut(at % len) {
+                *x = b;
+            }
+        }
+        let v = run(&g, &policy);
+        // JSON allows some harmless edits (whitespace, key-order-free): those must decode to
+        // the same envelope to pass.
+        if v.passed {
+            let a = Envelope::parse(&original).unwrap();
+            let b = Envelope::parse(&g.envelopes[0].1).unwrap();
+            proptest::prop_assert_eq!(a.payload().unwrap(), b.payload().unwrap());
+        }
+        let _ = run(&f, &policy);
+    }
+}
