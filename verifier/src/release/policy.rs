@@ -298,13 +298,20 @@ pub fn check_release(release: &Release<'_>, policy: &Policy) -> ReleaseVerdict {
 
     let mut counted: Vec<Fingerprint> = Vec::new();
     for p in &rebuilds {
-        let rep = p.envelope.verify(&rebuilders);
+        let mut rep = p.envelope.verify(&rebuilders);
         let mut problems: Vec<String> = Vec::new();
         if rep.verified.is_empty() {
             problems.push(format!(
                 "no trusted signature ({})",
                 rep.rejected.join("; ")
             ));
+        }
+        // A publisher cannot vouch for its own release as an independent rebuilder.
+        let before = rep.verified.len();
+        rep.verified
+            .retain(|f| !policy.publisher_keys.iter().any(|k| k.fingerprint() == *f));
+        if before > 0 && rep.verified.is_empty() {
+            problems.push("signed by a publisher key, which cannot count as a rebuilder".into());
         }
         if p.statement.subjects().ok().as_ref() != Some(&subjects) {
             problems.push("covers other subjects than the release".into());

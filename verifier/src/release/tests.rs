@@ -241,3 +241,58 @@ proptest::proptest! {
         let _ = run(&f, &policy);
     }
 }
+
+#[test]
+fn a_publisher_key_does_not_count_as_its_own_rebuilder() {
+    let mut f = fixture();
+    let sk = ed25519_dalek::SigningKey::from_bytes(&unhex::<32>(RFC8032_SECRET));
+    let sign = |m: &[u8]| {
+        use ed25519_dalek::Signer as _;
+        sk.sign(m).to_bytes().to_vec()
+    };
+    let predicate = serde_json::json!({
+        "result": "identical",
+        "published_record_sha256": Sha256::of(&f.record).to_string(),
+    });
+    let st = Statement::new(&f.files, REBUILD_PREDICATE_TYPE, predicate);
+    let env = Envelope::sign(
+        PAYLOAD_TYPE,
+        &serde_json::to_vec(&st).unwrap(),
+        &[(f.publisher.fingerprint(), &sign)],
+    );
+    f.envelopes.push((
+        "rebuild-x.intoto.json".into(),
+        serde_json::to_vec(&env).unwrap(),
+    ));
+    let key = TrustedKey::Key(f.publisher.clone());
+    let policy = Policy {
+        publisher_keys: vec![key.clone()],
+        rebuilder_keys: vec![key],
+        rebuilders_required: 1,
+        ..Policy::default()
+    };
+    let v = run(&f, &policy);
+    assert!(!v.passed, "{}", v.verdict);
+    let text = v.verdict.to_string();
+    assert!(text.contains("cannot count as a rebuilder"), "{text}");
+    assert!(text.contains("FAIL rebuilders: expected at least 1 distinct trusted rebuilder(s), actual 0 of 1 required"), "{text}");
+    // The same statement counts when the key is only a rebuilder's.
+    let other = PublicKey::from_ed25519_bytes(&unhex::<32>(
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+    ))
+    .unwrap();
+    let policy = Policy {
+        publisher_keys: vec![TrustedKey::Key(other)],
+        rebuilder_keys: vec![TrustedKey::Key(f.publisher.clone())],
+        rebuilders_required: 1,
+        ..Policy::default()
+    };
+    let v = run(&f, &policy);
+    assert!(
+        v.verdict
+            .to_string()
+            .contains("ok   rebuilders: 1 of 1 required; missing: none"),
+        "{}",
+        v.verdict
+    );
+}
