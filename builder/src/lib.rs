@@ -191,12 +191,18 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
                     report.mismatches.iter().map(|m| m.path.clone()).collect();
                 let a = release::attest::attest(&args.record, &key, &out, &builder_differences)
                     .context("writing the rebuild attestation")?;
-                progress.message(&format!(
+                let line = format!(
                     "rebuild attestation by {} written to {} (public key {})",
                     a.fingerprint,
                     a.attestation.display(),
                     a.public_key.display()
-                ));
+                );
+                // Text reports go to stdout; beside a JSON report, the line is progress.
+                if !args.json {
+                    writeln!(stdout, "{line}")?;
+                } else if !args.quiet {
+                    progress.message(&line);
+                }
             }
             Ok(())
         }

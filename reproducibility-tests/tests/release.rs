@@ -593,6 +593,12 @@ fn verify_attest_writes_nothing_when_verification_fails() {
         .output()
         .unwrap();
     ok(&o, "verify --attest");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("verified: the rebuild matches the published record\n")
+            && stdout.contains(&format!("rebuild attestation by {fp} written to rebuild-")),
+        "{stdout}"
+    );
     let short = &fp["sha256:".len().."sha256:".len() + 16];
     let names: Vec<String> = fs_err::read_dir(&cwd)
         .unwrap()
