@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
 /// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
 /// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ;
-/// 7 `lint` found errors.
+/// 7 `lint` found errors; 9 `release check`: the release does not satisfy the policy.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -51,10 +51,41 @@ pub enum Command {
     /// measurement, and names each mismatch by JSON path with both values. The rebuild goes
     /// to a temporary directory under TMPDIR.
     ///
+    /// With `--attest KEY`, a successful verification (and only that) also writes a signed
+    /// rebuild attestation (DSSE envelope, in-toto statement, predicateType
+    /// `urn:enclave-builder:rebuild:v1`) over the published outputs and record.json, and the
+    /// key's public half beside it; put both in the release directory, where `release check`
+    /// counts them for policies that require rebuilders.
+    ///
     /// Exit codes: 0 verified; 5 the inputs differ (the rebuilder has other inputs); 4 same
     /// inputs, other artifacts (not reproducible); 6 only measurements differ; 3 an input
-    /// was refused; 1 the rebuild failed.
+    /// was refused (or the attestation key is not a key); 1 the rebuild failed.
     Verify(VerifyArgs),
+    /// Generate a signing key: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (SPKI PEM).
+    ///
+    /// Ed25519 by default, ECDSA P-256 with `--algorithm p256`. Prints the key's
+    /// fingerprint, `sha256:<hex of the SPKI DER>`, the form a client policy pins. Never
+    /// overwrites an existing file. Keep KEY offline or in a secret store; publish KEY.pub.
+    Keygen(KeygenArgs),
+    /// Sign a build output directory as a release.
+    ///
+    /// Checks that DIR holds exactly the files record.json lists as outputs (names, sizes,
+    /// sha256) and refuses otherwise, naming the file. Then writes, each renamed into place
+    /// when complete: DIR/release.intoto.json, a DSSE envelope (payloadType
+    /// application/vnd.in-toto+json) holding an in-toto Statement v1 whose subjects are every
+    /// file of DIR (record.json included; *.intoto.json and *.pub excluded) with its sha256,
+    /// whose predicateType is `urn:enclave-builder:release:v1` and whose predicate is
+    /// record.json; DIR/provenance.intoto.json, SLSA provenance v1 over the same subjects;
+    /// and DIR/publisher-<fingerprint prefix>.pub. No artifact is changed.
+    ///
+    /// Exit codes: 0 signed; 3 DIR is not the recorded build output, or KEY is not a key.
+    Sign(SignArgs),
+    /// Check a signed release against a client policy, or compare two releases.
+    Release {
+        /// What to do.
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
     /// Check a manifest for unpinned inputs, build-time Python bytecode and host-dependent files.
     ///
     /// Reports every input without a pin (with the exact TOML line to add, holding the digest
@@ -81,6 +112,86 @@ pub enum Command {
         #[command(subcommand)]
         command: KernelCommand,
     },
+}
+
+/// `release` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Check a release directory against a policy; print each check and the measurements to pin.
+    ///
+    /// The policy (TOML) names `publisher_keys` and `rebuilder_keys` (each a path to a .pub
+    /// file, relative to the policy file, or a fingerprint `sha256:<hex>`; a key pinned by
+    /// fingerprint must come with the release as a .pub file), `rebuilders_required`
+    /// (default 0) and optionally `predicate_type`. The release holds when the release
+    /// statement is signed by a publisher key, its subjects are exactly the directory's files
+    /// with their sha256, record.json is the signed predicate, any provenance is signed by a
+    /// publisher over the same subjects, and at least `rebuilders_required` distinct trusted
+    /// rebuilders signed a rebuild statement over exactly the same subjects.
+    ///
+    /// Exit codes: 0 the policy holds; 9 it does not (the failed checks are printed; missing
+    /// rebuilders are named by fingerprint); 3 the policy or a key file is unreadable.
+    Check(ReleaseCheckArgs),
+    /// Show which inputs, artifacts, launch measurements and command line changed between two
+    /// releases (record.json files or release directories), and which did not.
+    ///
+    /// Inputs are matched by kind and identity (layer source, file path in the image, wheel
+    /// name, Rust package, kernel, firmware), artifacts by file name, measurements by profile
+    /// and field (SNP launch_digest; TDX mrtd, rtmr1, rtmr2; the profile's firmware).
+    /// Exit code 0 whether or not they differ.
+    Diff(ReleaseDiffArgs),
+}
+
+/// `keygen` arguments.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// The private key file to create (KEY.pub is created beside it).
+    #[arg(long, value_name = "KEY")]
+    pub out: PathBuf,
+    /// The key type.
+    #[arg(long, value_enum, default_value = "ed25519")]
+    pub algorithm: crate::release::keys::KeyAlgorithm,
+    /// Print what was written as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sign` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// The build output directory (as `build --out DIR` wrote it).
+    pub dir: PathBuf,
+    /// The publisher's private key (PKCS#8 PEM, from `keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Print what was written (files, fingerprint, subjects) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `release check` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReleaseCheckArgs {
+    /// The release directory: build output, release.intoto.json, provenance.intoto.json,
+    /// rebuild-*.intoto.json and the signers' *.pub.
+    pub source: PathBuf,
+    /// The client policy (TOML).
+    #[arg(long, value_name = "POLICY")]
+    pub policy: PathBuf,
+    /// Print the verdict (every check, the fingerprints, the pinned measurements) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `release diff` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReleaseDiffArgs {
+    /// The older release (record.json or its directory).
+    pub old: PathBuf,
+    /// The newer release.
+    pub new: PathBuf,
+    /// Print the difference as JSON (schema `enclave-builder.release-diff.v1`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kernel` subcommands.
@@ -156,6 +267,13 @@ pub struct VerifyArgs {
     /// The published record.json.
     #[arg(long, value_name = "FILE")]
     pub record: PathBuf,
+    /// After a successful verification, sign a rebuild attestation with this private key.
+    #[arg(long, value_name = "KEY")]
+    pub attest: Option<PathBuf>,
+    /// Where to write the attestation [default: rebuild-<first 16 hex of the key's
+    /// fingerprint>.intoto.json in the current directory]; the public key goes beside it.
+    #[arg(long, value_name = "FILE", requires = "attest")]
+    pub attest_out: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

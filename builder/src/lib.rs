@@ -16,6 +16,10 @@
 //! and locates every difference by format; [`verify`] rebuilds and compares with a published
 //! record.
 //!
+//! [`release`] signs a build output (DSSE envelopes holding in-toto statements), writes
+//! rebuilders' attestations after `verify`, checks a release directory against a client policy
+//! (the decision is `verifier::release::check_release`) and compares two releases.
+//!
 //! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
 //! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
 //! crate, which has no build machinery.
@@ -53,6 +57,7 @@ pub mod output;
 pub mod pin;
 pub mod pipeline;
 pub mod plan;
+pub mod release;
 pub mod seed;
 pub mod tree;
 pub mod verify;
@@ -62,7 +67,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ReleaseCommand};
 pub use pipeline::Progress;
 
 /// Exit code: the build or command failed.
@@ -77,6 +82,8 @@ pub const EXIT_INPUTS_DIFFER: u8 = 5;
 pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
 /// Exit code: `lint` found at least one error.
 pub const EXIT_LINT_ERRORS: u8 = 7;
+/// Exit code: `release check`: the release does not satisfy the policy.
+pub const EXIT_RELEASE_REJECTED: u8 = 9;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -156,9 +163,14 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             }
         }
         Command::Verify(args) => {
+            // Read the attestation key first: a bad key should not cost a rebuild.
+            let attest_key = match &args.attest {
+                Some(k) => Some(release::keys::SigningKey::load(k)?),
+                None => None,
+            };
             let opts = verify::VerifyOptions {
                 manifest: args.manifest,
-                record: args.record,
+                record: args.record.clone(),
             };
             let quiet = |_: &str| {};
             let report = verify::verify(&opts, if args.quiet { &quiet } else { progress })?;
@@ -168,10 +180,103 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             } else {
                 stdout.write_all(report.render().as_bytes())?;
             }
-            match report.failure() {
-                None => Ok(()),
-                Some(f) => Err(f.into()),
+            if let Some(f) = report.failure() {
+                return Err(f.into());
             }
+            if let Some(key) = attest_key {
+                let out = args
+                    .attest_out
+                    .unwrap_or_else(|| release::attest::default_name(&key));
+                let builder_differences: Vec<String> =
+                    report.mismatches.iter().map(|m| m.path.clone()).collect();
+                let a = release::attest::attest(&args.record, &key, &out, &builder_differences)
+                    .context("writing the rebuild attestation")?;
+                let line = format!(
+                    "rebuild attestation by {} written to {} (public key {})",
+                    a.fingerprint,
+                    a.attestation.display(),
+                    a.public_key.display()
+                );
+                // Text reports go to stdout; beside a JSON report, the line is progress.
+                if !args.json {
+                    writeln!(stdout, "{line}")?;
+                } else if !args.quiet {
+                    progress.message(&line);
+                }
+            }
+            Ok(())
+        }
+        Command::Keygen(args) => {
+            let g = release::keys::keygen(&args.out, args.algorithm)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &g)?;
+                writeln!(stdout)?;
+            } else {
+                writeln!(
+                    stdout,
+                    "{} key written to {} (mode 0600) and {}
+fingerprint {}",
+                    g.algorithm,
+                    g.private_key.display(),
+                    g.public_key.display(),
+                    g.fingerprint
+                )?;
+            }
+            Ok(())
+        }
+        Command::Sign(args) => {
+            let key = release::keys::SigningKey::load(&args.key)?;
+            let s = release::sign::sign(&args.dir, &key)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &s)?;
+                writeln!(stdout)?;
+            } else {
+                writeln!(
+                    stdout,
+                    "signed {} subject(s) with {}:
+  {}
+  {}
+  {}",
+                    s.subjects.len(),
+                    s.fingerprint,
+                    s.release.display(),
+                    s.provenance.display(),
+                    s.public_key.display()
+                )?;
+            }
+            Ok(())
+        }
+        Command::Release {
+            command: ReleaseCommand::Check(args),
+        } => {
+            let policy = release::check::load_policy(&args.policy)?;
+            let v = release::check::check_release_dir(&args.source, &policy)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &v)?;
+                writeln!(stdout)?;
+            } else {
+                stdout.write_all(release::check::render(&v).as_bytes())?;
+            }
+            if v.passed {
+                Ok(())
+            } else {
+                Err(release::check::ReleaseRejected {
+                    failed: v.verdict.failures().count(),
+                }
+                .into())
+            }
+        }
+        Command::Release {
+            command: ReleaseCommand::Diff(args),
+        } => {
+            let d = release::diff::diff_paths(&args.old, &args.new)?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut *stdout, &d)?;
+                writeln!(stdout)?;
+            } else {
+                stdout.write_all(d.render().as_bytes())?;
+            }
+            Ok(())
         }
     }
 }
@@ -183,6 +288,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
     if err.is::<lint::LintFailed>() {
         return EXIT_LINT_ERRORS;
+    }
+    if err.is::<release::check::ReleaseRejected>() {
+        return EXIT_RELEASE_REJECTED;
     }
     if let Some(f) = err.downcast_ref::<verify::VerifyFailed>() {
         return f.code;
@@ -196,6 +304,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<inputs::wheel::Error>()
             || e.is::<pipeline::PathTwice>()
             || e.is::<tree::apply::ApplyError>()
+            || e.is::<release::ReleaseError>()
     });
     if refused {
         EXIT_INPUT_REFUSED

@@ -23,3 +23,7 @@ mod disks;
 
 // The demo embedding server's vectors against a numpy BERT written from the specifications.
 mod model_reference;
+
+// Releases: keygen, sign (checked by Python's `cryptography` and sha256sum), rebuild
+// attestations, client policy checks and their failures, release diff.
+mod release;

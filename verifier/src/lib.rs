@@ -24,6 +24,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod release;
 mod verdict;
 
 pub use verdict::{Check, Verdict};
