@@ -8,7 +8,7 @@ use measurements::tdx::{
     mrtd, rtmr1_events, rtmr2_events, PageAddOrder, Rtmr1Order, Tdvf, TdvfError, TdvfSectionType,
 };
 use measurements::tpm::{replay, Event};
-use measurements::Sha384Digest;
+use measurements::{Sha256Digest, Sha384Digest};
 use proptest::prelude::*;
 use sha2::{Digest, Sha384};
 
@@ -21,6 +21,8 @@ const SCRIPT: &str = concat!(
 );
 const VECTORS: &str = include_str!("vectors/tdx/ovmf-inteltdx.ms-2026.08.toml");
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
+/// dstack-mr's values for the same firmware, command line and initrd (provenance in the file).
+const DSTACK_MR: &str = include_str!("vectors/tdx/dstack-mr.toml");
 
 fn firmware() -> Vec<u8> {
     fs_err::read(fixture(FW)).unwrap()
@@ -148,6 +150,32 @@ fn rtmr2_matches_reference_script() {
     assert_eq!(
         replay(&rtmr2_events("quiet \u{e9}\u{1f600}", None)).to_hex(),
         value_of(&ref_utf, "rtmr2")
+    );
+}
+
+/// MRTD (both page-add orders) and RTMR2 equal dstack-mr's, an implementation used on TDX
+/// hardware, run by hand on the fixture firmware and the initrd below.
+#[test]
+fn mrtd_and_rtmr2_match_dstack_mr() {
+    let fw = fs_err::read(fixture(FW)).unwrap();
+    let tdvf = Tdvf::parse(&fw).unwrap();
+    assert_eq!(value_of(DSTACK_MR, "cmdline"), CMDLINE);
+    assert_eq!(
+        mrtd(&tdvf, PageAddOrder::SinglePass).to_hex(),
+        value_of(DSTACK_MR, "mrtd_single_pass")
+    );
+    assert_eq!(
+        mrtd(&tdvf, PageAddOrder::TwoPass).to_hex(),
+        value_of(DSTACK_MR, "mrtd_two_pass")
+    );
+    let initrd: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(
+        Sha256Digest::of(&initrd).to_hex(),
+        "08026c57be31084b60ded63e3101c86365be4d84b87b43bad97b3feb8152e20f"
+    );
+    assert_eq!(
+        replay(&rtmr2_events(CMDLINE, Some(&initrd))).to_hex(),
+        value_of(DSTACK_MR, "rtmr2")
     );
 }
 
