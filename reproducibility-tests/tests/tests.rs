@@ -3,6 +3,9 @@
 // Shared helpers: locating the binary, the demo inputs, running builds under variations.
 mod util;
 
+// Test servers: the CNCF distribution registry on 127.0.0.1, and a fault-injecting TCP proxy.
+mod registry_server;
+
 // The demo manifest built twice under different conditions, and its record snapshot.
 mod demo_build;
 
@@ -23,3 +26,6 @@ mod disks;
 
 // The demo embedding server's vectors against a numpy BERT written from the specifications.
 mod model_reference;
+
+// `push`/`pull` against a real registry, read back by skopeo and curl; corruption, cuts, auth.
+mod registry;

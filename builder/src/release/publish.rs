@@ -202,8 +202,16 @@ fn hash_file(path: &Path) -> Result<(OciDigest, u64), PublishError> {
     Ok((OciDigest::from_hasher(h), size))
 }
 
+/// The entries of a release directory.
+struct Scanned {
+    /// Release files (layers), sorted.
+    files: Vec<Title>,
+    /// Envelopes (referrers), sorted.
+    envelopes: Vec<(Title, EnvelopeKind)>,
+}
+
 /// The release files and envelopes of `dir`, sorted by name.
-fn scan(dir: &Path) -> Result<(Vec<Title>, Vec<(Title, EnvelopeKind)>), PublishError> {
+fn scan(dir: &Path) -> Result<Scanned, PublishError> {
     let io = |source| PublishError::Io {
         action: "listing",
         path: dir.to_owned(),
@@ -238,7 +246,7 @@ fn scan(dir: &Path) -> Result<(Vec<Title>, Vec<(Title, EnvelopeKind)>), PublishE
     }
     files.sort();
     envelopes.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((files, envelopes))
+    Ok(Scanned { files, envelopes })
 }
 
 /// Checks the hashed files against record.json's outputs.
@@ -317,7 +325,10 @@ pub fn push(
             reference: reference.to_string(),
         });
     }
-    let (titles, envelopes) = scan(dir)?;
+    let Scanned {
+        files: titles,
+        envelopes,
+    } = scan(dir)?;
     let mut blobs = Vec::new();
     for t in &titles {
         progress(&format!("hashing {t}"));
