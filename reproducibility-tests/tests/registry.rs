@@ -328,6 +328,42 @@ fn push_pull_round_trip_layout_and_dedup() {
         .mode();
     assert_eq!(mode & 0o777, 0o755);
 
+    // An envelope attached later: the release digest stays, and pull brings it along.
+    let prov = tmp.path().join("provenance.intoto.json");
+    fs_err::write(
+        &prov,
+        br#"{"payloadType":"x","payload":"cHJvdg==","signatures":[]}"#,
+    )
+    .unwrap();
+    let o = eb(
+        &[
+            "push",
+            "--attach",
+            prov.to_str().unwrap(),
+            &format!("{repo}@{d1}"),
+        ],
+        home,
+        &[],
+    );
+    assert_eq!(pushed_digest(&o), d1);
+    let out2 = tmp.path().join("pulled2");
+    ok(
+        &eb(
+            &[
+                "pull",
+                &format!("{repo}@{d1}"),
+                "--out",
+                out2.to_str().unwrap(),
+            ],
+            home,
+            &[],
+        ),
+        "pull after attach",
+    );
+    fs_err::copy(&prov, dir.join("provenance.intoto.json")).unwrap();
+    diff_r(&dir, &out2);
+    fs_err::remove_file(dir.join("provenance.intoto.json")).unwrap();
+
     // The same files again: the same digest, nothing uploaded.
     let before = reg.committed_uploads("enclave/demo");
     let again = pushed_digest(&eb(
@@ -579,4 +615,67 @@ fn interrupted_push_completes_on_rerun() {
         "pull",
     );
     diff_r(&dir, &out);
+}
+
+#[test]
+fn push_refuses_a_directory_that_does_not_match_its_record() {
+    // Refused before any connection: the registry address is never used.
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let reference = "127.0.0.1:9/enclave/demo:1";
+    let push = |dir: &Path| eb(&["push", dir.to_str().unwrap(), reference], home, &[]);
+
+    let dir = release_dir(tmp.path(), "changed", &bytes(50, 1000));
+    fs_err::write(dir.join("cmdline"), b"console=ttyS0 init=/bin/sh").unwrap();
+    let o = push(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cmdline: the record says"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = release_dir(tmp.path(), "extra", &bytes(50, 1000));
+    fs_err::write(dir.join("notes.txt"), b"x").unwrap();
+    let o = push(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("notes.txt: not among the record's outputs"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = release_dir(tmp.path(), "missing", &bytes(50, 1000));
+    fs_err::remove_file(dir.join("vmlinuz")).unwrap();
+    let o = push(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("vmlinuz: listed in the record, missing"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = release_dir(tmp.path(), "subdir", &bytes(50, 1000));
+    fs_err::create_dir(dir.join("sub")).unwrap();
+    let o = push(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+
+    let dir = release_dir(tmp.path(), "badenv", &bytes(50, 1000));
+    fs_err::write(dir.join("other.intoto.json"), b"{}").unwrap();
+    let o = push(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("other.intoto.json"), "{}", stderr(&o));
+
+    let dir = release_dir(tmp.path(), "ok", &bytes(50, 1000));
+    let o = eb(
+        &[
+            "push",
+            dir.to_str().unwrap(),
+            &format!("{reference}@sha256:{}", "0".repeat(64)),
+        ],
+        home,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
