@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 /// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
 /// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
 /// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ;
-/// 7 `lint` found errors; 9 `release check`: the release does not satisfy the policy.
+/// 7 `lint` found errors; 9 `release check`: the release does not satisfy the policy;
+/// 10 `push`/`pull`: the registry or the transfer failed.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -106,6 +107,34 @@ pub enum Command {
         #[command(subcommand)]
         command: Box<crate::measure::MeasureCommand>,
     },
+    /// Publish a release directory to an OCI registry as one artifact.
+    ///
+    /// DIR is a build output (its files must match record.json's `outputs`) plus any
+    /// `*.intoto.json` DSSE envelopes (release.intoto.json, provenance.intoto.json,
+    /// rebuild-HEX.intoto.json). Each file becomes one layer of a single OCI image manifest
+    /// (artifactType application/vnd.enclave-builder.release.v1, sorted by name, titled by
+    /// file name); each envelope is attached as a referrer of it. Blobs the registry already
+    /// has are not uploaded again; an interrupted push completes when rerun. Prints the
+    /// release manifest digest (sha256:...) as the last line.
+    ///
+    /// Credentials are read as container tools read them: $REGISTRY_AUTH_FILE, then
+    /// $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json (`auths.HOST.auth`).
+    /// Plain HTTP is used only for registries on 127.0.0.0/8 or localhost.
+    ///
+    /// Exit codes: 0 pushed; 3 the directory or reference was refused; 8 the registry or the
+    /// transfer failed (wrong credentials, network).
+    Push(PushArgs),
+    /// Fetch a release by digest into a new directory, checking every byte.
+    ///
+    /// REF must name the digest (HOST/REPO@sha256:HEX). Every manifest and blob is checked
+    /// against its digest and size while streaming into `.DIR.partial-*` beside DIR, which is
+    /// renamed to DIR only when complete: any failure leaves no DIR. Attached envelopes are
+    /// written under their file names.
+    ///
+    /// Exit codes: 0 pulled; 3 refused (no digest, DIR exists, a file name with `/` or `..`,
+    /// duplicate names, not a release); 10 the registry or the transfer failed (unknown digest,
+    /// bytes that do not match their digest, wrong credentials, network).
+    Pull(PullArgs),
     /// Build the guest kernel reproducibly from pinned source and `kernel-config/`.
     Kernel {
         /// What to do.
@@ -274,6 +303,47 @@ pub struct VerifyArgs {
     /// fingerprint>.intoto.json in the current directory]; the public key goes beside it.
     #[arg(long, value_name = "FILE", requires = "attest")]
     pub attest_out: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `push` arguments.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The release directory (with --attach: the envelope file).
+    pub dir: PathBuf,
+    /// Where to: HOST[:PORT]/REPOSITORY[:TAG] (with --attach: REF@sha256:HEX of the release).
+    pub reference: String,
+    /// Attach DIR (a single *.intoto.json envelope) to the existing release REF@sha256:...
+    #[arg(long)]
+    pub attach: bool,
+    /// Use plain HTTP for any registry. Test-only: loopback registries use HTTP anyway, and
+    /// over HTTP credentials and content travel unprotected.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `pull` arguments.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// The release: HOST[:PORT]/REPOSITORY[:TAG]@sha256:HEX.
+    pub reference: String,
+    /// The directory to create (must not exist).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Use plain HTTP for any registry (test-only; see `push --help`).
+    #[arg(long)]
+    pub insecure_http: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -84,9 +84,13 @@ pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
 pub const EXIT_LINT_ERRORS: u8 = 7;
 /// Exit code: `release check`: the release does not satisfy the policy.
 pub const EXIT_RELEASE_REJECTED: u8 = 9;
+/// Exit code: `push`/`pull`: the registry or the transfer failed.
+pub const EXIT_TRANSFER_FAILED: u8 = 10;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
+    let silent = |_: &str| {};
+    let loud = |line: &str| progress.message(line);
     match cli.command {
         Command::Build(args) => {
             let plan = plan::Plan::new(&args.manifest, &args.out, args.force)?;
@@ -122,6 +126,32 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
                 Ok(())
             }
         }
+        Command::Push(args) => release_command(
+            args.json,
+            stdout,
+            if args.quiet { &silent } else { &loud },
+            |progress| {
+                let reference: release::reference::ImageRef = args.reference.parse()?;
+                let conn = connection(&reference, args.insecure_http)?;
+                Ok(if args.attach {
+                    release::publish::attach(&args.dir, &reference, &conn, progress)?
+                } else {
+                    release::publish::push(&args.dir, &reference, &conn, progress)?
+                })
+            },
+        ),
+        Command::Pull(args) => release_command(
+            args.json,
+            stdout,
+            if args.quiet { &silent } else { &loud },
+            |progress| {
+                let reference: release::reference::ImageRef = args.reference.parse()?;
+                let conn = connection(&reference, args.insecure_http)?;
+                Ok(release::publish::pull(
+                    &reference, &args.out, &conn, progress,
+                )?)
+            },
+        ),
         Command::Measure { command } => measure::run(&command, stdout),
         Command::Kernel {
             command: cli::KernelCommand::Build(args),
@@ -281,6 +311,33 @@ fingerprint {}",
     }
 }
 
+fn connection(
+    reference: &release::reference::ImageRef,
+    insecure_http: bool,
+) -> anyhow::Result<release::publish::Connection> {
+    let credentials = release::auth::lookup(&plan::registry_auth_sources(), reference)?;
+    Ok(release::publish::Connection {
+        credentials,
+        insecure_http,
+    })
+}
+
+fn release_command(
+    json: bool,
+    stdout: &mut dyn Write,
+    progress: &dyn Fn(&str),
+    run: impl FnOnce(&dyn Fn(&str)) -> anyhow::Result<release::publish::Report>,
+) -> anyhow::Result<()> {
+    let report = run(progress)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        stdout.write_all(report.render().as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The process exit code for an error from [`run`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.is::<check::NotReproducible>() {
@@ -295,8 +352,20 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(f) = err.downcast_ref::<verify::VerifyFailed>() {
         return f.code;
     }
+    if let Some(e) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<release::publish::PublishError>())
+    {
+        return if e.refused() {
+            EXIT_INPUT_REFUSED
+        } else {
+            EXIT_TRANSFER_FAILED
+        };
+    }
     let refused = err.chain().any(|e| {
-        e.is::<pin::PinErrors>()
+        e.is::<release::reference::RefError>()
+            || e.is::<release::auth::AuthError>()
+            || e.is::<pin::PinErrors>()
             || e.is::<pin::PinError>()
             || e.is::<manifest::Error>()
             || e.is::<inputs::oci_layout::OciLayoutError>()

@@ -77,3 +77,17 @@ pub fn toolchain_env() -> Vec<(&'static str, PathBuf)> {
     }
     out
 }
+
+/// Where `push`/`pull` look for registry credentials, from the environment.
+pub fn registry_auth_sources() -> crate::release::auth::AuthSources {
+    let path = |var| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    crate::release::auth::AuthSources {
+        registry_auth_file: path("REGISTRY_AUTH_FILE"),
+        xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
+        home: path("HOME"),
+    }
+}

@@ -3,6 +3,9 @@
 // Shared helpers: locating the binary, the demo inputs, running builds under variations.
 mod util;
 
+// Test servers: the CNCF distribution registry on 127.0.0.1, and a fault-injecting TCP proxy.
+mod registry_server;
+
 // The demo manifest built twice under different conditions, and its record snapshot.
 mod demo_build;
 
@@ -27,3 +30,5 @@ mod model_reference;
 // Releases: keygen, sign (checked by Python's `cryptography` and sha256sum), rebuild
 // attestations, client policy checks and their failures, release diff.
 mod release;
+// `push`/`pull` against a real registry, read back by skopeo and curl; corruption, cuts, auth.
+mod registry;

@@ -1,6 +1,13 @@
 //! Releases: keys ([`keys`]), the publisher's signed statements ([`sign`]), rebuilders'
 //! attestations ([`attest`]), a client's policy check of a release directory ([`check`]),
-//! and what changed between two releases ([`diff`]).
+//! what changed between two releases ([`diff`]), and publishing to an OCI registry and
+//! fetching back ([`publish`]).
+//!
+//! Publishing: [`layout`] defines the artifact (media types, the release and referrer
+//! manifests: pure functions of the files), [`reference`] parses
+//! `HOST/REPO[:TAG][@sha256:...]`, [`auth`] finds credentials where container tools keep them,
+//! [`registry`] is the only module that touches the network, and [`publish`] sequences `push`
+//! and `pull`.
 //!
 //! The formats and the decision live in the `verifier` crate (`verifier::release`), which a
 //! client embeds; this module only reads and writes files around it.
@@ -13,9 +20,14 @@
 //! ```
 
 pub mod attest;
+pub mod auth;
 pub mod check;
 pub mod diff;
 pub mod keys;
+pub mod layout;
+pub mod publish;
+pub mod reference;
+pub mod registry;
 pub mod sign;
 
 use std::io::Write as _;
