@@ -38,8 +38,13 @@ pub const EMPTY_BLOB: &[u8] = b"{}";
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 /// The layer media type of a DSSE envelope (as in-toto / Sigstore use it).
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
-/// Attachments are the files whose name ends with this.
+/// Signed attachments are the files whose name ends with this.
 pub const ENVELOPE_SUFFIX: &str = ".intoto.json";
+/// The signers' public keys shipped with a release (SPKI PEM) end with this; each is attached
+/// like an envelope, never a subject.
+pub const KEY_SUFFIX: &str = ".pub";
+/// The layer media type of a public key attachment.
+pub const KEY_MEDIA_TYPE: &str = "application/x-pem-file";
 /// Maximum size of a manifest or index read from a registry (the distribution spec's
 /// recommended limit).
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -115,31 +120,56 @@ pub enum EnvelopeKind {
     Provenance,
     /// `rebuild-HEX.intoto.json`: an independent rebuilder's attestation.
     Rebuild,
+    /// `publisher-HEX.pub`, `rebuild-HEX.pub`: a signer's public key (SPKI PEM); a client uses
+    /// it only when its fingerprint is pinned.
+    Key,
 }
 
 impl EnvelopeKind {
     /// All kinds.
-    pub const ALL: [EnvelopeKind; 3] = [
+    pub const ALL: [EnvelopeKind; 4] = [
         EnvelopeKind::Release,
         EnvelopeKind::Provenance,
         EnvelopeKind::Rebuild,
+        EnvelopeKind::Key,
     ];
+
+    /// What a refused attachment name should have looked like.
+    pub const NAMES: &'static str = "an attachment must be named release.intoto.json, provenance.intoto.json, rebuild-HEX.intoto.json, publisher-HEX.pub or rebuild-HEX.pub";
+
+    /// True for names that are attachments (possibly malformed ones), not release files.
+    pub fn is_attachment_name(name: &str) -> bool {
+        name.ends_with(ENVELOPE_SUFFIX) || name.ends_with(KEY_SUFFIX)
+    }
 
     /// The kind of an attachment named `name`, or `None` for a name no kind takes.
     pub fn of(name: &str) -> Option<EnvelopeKind> {
+        let is_hex = |hex: &str| {
+            !hex.is_empty()
+                && hex.len() <= 128
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if let Some(stem) = name.strip_suffix(KEY_SUFFIX) {
+            let hex = stem
+                .strip_prefix("publisher-")
+                .or_else(|| stem.strip_prefix("rebuild-"))?;
+            return is_hex(hex).then_some(EnvelopeKind::Key);
+        }
         let stem = name.strip_suffix(ENVELOPE_SUFFIX)?;
         match stem {
             "release" => Some(EnvelopeKind::Release),
             "provenance" => Some(EnvelopeKind::Provenance),
-            _ => {
-                let hex = stem.strip_prefix("rebuild-")?;
-                let ok = !hex.is_empty()
-                    && hex.len() <= 128
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                ok.then_some(EnvelopeKind::Rebuild)
-            }
+            _ => is_hex(stem.strip_prefix("rebuild-")?).then_some(EnvelopeKind::Rebuild),
+        }
+    }
+
+    /// The media type of the attachment's one layer.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            EnvelopeKind::Key => KEY_MEDIA_TYPE,
+            _ => DSSE_MEDIA_TYPE,
         }
     }
 
@@ -149,6 +179,7 @@ impl EnvelopeKind {
             EnvelopeKind::Release => "application/vnd.enclave-builder.signature.v1",
             EnvelopeKind::Provenance => "application/vnd.enclave-builder.provenance.v1",
             EnvelopeKind::Rebuild => "application/vnd.enclave-builder.rebuild.v1",
+            EnvelopeKind::Key => "application/vnd.enclave-builder.key.v1",
         }
     }
 
@@ -591,12 +622,12 @@ pub fn parse_referrer(
             "exactly one",
         ));
     };
-    if d.media_type != DSSE_MEDIA_TYPE {
+    if d.media_type != kind.media_type() {
         return Err(field(
             digest,
             "layers[0].mediaType",
             &d.media_type,
-            DSSE_MEDIA_TYPE,
+            kind.media_type(),
         ));
     }
     let blob = parse_blob(d, digest, "layers[0]")?;

@@ -39,10 +39,9 @@ pub use verifier::release::{Fingerprint, PublicKey, Sha256};
 pub const RELEASE_FILE: &str = "release.intoto.json";
 /// The SLSA provenance statement's file name.
 pub const PROVENANCE_FILE: &str = "provenance.intoto.json";
-/// Signed statements end with this; they are never subjects.
-pub const ENVELOPE_SUFFIX: &str = ".intoto.json";
-/// Public keys shipped with a release end with this; they are never subjects.
-pub const KEY_SUFFIX: &str = ".pub";
+/// Signed statements (`ENVELOPE_SUFFIX`) and public keys shipped with a release
+/// (`KEY_SUFFIX`) are never subjects; `push` attaches both as referrers.
+pub use layout::{ENVELOPE_SUFFIX, KEY_SUFFIX};
 
 /// Everything that can go wrong around a release, each naming its file.
 #[derive(Debug, thiserror::Error)]

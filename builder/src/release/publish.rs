@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Credentials;
 use super::layout::{
-    self, Blob, Descriptor, EnvelopeKind, FileKind, LayoutError, OciDigest, Title, DSSE_MEDIA_TYPE,
-    EMPTY_BLOB, ENVELOPE_SUFFIX, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, RELEASE_ARTIFACT_TYPE,
+    self, Blob, Descriptor, EnvelopeKind, FileKind, LayoutError, OciDigest, Title, EMPTY_BLOB,
+    INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, RELEASE_ARTIFACT_TYPE,
 };
 use super::reference::ImageRef;
 use super::registry::{Registry, RegistryError};
@@ -43,7 +43,7 @@ pub enum PublishError {
         reference: String,
     },
     /// Something in the release directory is not a plain file with a usable name.
-    #[error("{path}: {why}; a release directory holds only the build's files, record.json and *.intoto.json envelopes")]
+    #[error("{path}: {why}; a release directory holds only the build's files, record.json, *.intoto.json envelopes and the signers' *.pub keys")]
     BadEntry {
         /// The entry.
         path: PathBuf,
@@ -235,10 +235,9 @@ fn scan(dir: &Path) -> Result<Scanned, PublishError> {
         if !meta.file_type().is_file() {
             return Err(bad("not a regular file".to_owned()));
         }
-        if name.ends_with(ENVELOPE_SUFFIX) {
-            let kind = EnvelopeKind::of(&name).ok_or_else(|| {
-                bad("an envelope must be named release.intoto.json, provenance.intoto.json or rebuild-HEX.intoto.json".to_owned())
-            })?;
+        if EnvelopeKind::is_attachment_name(&name) {
+            let kind =
+                EnvelopeKind::of(&name).ok_or_else(|| bad(EnvelopeKind::NAMES.to_owned()))?;
             envelopes.push((title, kind));
         } else {
             files.push(title);
@@ -413,9 +412,7 @@ pub fn attach(
         .and_then(|n| n.to_str())
         .ok_or_else(|| bad("no file name".to_owned()))?;
     let title: Title = name.parse().map_err(|e: LayoutError| bad(e.to_string()))?;
-    let kind = EnvelopeKind::of(name).ok_or_else(|| {
-        bad("an envelope must be named release.intoto.json, provenance.intoto.json or rebuild-HEX.intoto.json".to_owned())
-    })?;
+    let kind = EnvelopeKind::of(name).ok_or_else(|| bad(EnvelopeKind::NAMES.to_owned()))?;
     let reg = Registry::connect(reference, conn.credentials.clone(), conn.insecure_http)?;
     reg.login(true)?;
     let manifest = reg.get_manifest(&digest)?;
@@ -465,12 +462,12 @@ fn attach_envelope(
     if bytes.len() as u64 > MAX_ENVELOPE {
         return Err(PublishError::BadEntry {
             path: path.to_owned(),
-            why: format!("larger than {MAX_ENVELOPE} bytes; not a DSSE envelope"),
+            why: format!("larger than {MAX_ENVELOPE} bytes; not a DSSE envelope or a public key"),
         });
     }
     let blob = Blob {
         title: title.clone(),
-        media_type: DSSE_MEDIA_TYPE.to_owned(),
+        media_type: kind.media_type().to_owned(),
         digest: OciDigest::of(&bytes),
         size: bytes.len() as u64,
     };
