@@ -200,9 +200,15 @@ pub struct SignArgs {
 /// `release check` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ReleaseCheckArgs {
-    /// The release directory: build output, release.intoto.json, provenance.intoto.json,
-    /// rebuild-*.intoto.json and the signers' *.pub.
+    /// The release: a directory (build output, release.intoto.json, provenance.intoto.json,
+    /// rebuild-*.intoto.json and the signers' *.pub), or a published release
+    /// `HOST[:PORT]/REPOSITORY@sha256:HEX`, pulled (every digest checked) into a temporary
+    /// directory under TMPDIR first. An existing directory of that name wins.
     pub source: PathBuf,
+    /// With a registry SOURCE: speak plain HTTP to any registry (tests only; loopback
+    /// registries get plain HTTP anyway).
+    #[arg(long)]
+    pub insecure_http: bool,
     /// The client policy (TOML).
     #[arg(long, value_name = "POLICY")]
     pub policy: PathBuf,

@@ -280,7 +280,26 @@ fingerprint {}",
             command: ReleaseCommand::Check(args),
         } => {
             let policy = release::check::load_policy(&args.policy)?;
-            let v = release::check::check_release_dir(&args.source, &policy)?;
+            // A registry reference is pulled into a temporary directory, then checked like a
+            // directory: the same code decides either way.
+            let pulled = match args.source.to_str() {
+                Some(s) if !args.source.is_dir() && s.contains("@sha256:") => {
+                    let reference: release::reference::ImageRef = s.parse()?;
+                    let conn = connection(&reference, args.insecure_http)?;
+                    let tmp = tempfile::Builder::new()
+                        .prefix("enclave-builder-release-")
+                        .tempdir()
+                        .context("creating a temporary directory for the pulled release")?;
+                    let dir = tmp.path().join("release");
+                    release::publish::pull(&reference, &dir, &conn, &|l: &str| {
+                        progress.message(l)
+                    })?;
+                    Some((tmp, dir))
+                }
+                _ => None,
+            };
+            let source = pulled.as_ref().map_or(args.source.as_path(), |(_, d)| d);
+            let v = release::check::check_release_dir(source, &policy)?;
             if args.json {
                 serde_json::to_writer_pretty(&mut *stdout, &v)?;
                 writeln!(stdout)?;

@@ -201,7 +201,7 @@ firmware = {tdx_fw}
 }
 
 /// The independent verifier: returns the decoded statement, or the failure message.
-fn python_verify(envelope: &Path, public_key: &Path) -> Result<(String, Value), String> {
+pub(crate) fn python_verify(envelope: &Path, public_key: &Path) -> Result<(String, Value), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/dsse_verify.py");
     let o = tool(
         "python3",
@@ -222,7 +222,7 @@ fn python_verify(envelope: &Path, public_key: &Path) -> Result<(String, Value), 
 }
 
 /// `sha256sum` of every file of a release directory but envelopes and keys.
-fn sha256sum_dir(dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn sha256sum_dir(dir: &Path) -> BTreeMap<String, String> {
     let mut names: Vec<String> = fs_err::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -247,7 +247,7 @@ fn sha256sum_dir(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn subjects(statement: &Value) -> BTreeMap<String, String> {
+pub(crate) fn subjects(statement: &Value) -> BTreeMap<String, String> {
     statement["subject"]
         .as_array()
         .unwrap()

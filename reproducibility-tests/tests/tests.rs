@@ -32,3 +32,5 @@ mod model_reference;
 mod release;
 // `push`/`pull` against a real registry, read back by skopeo and curl; corruption, cuts, auth.
 mod registry;
+// The whole release path on the demo: sign, push, pull, attest, check; a model-only release.
+mod release_demo;
