@@ -1,24 +1,28 @@
 //! enclave-builder: bit-identical confidential-VM images from a pinned manifest.
 //!
-//! Data flows one way, one module per stage:
+//! Data flows one way, one module per stage; [`pipeline`] is the only place they are
+//! sequenced, and no stage names the sequencer or a later stage (`builder/tests/module_graph.rs`
+//! fails on any module cycle):
 //!
 //! ```text
-//! manifest (TOML) ──plan──▶ Plan ──pipeline::verify_inputs──▶ VerifiedInputs (pins checked)
-//!     ──pipeline::assemble_tree (tree::apply)──▶ Tree (names, modes, owners, xattrs;
-//!                                                contents in the ContentStore)
-//!     ──erofs::write──▶ file-system bytes ──verity::build──▶ hash area + root hash
-//!     ──disks::build_disks──▶ one EROFS + verity image per data disk (wheels, files)
-//!     ──pipeline::build──▶ record.json, cmdline, rootfs.img, disk-*.img renamed into place
+//! manifest (TOML) ──plan──▶ Plan ──stage_inputs──▶ VerifiedInputs (pins checked)
+//!     ──stage_components──▶ built Rust binaries
+//!     ──stage_tree (tree::apply, tree::wheel, placement)──▶ Tree (names, modes, owners,
+//!                                         xattrs; contents in the content::ContentStore)
+//!     ──stage_root_image (verity_image: erofs::write, verity::build)──▶ rootfs.img
+//!     ──stage_disks (the same verity_image writer)──▶ disk-*.img
+//!     ──stage_boot──▶ cmdline, vmlinuz, initrd.img, OVMF.fd, run-qemu.sh, measurements
+//!     ──stage_record──▶ record.json; output::Staging renames the directory into place
 //! ```
 //!
 //! [`lint`] checks a manifest without building it (pins, build-time bytecode, per-host files).
 //! [`check`] runs two builds of one manifest in separate processes under different conditions
-//! and locates every difference by format; [`verify`] rebuilds and compares with a published
-//! record.
+//! and locates every difference by format ([`diff`]); [`verify`] rebuilds and compares with a
+//! published record (the same [`diff`]).
 //!
-//! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
-//! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
-//! crate, which has no build machinery.
+//! [`cli`] is the raw command line and [`plan`] resolves it with the manifest; [`progress`]
+//! is where stages report; [`exit`] names the process exit codes. Launch measurements live in
+//! the `measurements` crate, which has no build machinery.
 //!
 //! ```
 //! let m = builder::manifest::parse(r#"
@@ -41,9 +45,12 @@ pub mod check;
 pub mod cli;
 pub mod components;
 pub mod content;
-pub mod disks;
+pub mod diff;
 pub mod erofs;
+pub mod exit;
 pub mod initramfs;
+#[cfg(feature = "test-inject")]
+pub mod inject;
 pub mod inputs;
 pub mod kernel;
 pub mod lint;
@@ -52,31 +59,33 @@ pub mod measure;
 pub mod output;
 pub mod pin;
 pub mod pipeline;
+pub mod placement;
 pub mod plan;
+pub mod progress;
 pub mod seed;
+pub mod stage_boot;
+pub mod stage_components;
+pub mod stage_disks;
+pub mod stage_inputs;
+pub mod stage_record;
+pub mod stage_root_image;
+pub mod stage_tree;
 pub mod tree;
 pub mod verify;
 pub mod verity;
+pub mod verity_image;
+pub mod workload;
 
 use std::io::Write;
 
 use anyhow::Context as _;
 
 use cli::{Cli, Command};
-pub use pipeline::Progress;
-
-/// Exit code: the build or command failed.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code: an input was refused.
-pub const EXIT_INPUT_REFUSED: u8 = 3;
-/// Exit code: not reproducible (`check`: the builds differ; `verify`: other artifacts).
-pub const EXIT_NOT_REPRODUCIBLE: u8 = 4;
-/// Exit code: `verify` rebuilt from other inputs than the published record lists.
-pub const EXIT_INPUTS_DIFFER: u8 = 5;
-/// Exit code: `verify` found only launch measurements differing.
-pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
-/// Exit code: `lint` found at least one error.
-pub const EXIT_LINT_ERRORS: u8 = 7;
+pub use exit::{
+    EXIT_FAILURE, EXIT_INPUTS_DIFFER, EXIT_INPUT_REFUSED, EXIT_LINT_ERRORS,
+    EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE,
+};
+pub use progress::Progress;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -86,7 +95,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             let quiet = |_: &str| {};
             let record = pipeline::build(&plan, if args.quiet { &quiet } else { progress })?;
             if args.json {
-                stdout.write_all(&pipeline::record_json(&record)?)?;
+                stdout.write_all(&stage_record::record_json(&record)?)?;
             } else {
                 writeln!(
                     stdout,
@@ -193,8 +202,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<manifest::Error>()
             || e.is::<inputs::oci_layout::OciLayoutError>()
             || e.is::<inputs::layer::LayerError>()
-            || e.is::<inputs::wheel::Error>()
-            || e.is::<pipeline::PathTwice>()
+            || e.is::<tree::wheel::Error>()
+            || e.is::<placement::PathTwice>()
             || e.is::<tree::apply::ApplyError>()
     });
     if refused {

@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::check::diff::record::{json_diff, show_pair};
-use crate::{pipeline, plan, Progress};
+use crate::diff::record::{json_diff, show_pair};
+use crate::exit::{EXIT_INPUTS_DIFFER, EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE};
+use crate::progress::Progress;
+use crate::{pipeline, plan};
 
 /// What to verify, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -25,12 +27,12 @@ pub struct VerifyOptions {
 #[non_exhaustive]
 pub enum Part {
     /// `$.inputs`, `$.manifest_sha256`, `$.image`, `$.source_date_epoch`: the rebuilder has
-    /// other inputs (exit [`crate::EXIT_INPUTS_DIFFER`]).
+    /// other inputs (exit [`EXIT_INPUTS_DIFFER`]).
     Inputs,
     /// `$.outputs`, `$.rootfs`, `$.kernel_cmdline`: same inputs, other artifacts (exit
-    /// [`crate::EXIT_NOT_REPRODUCIBLE`]).
+    /// [`EXIT_NOT_REPRODUCIBLE`]).
     Artifacts,
-    /// `$.measurements` (exit [`crate::EXIT_MEASUREMENTS_DIFFER`]).
+    /// `$.measurements` (exit [`EXIT_MEASUREMENTS_DIFFER`]).
     Measurements,
     /// `$.builder`, `$.schema`: reported, but not a failure by itself.
     Builder,
@@ -108,9 +110,9 @@ pub fn compare(published: &Value, rebuilt: &Value) -> VerifyReport {
         .min();
     let exit_code = match worst {
         None => 0,
-        Some(Part::Inputs) => crate::EXIT_INPUTS_DIFFER,
-        Some(Part::Measurements) => crate::EXIT_MEASUREMENTS_DIFFER,
-        Some(_) => crate::EXIT_NOT_REPRODUCIBLE,
+        Some(Part::Inputs) => EXIT_INPUTS_DIFFER,
+        Some(Part::Measurements) => EXIT_MEASUREMENTS_DIFFER,
+        Some(_) => EXIT_NOT_REPRODUCIBLE,
     };
     VerifyReport {
         verified: exit_code == 0,
@@ -152,8 +154,8 @@ impl VerifyReport {
         }
         s.push_str(match self.exit_code {
             0 => "verified: the rebuild matches the published record\n",
-            crate::EXIT_INPUTS_DIFFER => "NOT verified: the rebuild used other inputs\n",
-            crate::EXIT_MEASUREMENTS_DIFFER => "NOT verified: launch measurements differ\n",
+            EXIT_INPUTS_DIFFER => "NOT verified: the rebuild used other inputs\n",
+            EXIT_MEASUREMENTS_DIFFER => "NOT verified: launch measurements differ\n",
             _ => "NOT verified: same inputs, other artifacts (not reproducible)\n",
         });
         s
@@ -163,8 +165,8 @@ impl VerifyReport {
     pub fn failure(&self) -> Option<VerifyFailed> {
         let what = match self.exit_code {
             0 => return None,
-            crate::EXIT_INPUTS_DIFFER => "inputs",
-            crate::EXIT_MEASUREMENTS_DIFFER => "measurements",
+            EXIT_INPUTS_DIFFER => "inputs",
+            EXIT_MEASUREMENTS_DIFFER => "measurements",
             _ => "artifacts",
         };
         Some(VerifyFailed {

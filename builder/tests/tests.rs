@@ -24,3 +24,6 @@ mod kernel;
 
 // `lint`: pins (digests by sha256sum), bytecode from python3's py_compile, umoci layouts.
 mod lint;
+
+// The module graph of builder/src and measurements/src: no cycles.
+mod module_graph;
