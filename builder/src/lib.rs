@@ -204,6 +204,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<inputs::layer::LayerError>()
             || e.is::<tree::wheel::Error>()
             || e.is::<placement::PathTwice>()
+            || e.is::<verify::UnknownRecordSchema>()
             || e.is::<tree::apply::ApplyError>()
     });
     if refused {

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use measurements::record;
 use measurements::Sha256Digest;
 
+use crate::manifest::Epoch;
 use crate::pin::PinnedFile;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -194,13 +195,13 @@ exec qemu-system-x86_64 -machine q35 -accel "${ACCEL:-tcg}" -cpu "${CPU:-max}" \
 "#;
 
 /// The initramfs: empty (the kernel opens the verity root itself via `dm-mod.create=`), a
-/// valid newc archive holding only the trailer.
-fn empty_initrd(epoch: u64) -> anyhow::Result<Vec<u8>> {
+/// valid newc archive holding only the trailer. `epoch` fits newc's 32-bit mtime by type.
+fn empty_initrd(epoch: Epoch) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     crate::initramfs::write_newc(
         &[],
         &crate::initramfs::Options {
-            mtime: u32::try_from(epoch).context("source_date_epoch does not fit newc's 32 bits")?,
+            mtime: epoch.as_u32(),
             pad_to_block: true,
         },
         &mut out,

@@ -108,7 +108,7 @@ pub fn build_disks(
             let mut file = fs_err::File::open(&p.path)?;
             let new = NewFile {
                 path: &f.path,
-                mode: f.mode,
+                mode: f.mode.bits(),
                 uid: f.uid,
                 gid: f.gid,
             };
@@ -123,12 +123,12 @@ pub fn build_disks(
             }
         }
         for (f, p) in disk.files.iter().zip(&pinned.files) {
-            parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
+            parts.push(Part::File(&f.path, f.mode.bits(), f.uid, f.gid, &p.sha256));
         }
-        let seed = Seed::new(m.image.source_date_epoch, &parts);
+        let seed = Seed::new(m.image.source_date_epoch.seconds(), &parts);
         let file_name = format!("disk-{}.img", disk.name);
         let image = write_verity_image(
-            m.image.source_date_epoch,
+            m.image.source_date_epoch.seconds(),
             &seed,
             seed.verity_salt(),
             &tree,
@@ -146,7 +146,7 @@ pub fn build_disks(
         for (f, p) in disk.files.iter().zip(&pinned.files) {
             records.push(record::Input::File {
                 disk: Some(disk.name.clone()),
-                path: f.path.clone(),
+                path: f.path.to_string(),
                 source: f.source.clone(),
                 sha256: p.sha256,
                 size: p.size,
@@ -155,7 +155,7 @@ pub fn build_disks(
         let minor = u32::try_from(d + 1)?;
         out.push(BuiltDisk {
             name: disk.name.clone(),
-            mount: disk.mount.clone(),
+            mount: disk.mount.to_string(),
             file_name,
             device: disk_device(&m.boot.root_device, d).with_context(|| field.clone())?,
             minor,

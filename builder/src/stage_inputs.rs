@@ -114,7 +114,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             Ok(p) => {
                 records.push(record::Input::File {
                     disk: None,
-                    path: f.path.clone(),
+                    path: f.path.to_string(),
                     source: f.source.clone(),
                     sha256: p.sha256,
                     size: p.size,

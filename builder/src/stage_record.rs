@@ -61,7 +61,7 @@ pub fn assemble(
         middle.push(record::Input::RustComponent {
             package: r.package.clone(),
             bin: r.bin.clone(),
-            path: r.path.clone(),
+            path: r.path.to_string(),
             sha256: b.sha256,
             size: b.size,
             crates: b.crates.clone(),
@@ -92,7 +92,7 @@ pub fn assemble(
             version: m.image.version.clone(),
         },
         manifest_sha256: plan.manifest_sha256,
-        source_date_epoch: m.image.source_date_epoch,
+        source_date_epoch: m.image.source_date_epoch.seconds(),
         inputs: inputs_record,
         outputs,
         rootfs: rootfs_record(image),

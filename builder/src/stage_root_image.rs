@@ -34,7 +34,7 @@ pub fn write_root_image(
         .collect();
     for (i, p) in &inputs.files {
         let f = &m.rootfs.files[*i];
-        parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
+        parts.push(Part::File(&f.path, f.mode.bits(), f.uid, f.gid, &p.sha256));
     }
     let workload_digest = inputs.workload.as_deref().map(Sha256Digest::of);
     for w in wheels {
@@ -43,7 +43,7 @@ pub fn write_root_image(
         }
     }
     for (r, b) in m.rootfs.rust.iter().zip(components) {
-        parts.push(Part::File(&r.path, r.mode, 0, 0, &b.sha256));
+        parts.push(Part::File(&r.path, r.mode.bits(), 0, 0, &b.sha256));
     }
     for d in &m.disks {
         parts.push(Part::Dir(&d.mount));
@@ -51,14 +51,14 @@ pub fn write_root_image(
     if let Some(d) = &workload_digest {
         parts.push(Part::File(WORKLOAD_PATH, 0o644, 0, 0, d));
     }
-    let seed = Seed::new(m.image.source_date_epoch, &parts);
+    let seed = Seed::new(m.image.source_date_epoch.seconds(), &parts);
     // `check`'s random-salt injection (test builds only) targets the root image only.
     #[cfg(feature = "test-inject")]
     let salt = crate::inject::salt(plan.inject.as_ref(), seed.verity_salt());
     #[cfg(not(feature = "test-inject"))]
     let salt = seed.verity_salt();
     write_verity_image(
-        m.image.source_date_epoch,
+        m.image.source_date_epoch.seconds(),
         &seed,
         salt,
         tree,

@@ -42,7 +42,7 @@ pub fn assemble_tree(
         let mut f = fs_err::File::open(&pinned.path)?;
         let file = NewFile {
             path: &entry.path,
-            mode: entry.mode,
+            mode: entry.mode.bits(),
             uid: entry.uid,
             gid: entry.gid,
         };
@@ -80,7 +80,7 @@ pub fn assemble_tree(
         let mut f = fs_err::File::open(&built.path)?;
         let file = NewFile {
             path: &entry.path,
-            mode: entry.mode,
+            mode: entry.mode.bits(),
             uid: 0,
             gid: 0,
         };

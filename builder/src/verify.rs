@@ -74,11 +74,36 @@ pub struct VerifyFailed {
     pub what: &'static str,
 }
 
+/// The published record is not in the format this builder writes (checked before rebuilding).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: schema {} is not {:?}, the record format this builder writes and compares; \
+     verify it with the builder version named in its `builder` field",
+    record.display(),
+    found.as_deref().map_or("(absent)".to_owned(), |f| format!("{f:?}")),
+    measurements::record::RECORD_SCHEMA
+)]
+pub struct UnknownRecordSchema {
+    /// The published record.
+    pub record: PathBuf,
+    /// Its `schema` value, if it is a string.
+    pub found: Option<String>,
+}
+
 /// Rebuilds the manifest (into a temporary directory under `TMPDIR`) and compares.
 pub fn verify(opts: &VerifyOptions, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
     let published = fs_err::read(&opts.record).context("reading the published record")?;
     let published: Value = serde_json::from_slice(&published)
         .with_context(|| format!("{} is not JSON", opts.record.display()))?;
+    // Checked before the (long) rebuild: a record in another format cannot be compared.
+    let schema = published.get("schema").and_then(Value::as_str);
+    if schema != Some(measurements::record::RECORD_SCHEMA) {
+        return Err(UnknownRecordSchema {
+            record: opts.record.clone(),
+            found: schema.map(str::to_owned),
+        }
+        .into());
+    }
     let tmp = tempfile::Builder::new()
         .prefix("enclave-builder-verify.")
         .tempdir()

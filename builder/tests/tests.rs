@@ -27,3 +27,6 @@ mod lint;
 
 // The module graph of builder/src and measurements/src: no cycles.
 mod module_graph;
+
+// Manifest values with rules (image paths, modes, the epoch) refused at load, exit 3.
+mod manifest_load;
