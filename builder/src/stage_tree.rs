@@ -25,16 +25,17 @@ pub fn assemble_tree(
     let mut tree = Tree::new();
     let n = inputs.layers.len();
     for (i, l) in inputs.layers.iter().enumerate() {
-        let name = format!("layer {} ({})", l.digest, l.media_type);
+        // Both errors below name the layer themselves ("layer sha256:...: ..."): no context
+        // that would say it twice.
+        let name = format!("sha256:{} ({})", l.digest, l.media_type);
         progress.message(&format!(
             "[{}/{n}] applying layer sha256:{} ({} bytes)",
             i + 1,
             l.digest,
             l.size
         ));
-        let mut reader = layer::open_layer(l).with_context(|| format!("opening {name}"))?;
-        tree::apply::apply_layer(&mut tree, &mut reader, &name, store)
-            .with_context(|| format!("applying {name}"))?;
+        let mut reader = layer::open_layer(l)?;
+        tree::apply::apply_layer(&mut tree, &mut reader, &name, store)?;
     }
     for (i, pinned) in &inputs.files {
         let entry = &plan.manifest.rootfs.files[*i];

@@ -153,8 +153,15 @@ fn corrupt_compressed_stream_is_named() {
 fn dotdot_above_root_is_refused() {
     let mut c = Case::new();
     let t = Layer::new().file("../../etc/evil", 0o644, b"x").finish();
-    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
-    c.refused(&["../../etc/evil"]);
+    let d = Sha256Digest::of(&t);
+    c.tar("l.tar", &t, Some(d.to_hex()));
+    let err = c.refused(&["../../etc/evil", &format!("layer sha256:{d}")]);
+    // The layer is named once, without doubled words.
+    assert_eq!(err.matches(&d.to_hex()).count(), 1, "{err}");
+    assert!(
+        !err.contains("layer layer") && !err.contains("sha256:sha256:"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -100,8 +100,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
             return Err(field(
                 format!("disks[{i}].mount"),
                 format!(
-                    "{:?} must be an absolute directory other than / without `..`, e.g. \"/models\"",
-                    d.mount
+                    "{:?} must be a directory other than / without `,`, spaces or `\"` (it goes on the kernel command line), e.g. \"/models\"",
+                    d.mount.as_str()
                 ),
             ));
         }
