@@ -56,14 +56,7 @@ impl Case {
 
     /// Writes the manifest and runs the build; returns (exit code, stderr, out dir).
     fn build(&self) -> (i32, String, PathBuf) {
-        let k = Sha256Digest::of(b"not really a kernel");
-        let f = Sha256Digest::of(b"not really firmware");
-        let text = format!(
-            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n{}\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\nfirmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n",
-            if self.layers.is_empty() { "[rootfs]\nlayers = []\n".to_owned() } else { self.layers.concat() }
-        );
-        let manifest = self.path().join("m.toml");
-        fs_err::write(&manifest, text).unwrap();
+        let manifest = self.manifest();
         let out = self.path().join("out");
         let o = builder(&[
             "build",
@@ -77,6 +70,19 @@ impl Case {
             String::from_utf8_lossy(&o.stderr).into_owned(),
             out,
         )
+    }
+
+    /// Writes the manifest (`m.toml`).
+    fn manifest(&self) -> PathBuf {
+        let k = Sha256Digest::of(b"not really a kernel");
+        let f = Sha256Digest::of(b"not really firmware");
+        let text = format!(
+            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n{}\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\nfirmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n",
+            if self.layers.is_empty() { "[rootfs]\nlayers = []\n".to_owned() } else { self.layers.concat() }
+        );
+        let manifest = self.path().join("m.toml");
+        fs_err::write(&manifest, text).unwrap();
+        manifest
     }
 
     /// Builds, expecting refusal; checks exit code 3, that nothing was left behind, and that
@@ -236,4 +242,71 @@ fn missing_file_names_the_path_and_field() {
         Sha256Digest::of(b"").to_hex()
     );
     c.refused(&["does-not-exist.tar", "rootfs.layers[0]"]);
+}
+
+/// Builds killed with SIGKILL leave their hidden partial directories; the next build removes
+/// those (nobody holds their locks any more), and a successful build leaves none.
+#[test]
+fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
+    let mut c = Case::new();
+    // 48 MiB in 3 files (incompressible enough to take the debug binary a while).
+    let chunk: Vec<u8> = (0u32..4 << 20)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    let mut l = Layer::new();
+    l.dir("data", 0o755);
+    for n in 0..3 {
+        let mut bytes = chunk.clone();
+        bytes[0] = n;
+        l.file(&format!("data/f{n}"), 0o644, &bytes);
+    }
+    let t = l.finish();
+    c.tar("big.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    let manifest = c.manifest();
+    let out = c.path().join("out");
+    let partials = || -> Vec<String> {
+        fs_err::read_dir(c.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".out.partial-"))
+            .collect()
+    };
+    let mut left_max = 0;
+    for i in 0..10u64 {
+        let mut child = std::process::Command::new(crate::util::builder_bin())
+            .arg("build")
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out)
+            .arg("--quiet")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5 + 25 * i));
+        // SIGKILL: no destructor, no cleanup runs.
+        child.kill().unwrap();
+        if child.wait().unwrap().success() {
+            // Finished before the kill: a whole output, moved out of the way.
+            assert!(out.join("record.json").is_file());
+            fs_err::remove_dir_all(&out).unwrap();
+        } else {
+            assert!(
+                !out.exists(),
+                "a killed build left a finished-looking {out:?}"
+            );
+        }
+        left_max = left_max.max(partials().len());
+    }
+    // Without this the test could pass without ever killing a build mid-way.
+    assert!(
+        left_max > 0,
+        "no killed build left a partial directory: kill earlier"
+    );
+    let (code, err, out) = c.build();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("record.json").is_file());
+    assert_eq!(
+        partials(),
+        Vec::<String>::new(),
+        "partial directories remain"
+    );
 }
