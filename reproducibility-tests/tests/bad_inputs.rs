@@ -310,3 +310,32 @@ fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
         "partial directories remain"
     );
 }
+
+/// A name EROFS cannot hold (256 bytes) is refused at input with exit 3, not by the writer.
+#[test]
+fn a_256_byte_name_is_refused_at_input() {
+    let mut c = Case::new();
+    let long = format!("etc/{}", "n".repeat(256));
+    let t = Layer::new()
+        .dir("etc", 0o755)
+        .file(&long, 0o644, b"x")
+        .finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["256-byte name", "at most 255 bytes", "layer sha256:"]);
+}
+
+/// A NUL in a symlink target (a PAX `linkpath`) is refused at input with exit 3.
+#[test]
+fn a_nul_in_a_symlink_target_is_refused_at_input() {
+    let mut c = Case::new();
+    let target = format!("{}\0x", "t".repeat(101));
+    let t = Layer::new()
+        .dir("etc", 0o755)
+        .push(&Entry {
+            link: target.as_bytes(),
+            ..Entry::new(Kind::Symlink, "etc/link")
+        })
+        .finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["etc/link", "NUL byte in its target"]);
+}
