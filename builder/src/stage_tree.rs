@@ -36,6 +36,8 @@ pub fn assemble_tree(
         ));
         let mut reader = layer::open_layer(l)?;
         tree::apply::apply_layer(&mut tree, &mut reader, &name, store)?;
+        // The same pass: the uncompressed stream against the config's rootfs.diff_ids.
+        reader.finish()?;
     }
     for (i, pinned) in &inputs.files {
         let entry = &plan.manifest.rootfs.files[*i];

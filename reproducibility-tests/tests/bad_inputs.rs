@@ -339,3 +339,51 @@ fn a_nul_in_a_symlink_target_is_refused_at_input() {
     c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
     c.refused(&["etc/link", "NUL byte in its target"]);
 }
+
+/// An image config whose `rootfs.diff_ids` do not match its layers (uncompressed) is refused
+/// while the layer is decompressed: exit 3, both digests named, nothing left.
+#[test]
+fn mismatching_diff_ids_are_refused() {
+    let mut c = Case::new();
+    let tar = simple_tar();
+    let l = c.oci("img", &[(tar.clone(), Compression::Gzip)]);
+    // The layout as written (right diff_ids) builds.
+    let (code, err, out) = c.build();
+    assert_eq!(code, 0, "{err}");
+    fs_err::remove_dir_all(out).unwrap();
+    let blobs = c.path().join("img/blobs/sha256");
+    let write = |bytes: &[u8]| {
+        let d = Sha256Digest::of(bytes);
+        fs_err::write(blobs.join(d.to_hex()), bytes).unwrap();
+        d
+    };
+    let read = |d: &str| -> serde_json::Value {
+        let hex = d.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs_err::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    // The config says the layer uncompresses to other bytes.
+    let mut manifest = read(&l.manifest.to_hex());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let wrong = Sha256Digest::of(b"other bytes");
+    config["rootfs"]["diff_ids"] = json!([format!("sha256:{wrong}")]);
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = json!(format!("sha256:{}", write(&config)));
+    manifest["config"]["size"] = json!(config.len());
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let md = write(&manifest);
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(c.path().join("img/index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = json!(format!("sha256:{md}"));
+    index["manifests"][0]["size"] = json!(manifest.len());
+    fs_err::write(
+        c.path().join("img/index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    c.layers[0] = format!("[[rootfs.layers]]\noci = \"img\"\nmanifest = \"sha256:{md}\"\n");
+    c.refused(&[
+        "rootfs.diff_ids",
+        &format!("sha256:{wrong}"),
+        &format!("uncompresses to sha256:{}", Sha256Digest::of(&tar)),
+    ]);
+}
