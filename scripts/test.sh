@@ -13,6 +13,8 @@ cargo fmt --all -- --check
 # demo-server (candle + tokenizers: a 10+ minute cold build, and a reference test that needs
 # sentence-transformers with torch) is checked separately: `bash scripts/test-demo-server.sh`.
 cargo clippy --workspace --exclude demo-server --all-targets --locked -- -D warnings
-# The reproducibility suite runs the real binary in separate processes: build it first.
-cargo build --locked -p enclave-builder
+# The reproducibility suite runs the real binary in separate processes: build it first, with
+# the test-only injection switch (`check`'s tests need it; the release binary never has it,
+# and check.rs builds one without it into target/plain-builder to prove it ignores the switch).
+cargo build --locked -p enclave-builder --features test-inject
 cargo test --workspace --exclude demo-server --locked --no-fail-fast

@@ -17,7 +17,20 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::tree::{Content, ContentSource};
+/// A regular file's content, by size and digest. The bytes come from a [`ContentSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Content {
+    /// Length in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+}
+
+/// Where the bytes of a [`Content`] can be read from, as a stream.
+pub trait ContentSource: Sync {
+    /// Opens a reader over exactly `content.size` bytes whose sha256 is `content.sha256`.
+    fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>>;
+}
 
 /// A pack file of contents addressed by sha256.
 #[derive(Debug)]

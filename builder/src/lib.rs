@@ -1,28 +1,33 @@
 //! enclave-builder: bit-identical confidential-VM images from a pinned manifest.
 //!
-//! Data flows one way, one module per stage:
+//! Data flows one way, one module per stage; [`pipeline`] is the only place they are
+//! sequenced, and no stage names the sequencer or a later stage (`builder/tests/module_graph.rs`
+//! fails on any module cycle):
 //!
 //! ```text
-//! manifest (TOML) ──plan──▶ Plan ──pipeline::verify_inputs──▶ VerifiedInputs (pins checked)
-//!     ──pipeline::assemble_tree (tree::apply)──▶ Tree (names, modes, owners, xattrs;
-//!                                                contents in the ContentStore)
-//!     ──erofs::write──▶ file-system bytes ──verity::build──▶ hash area + root hash
-//!     ──disks::build_disks──▶ one EROFS + verity image per data disk (wheels, files)
-//!     ──pipeline::build──▶ record.json, cmdline, rootfs.img, disk-*.img renamed into place
+//! manifest (TOML) ──plan──▶ Plan ──stage_inputs──▶ VerifiedInputs (pins checked)
+//!     ──stage_components──▶ built Rust binaries
+//!     ──stage_tree (tree::apply, tree::wheel, placement)──▶ Tree (names, modes, owners,
+//!                                         xattrs; contents in the content::ContentStore)
+//!     ──stage_root_image (verity_image: erofs::write, verity::build)──▶ rootfs.img
+//!     ──stage_disks (the same verity_image writer)──▶ disk-*.img
+//!     ──stage_boot──▶ cmdline, vmlinuz, initrd.img, OVMF.fd, run-qemu.sh, measurements
+//!     ──stage_record──▶ record.json; output::Staging renames the directory into place
 //! ```
 //!
 //! [`lint`] checks a manifest without building it (pins, build-time bytecode, per-host files).
 //! [`check`] runs two builds of one manifest in separate processes under different conditions
-//! and locates every difference by format; [`verify`] rebuilds and compares with a published
-//! record.
+//! and locates every difference by format ([`diff`]); [`verify`] rebuilds and compares with a
+//! published record (the same [`diff`]).
 //!
 //! [`release`] signs a build output (DSSE envelopes holding in-toto statements), writes
 //! rebuilders' attestations after `verify`, checks a release directory against a client policy
-//! (the decision is `verifier::release::check_release`) and compares two releases.
+//! (the decision is `verifier::release::check_release`), compares two releases, and publishes
+//! to and fetches from an OCI registry.
 //!
-//! [`pipeline`] is the only place the stages are sequenced; [`cli`] is the raw command line and
-//! [`plan`] resolves it with the manifest. Launch measurements live in the `measurements`
-//! crate, which has no build machinery.
+//! [`cli`] is the raw command line and [`plan`] resolves it with the manifest; [`progress`]
+//! is where stages report; [`exit`] names the process exit codes. Launch measurements live in
+//! the `measurements` crate, which has no build machinery.
 //!
 //! ```
 //! let m = builder::manifest::parse(r#"
@@ -45,9 +50,12 @@ pub mod check;
 pub mod cli;
 pub mod components;
 pub mod content;
-pub mod disks;
+pub mod diff;
 pub mod erofs;
+pub mod exit;
 pub mod initramfs;
+#[cfg(feature = "test-inject")]
+pub mod inject;
 pub mod inputs;
 pub mod kernel;
 pub mod lint;
@@ -56,36 +64,34 @@ pub mod measure;
 pub mod output;
 pub mod pin;
 pub mod pipeline;
+pub mod placement;
 pub mod plan;
+pub mod progress;
 pub mod release;
 pub mod seed;
+pub mod stage_boot;
+pub mod stage_components;
+pub mod stage_disks;
+pub mod stage_inputs;
+pub mod stage_record;
+pub mod stage_root_image;
+pub mod stage_tree;
 pub mod tree;
 pub mod verify;
 pub mod verity;
+pub mod verity_image;
+pub mod workload;
 
 use std::io::Write;
 
 use anyhow::Context as _;
 
 use cli::{Cli, Command, ReleaseCommand};
-pub use pipeline::Progress;
-
-/// Exit code: the build or command failed.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code: an input was refused.
-pub const EXIT_INPUT_REFUSED: u8 = 3;
-/// Exit code: not reproducible (`check`: the builds differ; `verify`: other artifacts).
-pub const EXIT_NOT_REPRODUCIBLE: u8 = 4;
-/// Exit code: `verify` rebuilt from other inputs than the published record lists.
-pub const EXIT_INPUTS_DIFFER: u8 = 5;
-/// Exit code: `verify` found only launch measurements differing.
-pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
-/// Exit code: `lint` found at least one error.
-pub const EXIT_LINT_ERRORS: u8 = 7;
-/// Exit code: `release check`: the release does not satisfy the policy.
-pub const EXIT_RELEASE_REJECTED: u8 = 9;
-/// Exit code: `push`/`pull`: the registry or the transfer failed.
-pub const EXIT_TRANSFER_FAILED: u8 = 10;
+pub use exit::{
+    EXIT_FAILURE, EXIT_INPUTS_DIFFER, EXIT_INPUT_REFUSED, EXIT_LINT_ERRORS,
+    EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE, EXIT_RELEASE_REJECTED, EXIT_TRANSFER_FAILED,
+};
+pub use progress::Progress;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -97,7 +103,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             let quiet = |_: &str| {};
             let record = pipeline::build(&plan, if args.quiet { &quiet } else { progress })?;
             if args.json {
-                stdout.write_all(&pipeline::record_json(&record)?)?;
+                stdout.write_all(&stage_record::record_json(&record)?)?;
             } else {
                 writeln!(
                     stdout,
@@ -389,8 +395,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<manifest::Error>()
             || e.is::<inputs::oci_layout::OciLayoutError>()
             || e.is::<inputs::layer::LayerError>()
-            || e.is::<inputs::wheel::Error>()
-            || e.is::<pipeline::PathTwice>()
+            || e.is::<tree::wheel::Error>()
+            || e.is::<placement::PathTwice>()
+            || e.is::<verify::UnknownRecordSchema>()
             || e.is::<tree::apply::ApplyError>()
             || e.is::<release::ReleaseError>()
     });

@@ -26,8 +26,10 @@ pub struct Plan {
     /// Cargo's home (registry cache), for building Rust components: `$CARGO_HOME`, else
     /// `$HOME/.cargo`. Remapped out of every binary.
     pub cargo_home: PathBuf,
-    /// Test-only non-determinism injection (`ENCLAVE_BUILDER_TEST_INJECT`); `None` in real builds.
-    pub inject: Option<crate::check::inject::Inject>,
+    /// Test-only non-determinism injection (`ENCLAVE_BUILDER_TEST_INJECT`); `None` in real
+    /// builds, and absent from a binary built without the `test-inject` feature.
+    #[cfg(feature = "test-inject")]
+    pub inject: Option<crate::inject::Inject>,
 }
 
 impl Plan {
@@ -52,8 +54,9 @@ impl Plan {
             base_dir,
             out_dir: out_dir.to_owned(),
             force,
-            // The one place the test-only injection switch is read (see check::inject).
-            inject: crate::check::inject::Inject::from_env(|k| std::env::var_os(k))?,
+            // The one place the test-only injection switch is read (see crate::inject).
+            #[cfg(feature = "test-inject")]
+            inject: crate::inject::Inject::from_env(|k| std::env::var_os(k))?,
         })
     }
 }

@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::check::diff::record::{json_diff, show_pair};
-use crate::{pipeline, plan, Progress};
+use crate::diff::record::{json_diff, show_pair};
+use crate::exit::{EXIT_INPUTS_DIFFER, EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE};
+use crate::progress::Progress;
+use crate::{pipeline, plan};
 
 /// What to verify, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -25,12 +27,12 @@ pub struct VerifyOptions {
 #[non_exhaustive]
 pub enum Part {
     /// `$.inputs`, `$.manifest_sha256`, `$.image`, `$.source_date_epoch`: the rebuilder has
-    /// other inputs (exit [`crate::EXIT_INPUTS_DIFFER`]).
+    /// other inputs (exit [`EXIT_INPUTS_DIFFER`]).
     Inputs,
     /// `$.outputs`, `$.rootfs`, `$.kernel_cmdline`: same inputs, other artifacts (exit
-    /// [`crate::EXIT_NOT_REPRODUCIBLE`]).
+    /// [`EXIT_NOT_REPRODUCIBLE`]).
     Artifacts,
-    /// `$.measurements` (exit [`crate::EXIT_MEASUREMENTS_DIFFER`]).
+    /// `$.measurements` (exit [`EXIT_MEASUREMENTS_DIFFER`]).
     Measurements,
     /// `$.builder`, `$.schema`: reported, but not a failure by itself.
     Builder,
@@ -72,11 +74,36 @@ pub struct VerifyFailed {
     pub what: &'static str,
 }
 
+/// The published record is not in the format this builder writes (checked before rebuilding).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: schema {} is not {:?}, the record format this builder writes and compares; \
+     verify it with the builder version named in its `builder` field",
+    record.display(),
+    found.as_deref().map_or("(absent)".to_owned(), |f| format!("{f:?}")),
+    measurements::record::RECORD_SCHEMA
+)]
+pub struct UnknownRecordSchema {
+    /// The published record.
+    pub record: PathBuf,
+    /// Its `schema` value, if it is a string.
+    pub found: Option<String>,
+}
+
 /// Rebuilds the manifest (into a temporary directory under `TMPDIR`) and compares.
 pub fn verify(opts: &VerifyOptions, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
     let published = fs_err::read(&opts.record).context("reading the published record")?;
     let published: Value = serde_json::from_slice(&published)
         .with_context(|| format!("{} is not JSON", opts.record.display()))?;
+    // Checked before the (long) rebuild: a record in another format cannot be compared.
+    let schema = published.get("schema").and_then(Value::as_str);
+    if schema != Some(measurements::record::RECORD_SCHEMA) {
+        return Err(UnknownRecordSchema {
+            record: opts.record.clone(),
+            found: schema.map(str::to_owned),
+        }
+        .into());
+    }
     let tmp = tempfile::Builder::new()
         .prefix("enclave-builder-verify.")
         .tempdir()
@@ -108,9 +135,9 @@ pub fn compare(published: &Value, rebuilt: &Value) -> VerifyReport {
         .min();
     let exit_code = match worst {
         None => 0,
-        Some(Part::Inputs) => crate::EXIT_INPUTS_DIFFER,
-        Some(Part::Measurements) => crate::EXIT_MEASUREMENTS_DIFFER,
-        Some(_) => crate::EXIT_NOT_REPRODUCIBLE,
+        Some(Part::Inputs) => EXIT_INPUTS_DIFFER,
+        Some(Part::Measurements) => EXIT_MEASUREMENTS_DIFFER,
+        Some(_) => EXIT_NOT_REPRODUCIBLE,
     };
     VerifyReport {
         verified: exit_code == 0,
@@ -152,8 +179,8 @@ impl VerifyReport {
         }
         s.push_str(match self.exit_code {
             0 => "verified: the rebuild matches the published record\n",
-            crate::EXIT_INPUTS_DIFFER => "NOT verified: the rebuild used other inputs\n",
-            crate::EXIT_MEASUREMENTS_DIFFER => "NOT verified: launch measurements differ\n",
+            EXIT_INPUTS_DIFFER => "NOT verified: the rebuild used other inputs\n",
+            EXIT_MEASUREMENTS_DIFFER => "NOT verified: launch measurements differ\n",
             _ => "NOT verified: same inputs, other artifacts (not reproducible)\n",
         });
         s
@@ -163,8 +190,8 @@ impl VerifyReport {
     pub fn failure(&self) -> Option<VerifyFailed> {
         let what = match self.exit_code {
             0 => return None,
-            crate::EXIT_INPUTS_DIFFER => "inputs",
-            crate::EXIT_MEASUREMENTS_DIFFER => "measurements",
+            EXIT_INPUTS_DIFFER => "inputs",
+            EXIT_MEASUREMENTS_DIFFER => "measurements",
             _ => "artifacts",
         };
         Some(VerifyFailed {

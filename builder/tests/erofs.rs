@@ -856,6 +856,30 @@ mod fuzz {
             let _ = builder::erofs::dump(&bytes);
         }
 
+        /// `check`'s reader (`diff::diff_file`, which opens both images with `erofs::dump`)
+        /// on a corrupted or truncated image: no panic, and the damage is reported.
+        #[test]
+        fn check_reports_corrupted_and_truncated_images(edits in proptest::collection::vec((0usize..3 * 4096, any::<u8>()), 1..8), cut in 0usize..4 * 4096) {
+            let good = image();
+            let mut bad = good.clone();
+            for (at, b) in edits {
+                if let Some(x) = bad.get_mut(at) {
+                    *x = b;
+                }
+            }
+            bad.truncate(cut);
+            let d = builder::diff::diff_file("rootfs.img", &good, &bad);
+            prop_assert!(bad == good || !d.is_empty(), "no difference reported");
+        }
+
+        /// A truncated image is an error, not a panic (and not a silently short tree).
+        #[test]
+        fn a_truncated_image_is_an_error(cut in 0usize..4 * 4096) {
+            let bytes = image();
+            prop_assume!(cut < bytes.len());
+            prop_assert!(builder::erofs::dump(&bytes[..cut]).is_err());
+        }
+
         #[test]
         fn dump_never_panics_on_arbitrary_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..9000), root in any::<u16>()) {
             if bytes.len() >= 1152 {

@@ -24,3 +24,9 @@ mod kernel;
 
 // `lint`: pins (digests by sha256sum), bytecode from python3's py_compile, umoci layouts.
 mod lint;
+
+// The module graph of builder/src and measurements/src: no cycles.
+mod module_graph;
+
+// Manifest values with rules (image paths, modes, the epoch) refused at load, exit 3.
+mod manifest_load;

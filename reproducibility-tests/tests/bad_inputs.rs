@@ -56,14 +56,7 @@ impl Case {
 
     /// Writes the manifest and runs the build; returns (exit code, stderr, out dir).
     fn build(&self) -> (i32, String, PathBuf) {
-        let k = Sha256Digest::of(b"not really a kernel");
-        let f = Sha256Digest::of(b"not really firmware");
-        let text = format!(
-            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n{}\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\nfirmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n",
-            if self.layers.is_empty() { "[rootfs]\nlayers = []\n".to_owned() } else { self.layers.concat() }
-        );
-        let manifest = self.path().join("m.toml");
-        fs_err::write(&manifest, text).unwrap();
+        let manifest = self.manifest();
         let out = self.path().join("out");
         let o = builder(&[
             "build",
@@ -77,6 +70,19 @@ impl Case {
             String::from_utf8_lossy(&o.stderr).into_owned(),
             out,
         )
+    }
+
+    /// Writes the manifest (`m.toml`).
+    fn manifest(&self) -> PathBuf {
+        let k = Sha256Digest::of(b"not really a kernel");
+        let f = Sha256Digest::of(b"not really firmware");
+        let text = format!(
+            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n{}\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\nfirmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n",
+            if self.layers.is_empty() { "[rootfs]\nlayers = []\n".to_owned() } else { self.layers.concat() }
+        );
+        let manifest = self.path().join("m.toml");
+        fs_err::write(&manifest, text).unwrap();
+        manifest
     }
 
     /// Builds, expecting refusal; checks exit code 3, that nothing was left behind, and that
@@ -153,8 +159,15 @@ fn corrupt_compressed_stream_is_named() {
 fn dotdot_above_root_is_refused() {
     let mut c = Case::new();
     let t = Layer::new().file("../../etc/evil", 0o644, b"x").finish();
-    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
-    c.refused(&["../../etc/evil"]);
+    let d = Sha256Digest::of(&t);
+    c.tar("l.tar", &t, Some(d.to_hex()));
+    let err = c.refused(&["../../etc/evil", &format!("layer sha256:{d}")]);
+    // The layer is named once, without doubled words.
+    assert_eq!(err.matches(&d.to_hex()).count(), 1, "{err}");
+    assert!(
+        !err.contains("layer layer") && !err.contains("sha256:sha256:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -229,4 +242,148 @@ fn missing_file_names_the_path_and_field() {
         Sha256Digest::of(b"").to_hex()
     );
     c.refused(&["does-not-exist.tar", "rootfs.layers[0]"]);
+}
+
+/// Builds killed with SIGKILL leave their hidden partial directories; the next build removes
+/// those (nobody holds their locks any more), and a successful build leaves none.
+#[test]
+fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
+    let mut c = Case::new();
+    // 48 MiB in 3 files (incompressible enough to take the debug binary a while).
+    let chunk: Vec<u8> = (0u32..4 << 20)
+        .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    let mut l = Layer::new();
+    l.dir("data", 0o755);
+    for n in 0..3 {
+        let mut bytes = chunk.clone();
+        bytes[0] = n;
+        l.file(&format!("data/f{n}"), 0o644, &bytes);
+    }
+    let t = l.finish();
+    c.tar("big.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    let manifest = c.manifest();
+    let out = c.path().join("out");
+    let partials = || -> Vec<String> {
+        fs_err::read_dir(c.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".out.partial-"))
+            .collect()
+    };
+    let mut left_max = 0;
+    for i in 0..10u64 {
+        let mut child = std::process::Command::new(crate::util::builder_bin())
+            .arg("build")
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out)
+            .arg("--quiet")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5 + 25 * i));
+        // SIGKILL: no destructor, no cleanup runs.
+        child.kill().unwrap();
+        if child.wait().unwrap().success() {
+            // Finished before the kill: a whole output, moved out of the way.
+            assert!(out.join("record.json").is_file());
+            fs_err::remove_dir_all(&out).unwrap();
+        } else {
+            assert!(
+                !out.exists(),
+                "a killed build left a finished-looking {out:?}"
+            );
+        }
+        left_max = left_max.max(partials().len());
+    }
+    // Without this the test could pass without ever killing a build mid-way.
+    assert!(
+        left_max > 0,
+        "no killed build left a partial directory: kill earlier"
+    );
+    let (code, err, out) = c.build();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("record.json").is_file());
+    assert_eq!(
+        partials(),
+        Vec::<String>::new(),
+        "partial directories remain"
+    );
+}
+
+/// A name EROFS cannot hold (256 bytes) is refused at input with exit 3, not by the writer.
+#[test]
+fn a_256_byte_name_is_refused_at_input() {
+    let mut c = Case::new();
+    let long = format!("etc/{}", "n".repeat(256));
+    let t = Layer::new()
+        .dir("etc", 0o755)
+        .file(&long, 0o644, b"x")
+        .finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["256-byte name", "at most 255 bytes", "layer sha256:"]);
+}
+
+/// A NUL in a symlink target (a PAX `linkpath`) is refused at input with exit 3.
+#[test]
+fn a_nul_in_a_symlink_target_is_refused_at_input() {
+    let mut c = Case::new();
+    let target = format!("{}\0x", "t".repeat(101));
+    let t = Layer::new()
+        .dir("etc", 0o755)
+        .push(&Entry {
+            link: target.as_bytes(),
+            ..Entry::new(Kind::Symlink, "etc/link")
+        })
+        .finish();
+    c.tar("l.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
+    c.refused(&["etc/link", "NUL byte in its target"]);
+}
+
+/// An image config whose `rootfs.diff_ids` do not match its layers (uncompressed) is refused
+/// while the layer is decompressed: exit 3, both digests named, nothing left.
+#[test]
+fn mismatching_diff_ids_are_refused() {
+    let mut c = Case::new();
+    let tar = simple_tar();
+    let l = c.oci("img", &[(tar.clone(), Compression::Gzip)]);
+    // The layout as written (right diff_ids) builds.
+    let (code, err, out) = c.build();
+    assert_eq!(code, 0, "{err}");
+    fs_err::remove_dir_all(out).unwrap();
+    let blobs = c.path().join("img/blobs/sha256");
+    let write = |bytes: &[u8]| {
+        let d = Sha256Digest::of(bytes);
+        fs_err::write(blobs.join(d.to_hex()), bytes).unwrap();
+        d
+    };
+    let read = |d: &str| -> serde_json::Value {
+        let hex = d.trim_start_matches("sha256:");
+        serde_json::from_slice(&fs_err::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    // The config says the layer uncompresses to other bytes.
+    let mut manifest = read(&l.manifest.to_hex());
+    let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+    let wrong = Sha256Digest::of(b"other bytes");
+    config["rootfs"]["diff_ids"] = json!([format!("sha256:{wrong}")]);
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = json!(format!("sha256:{}", write(&config)));
+    manifest["config"]["size"] = json!(config.len());
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let md = write(&manifest);
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(c.path().join("img/index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = json!(format!("sha256:{md}"));
+    index["manifests"][0]["size"] = json!(manifest.len());
+    fs_err::write(
+        c.path().join("img/index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    c.layers[0] = format!("[[rootfs.layers]]\noci = \"img\"\nmanifest = \"sha256:{md}\"\n");
+    c.refused(&[
+        "rootfs.diff_ids",
+        &format!("sha256:{wrong}"),
+        &format!("uncompresses to sha256:{}", Sha256Digest::of(&tar)),
+    ]);
 }

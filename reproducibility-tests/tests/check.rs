@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use crate::util::{builder_bin, demo_manifest, ok, repo, run_builder, tool, Conditions};
 
-/// The injected file's path inside the image (builder::check::inject::INJECT_PATH).
+/// The injected file's path inside the image (builder::inject::INJECT_PATH).
 const INJECTED: &str = "/etc/enclave-builder-inject";
 
 fn check(inject: Option<&str>, keep: &Path, json: bool) -> Output {
-    let mut cmd = Command::new(builder_bin());
+    let mut cmd = Command::new(injecting_builder_bin());
     cmd.args([
         "check",
         demo_manifest().to_str().unwrap(),
@@ -33,6 +33,110 @@ fn check(inject: Option<&str>, keep: &Path, json: bool) -> Output {
         None => cmd.env_remove("ENCLAVE_BUILDER_TEST_INJECT"),
     };
     cmd.output().unwrap()
+}
+
+/// [`builder_bin`], asserting it was built with the `test-inject` feature (it refuses an
+/// unknown injection; a binary without the feature ignores the variable).
+fn injecting_builder_bin() -> PathBuf {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = tiny_manifest(tmp.path());
+        let o = build_with(
+            &builder_bin(),
+            &manifest,
+            &tmp.path().join("out"),
+            Some("no-such"),
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("expected timestamp"),
+            "{} was built without the test-inject feature: build it with \
+             `cargo build -p enclave-builder --features test-inject` (scripts/test.sh does)\n{err}",
+            builder_bin().display()
+        );
+    });
+    builder_bin()
+}
+
+/// A manifest with no layers and stand-in boot files: a build of it takes a fraction of a
+/// second.
+fn tiny_manifest(dir: &Path) -> PathBuf {
+    fs_err::write(dir.join("vmlinuz"), b"not really a kernel").unwrap();
+    fs_err::write(dir.join("fw.fd"), b"not really firmware").unwrap();
+    let k = measurements::Sha256Digest::of(b"not really a kernel");
+    let f = measurements::Sha256Digest::of(b"not really firmware");
+    let text = format!(
+        "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n\
+         [rootfs]\nlayers = []\n[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{k}\" }}\n\
+         firmware = {{ path = \"fw.fd\", sha256 = \"{f}\" }}\n"
+    );
+    let manifest = dir.join("m.toml");
+    fs_err::write(&manifest, text).unwrap();
+    manifest
+}
+
+/// Runs `bin build MANIFEST --out OUT --quiet` with `ENCLAVE_BUILDER_TEST_INJECT` set to
+/// `inject` (or unset).
+fn build_with(bin: &Path, manifest: &Path, out: &Path, inject: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.arg("build")
+        .arg(manifest)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet");
+    match inject {
+        Some(i) => cmd.env("ENCLAVE_BUILDER_TEST_INJECT", i),
+        None => cmd.env_remove("ENCLAVE_BUILDER_TEST_INJECT"),
+    };
+    cmd.output().unwrap()
+}
+
+/// STYLE 16, test seams never ship: a binary built without the `test-inject` feature (the
+/// release configuration, compiled here into its own target directory) builds the same bytes
+/// with `ENCLAVE_BUILDER_TEST_INJECT=timestamp` as without, and accepts any value; the test
+/// binary (with the feature) puts the clock into the image under the same variable.
+#[test]
+fn a_binary_built_without_the_test_feature_ignores_the_injection() {
+    let target = repo().join("target/plain-builder");
+    let o = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "--quiet",
+            "-p",
+            "enclave-builder",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(repo())
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    ok(&o, "building enclave-builder without features");
+    let plain = target.join("debug/enclave-builder");
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = tiny_manifest(tmp.path());
+    let record = |bin: &Path, name: &str, inject: Option<&str>| -> Value {
+        let out = tmp.path().join(name);
+        let o = build_with(bin, &manifest, &out, inject);
+        ok(&o, name);
+        serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
+    };
+    let clean = record(&plain, "plain", None);
+    let injected = record(&plain, "plain-timestamp", Some("timestamp"));
+    assert_eq!(
+        clean, injected,
+        "a binary without the test-inject feature changed its output under the injection"
+    );
+    // Any value is ignored (a test build refuses unknown ones).
+    record(&plain, "plain-unknown", Some("no-such"));
+    // The control: the test binary does inject, so the comparison above can fail.
+    let test_bin = record(&injecting_builder_bin(), "test-bin", Some("timestamp"));
+    assert_ne!(
+        clean["rootfs"]["verity"]["root_hash"], test_bin["rootfs"]["verity"]["root_hash"],
+        "the test binary did not inject: the control is broken"
+    );
 }
 
 /// The two output directories `check --keep DIR` leaves.
@@ -476,7 +580,7 @@ fn verify_names_the_altered_field_and_exits_by_kind() {
 fn flip_and_locate(name: &str, bytes: &[u8], at: u64) -> String {
     let mut copy = bytes.to_vec();
     copy[at as usize] ^= 0xff;
-    let d = builder::check::diff::diff_file(name, bytes, &copy);
+    let d = builder::diff::diff_file(name, bytes, &copy);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].offset, Some(at));
     assert_eq!(d[0].field, "bytes (1 differ)");
@@ -566,7 +670,7 @@ fn verity_area_differences_name_the_tree_level() {
     let loc = |area_offset: u64| -> Vec<String> {
         let mut copy = img.clone();
         copy[(base + area_offset) as usize] ^= 0xff;
-        let d = builder::check::diff::diff_file("rootfs.img", &img, &copy);
+        let d = builder::diff::diff_file("rootfs.img", &img, &copy);
         let last = d.last().unwrap();
         assert_eq!(
             (last.field.as_str(), last.offset),

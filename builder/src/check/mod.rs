@@ -1,12 +1,11 @@
 //! `check`: builds a manifest twice, in separate processes, under deliberately different
 //! conditions ([`variations`]), and compares every artifact byte for byte; differences are
-//! described by format ([`diff`]).
+//! described by format ([`crate::diff`], shared with `verify`).
 //!
-//! [`inject`] is the test-only switch that makes a build non-deterministic on purpose, so the
-//! tests can show each kind of difference is caught and located.
+//! `crate::inject` (compiled only with the `test-inject` feature) is the switch that makes a
+//! build non-deterministic on purpose, so the tests can show each kind of difference is caught
+//! and located.
 
-pub mod diff;
-pub mod inject;
 pub mod variations;
 
 use std::fmt::Write as _;
@@ -15,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::Progress;
+use crate::diff;
+use crate::progress::Progress;
 pub use diff::Difference;
 pub use variations::Variation;
 
@@ -50,7 +50,7 @@ pub struct CheckReport {
 }
 
 /// The error [`crate::run`] returns after printing a report with differences; its exit code
-/// is [`crate::EXIT_NOT_REPRODUCIBLE`].
+/// is [`crate::exit::EXIT_NOT_REPRODUCIBLE`].
 #[derive(Debug, thiserror::Error)]
 #[error("not reproducible: {count} difference(s) between the two builds")]
 pub struct NotReproducible {

@@ -100,8 +100,24 @@ pub struct DirEntry {
 }
 
 impl<'a> Image<'a> {
-    /// Parses and checks the superblock.
+    /// Parses and checks the superblock, and that the image holds every block it counts (a
+    /// truncated image is an error, not a tree with its end silently missing).
     pub fn open(bytes: &'a [u8]) -> Result<Self, ReadError> {
+        let image = Image::open_prefix(bytes)?;
+        let counted = u64::from(image.superblock.blocks) * image.block_size;
+        if (bytes.len() as u64) < counted {
+            return Err(ReadError::OutOfBounds {
+                what: "the blocks the superblock counts",
+                offset: 0,
+                len: counted,
+            });
+        }
+        Ok(image)
+    }
+
+    /// Like [`Image::open`], for the first bytes of a larger image (the metadata of a
+    /// multi-GiB image in tests): reads beyond `bytes` are still errors, one at a time.
+    pub fn open_prefix(bytes: &'a [u8]) -> Result<Self, ReadError> {
         let sb: &[u8; format::SUPER_SIZE] = bytes
             .get(format::SUPER_OFFSET..format::SUPER_OFFSET + format::SUPER_SIZE)
             .and_then(|s| s.try_into().ok())

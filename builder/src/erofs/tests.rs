@@ -211,7 +211,7 @@ fn file_over_4_gib_gets_an_extended_inode_with_a_64_bit_size() {
     // One metadata block, then the file's blocks.
     assert_eq!(info.size, 4096 + size.div_ceil(4096) * 4096);
     assert_eq!(out.total, info.size);
-    let img = dump::Image::open(&out.bytes).unwrap();
+    let img = dump::Image::open_prefix(&out.bytes).unwrap();
     let root = img.inode(36).unwrap();
     let entries = img.dir_entries(&root, "/").unwrap();
     let file = img.inode(entries[2].nid).unwrap();

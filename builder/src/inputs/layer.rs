@@ -47,6 +47,18 @@ pub enum LayerError {
         /// The digest of the bytes read.
         found: Sha256Digest,
     },
+    /// The uncompressed stream's sha256 is not the config's `rootfs.diff_ids` entry.
+    #[error("layer sha256:{digest} ({path}) uncompresses to sha256:{found}, but the image config's rootfs.diff_ids says sha256:{expected}; the config does not describe this layer, re-copy the image")]
+    DiffId {
+        /// The blob file.
+        path: PathBuf,
+        /// The blob's digest.
+        digest: Sha256Digest,
+        /// The config's diff_id.
+        expected: Sha256Digest,
+        /// The sha256 of the uncompressed stream.
+        found: Sha256Digest,
+    },
     /// The compressed stream is corrupt or truncated (its digest matched, so the pinned blob
     /// itself is bad: rebuild the layer).
     #[error("layer sha256:{digest} ({path}): {compression} data is corrupt or truncated after {offset} decompressed bytes: {source}")]
@@ -69,6 +81,8 @@ pub struct LayerReader {
     inner: Box<dyn Read + Send>,
     blob: LayerBlob,
     offset: u64,
+    /// sha256 of the uncompressed bytes delivered so far (the diff_id).
+    hasher: Sha256,
 }
 
 impl std::fmt::Debug for LayerReader {
@@ -128,6 +142,7 @@ pub fn open_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
         inner,
         blob: blob.clone(),
         offset: 0,
+        hasher: Sha256::new(),
     })
 }
 
@@ -135,6 +150,25 @@ impl LayerReader {
     /// The blob being read.
     pub fn blob(&self) -> &LayerBlob {
         &self.blob
+    }
+
+    /// Reads what the tar reader left (end-of-archive padding) and checks the uncompressed
+    /// stream's sha256 against the config's `rootfs.diff_ids` entry, when there is one.
+    pub fn finish(mut self) -> Result<(), LayerError> {
+        io::copy(&mut self, &mut io::sink()).map_err(|source| LayerError::Io {
+            path: self.blob.path.clone(),
+            source,
+        })?;
+        let found = Sha256Digest(self.hasher.finalize().into());
+        match self.blob.diff_id {
+            Some(expected) if expected != found => Err(LayerError::DiffId {
+                path: self.blob.path.clone(),
+                digest: self.blob.digest,
+                expected,
+                found,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A name for messages: `sha256:HEX (PATH)`.
@@ -148,6 +182,8 @@ impl Read for LayerReader {
         match self.inner.read(buf) {
             Ok(n) => {
                 self.offset = self.offset.saturating_add(n as u64);
+                // `n` is at most `buf.len()` (the Read contract).
+                self.hasher.update(buf.get(..n).unwrap_or_default());
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),

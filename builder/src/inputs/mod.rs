@@ -4,7 +4,7 @@
 //! and checks the manifest and config blobs; [`oci_layout::tar_blob`] pins a plain tar file.
 //! Either yields [`oci_layout::LayerBlob`]s, which [`layer::open_layer`] hashes (before
 //! anything parses them) and opens as a decompressed tar stream for [`crate::tree::apply`].
+//! Wheels are pinned like any file and unpacked into the tree by [`crate::tree::wheel`].
 
 pub mod layer;
 pub mod oci_layout;
-pub mod wheel;

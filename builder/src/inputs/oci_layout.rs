@@ -60,6 +60,10 @@ pub struct LayerBlob {
     pub media_type: String,
     /// How the tar stream is compressed.
     pub compression: Compression,
+    /// sha256 of the uncompressed tar stream, from the image config's `rootfs.diff_ids`
+    /// (checked while the layer is decompressed, see [`super::layer::LayerReader::finish`]);
+    /// `None` for a plain tar file.
+    pub diff_id: Option<Sha256Digest>,
 }
 
 /// The compression of a layer's tar stream.
@@ -197,9 +201,17 @@ pub enum OciLayoutError {
         /// The config descriptor's media type.
         media_type: String,
     },
+    /// The image config's `rootfs.diff_ids` do not match its layers.
+    #[error("image config sha256:{config}: {problem}; the config does not describe these layers, re-copy the image")]
+    DiffIds {
+        /// The config's digest.
+        config: Sha256Digest,
+        /// What is wrong.
+        problem: String,
+    },
     /// A layer has a media type this builder does not apply (non-distributable/foreign
     /// layers, unknown compressions, artifacts).
-    #[error("layer {index} (sha256:{digest}) of manifest sha256:{manifest} has media type {media_type:?}; only OCI tar, tar+gzip, tar+zstd and Docker tar.gzip layers are supported, rebuild or re-copy the image with one of those")]
+    #[error("layer {index} ({digest}) of manifest sha256:{manifest} has media type {media_type:?}; only OCI tar, tar+gzip, tar+zstd and Docker tar.gzip layers are supported, rebuild or re-copy the image with one of those")]
     LayerMediaType {
         /// The manifest's digest.
         manifest: Sha256Digest,
@@ -341,8 +353,23 @@ pub fn open_image(layout: &Path, pin: &Sha256Digest) -> Result<OciImage, OciLayo
         }
     })?;
 
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(OciLayoutError::DiffIds {
+            config: config_digest,
+            problem: format!(
+                "rootfs.diff_ids lists {} layers, the manifest {}",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        });
+    }
     let mut layers = Vec::with_capacity(manifest.layers().len());
     for (i, d) in manifest.layers().iter().enumerate() {
+        let diff_id: Sha256Digest = diff_ids[i].parse().map_err(|e| OciLayoutError::DiffIds {
+            config: config_digest,
+            problem: format!("rootfs.diff_ids[{i}] {:?}: {e}", diff_ids[i]),
+        })?;
         let media_type = d.media_type().as_ref().to_owned();
         let Some(compression) = layer_compression(&media_type) else {
             return Err(OciLayoutError::LayerMediaType {
@@ -370,6 +397,7 @@ pub fn open_image(layout: &Path, pin: &Sha256Digest) -> Result<OciImage, OciLayo
             size: d.size(),
             media_type,
             compression,
+            diff_id: Some(diff_id),
         });
     }
     Ok(OciImage {
@@ -409,6 +437,7 @@ pub fn tar_blob(path: &Path, digest: &Sha256Digest) -> Result<LayerBlob, OciLayo
         size,
         media_type: media_type.as_ref().to_owned(),
         compression,
+        diff_id: None,
     })
 }
 

@@ -5,24 +5,28 @@
 //! file; [`crate::plan`] resolves them.
 
 mod schema;
+mod types;
 
 pub use schema::{
     Boot, Disk, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
     RustEntry, SnpProfile, TdxProfile, VmmType, WheelEntry, SCHEMA_VERSION,
 };
+pub use types::{Epoch, ImagePath, Mode, NAME_MAX};
 
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The TOML is malformed or does not match the schema (unknown field, wrong type...).
-    #[error("{origin}: {source}")]
+    #[error("{origin}: {}{error}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Toml {
         /// The manifest's name, for the message.
         origin: String,
-        /// What toml/serde said, with line and column.
-        #[source]
-        source: toml::de::Error,
+        /// The field the error is in, as a TOML path (`rootfs.files[0].mode`), when known.
+        field: Option<String>,
+        /// What toml/serde said, with line and column (shown in this error's message, so not
+        /// chained as its source: the message would say it twice).
+        error: Box<toml::de::Error>,
     },
     /// The manifest declares a schema this builder does not know.
     #[error(
@@ -48,9 +52,10 @@ pub enum Error {
 
 /// Parses manifest text. `origin` names it in messages (usually its path).
 pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
-    let manifest: Manifest = toml::from_str(text).map_err(|source| Error::Toml {
+    let manifest: Manifest = toml::from_str(text).map_err(|error| Error::Toml {
         origin: origin.to_owned(),
-        source,
+        field: error.span().and_then(|s| field_at(text, s.start)),
+        error: Box::new(error),
     })?;
     if manifest.schema != SCHEMA_VERSION {
         return Err(Error::Schema {
@@ -63,7 +68,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
         field,
         problem,
     };
-    check_files(&manifest.rootfs.files, "rootfs.files", &field)?;
     check_wheels(&manifest.rootfs.wheels, "rootfs.wheels", &field)?;
     let mut disk_names = std::collections::BTreeSet::new();
     for (i, d) in manifest.disks.iter().enumerate() {
@@ -91,12 +95,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
                 ),
             ));
         }
-        if !is_image_path(&d.mount) || d.mount == "/" {
+        // An image path by type; here only what the command line and the root add.
+        if d.mount.contains(CMDLINE_UNSAFE) || d.mount.as_str() == "/" {
             return Err(field(
                 format!("disks[{i}].mount"),
                 format!(
-                    "{:?} must be an absolute directory other than / without `..`, e.g. \"/models\"",
-                    d.mount
+                    "{:?} must be a directory other than / without `,`, spaces or `\"` (it goes on the kernel command line), e.g. \"/models\"",
+                    d.mount.as_str()
                 ),
             ));
         }
@@ -113,7 +118,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
                 ),
             ));
         }
-        check_files(&d.files, &format!("disks[{i}].files"), &field)?;
         check_wheels(&d.wheels, &format!("disks[{i}].wheels"), &field)?;
     }
     let mut names = std::collections::BTreeSet::new();
@@ -150,39 +154,53 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
     Ok(manifest)
 }
 
-/// An absolute path inside the image with no `..` component (`\0` and `,` are refused too:
-/// they cannot travel on the kernel command line or in a file name).
-fn is_image_path(p: &str) -> bool {
-    p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains(['\0', ',', ' ', '"'])
-}
-
-fn check_files(
-    files: &[FileEntry],
-    at: &str,
-    field: &dyn Fn(String, String) -> Error,
-) -> Result<(), Error> {
-    for (i, file) in files.iter().enumerate() {
-        if file.mode > 0o7777 {
-            return Err(field(
-                format!("{at}[{i}].mode"),
-                format!(
-                    "{:#o} has bits beyond 0o7777; give permission bits only, e.g. 0o644",
-                    file.mode
-                ),
-            ));
-        }
-        if !file.path.starts_with('/') || file.path.split('/').any(|c| c == "..") {
-            return Err(field(
-                format!("{at}[{i}].path"),
-                format!(
-                    "{:?} must be an absolute path inside the image without `..`, e.g. \"/etc/motd\"",
-                    file.path
-                ),
-            ));
+/// The TOML path of the key on the line holding byte `at` (`rootfs.files[0].mode`): the last
+/// table header above it, numbered among its `[[array]]` siblings, then the key. `None` when
+/// the line holds no `key =`.
+fn field_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let mut table = String::new();
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    // Each array's current entry, indexed (`disks` → `disks[1]`), for the tables under it.
+    let mut current: std::collections::BTreeMap<String, String> = Default::default();
+    let indexed = |name: &str, current: &std::collections::BTreeMap<String, String>| match name
+        .rsplit_once('.')
+    {
+        Some((parent, last)) => match current.get(parent) {
+            Some(p) => format!("{p}.{last}"),
+            None => name.to_owned(),
+        },
+        None => name.to_owned(),
+    };
+    for l in text.get(..line_start)?.lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
+            let name = name.0.trim().to_owned();
+            // A new `[[disks]]` entry restarts the numbering of its `[[disks.files]]`.
+            counts.retain(|k, _| !k.starts_with(&format!("{name}.")));
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = format!("{}[{n}]", indexed(&name, &current));
+            *n += 1;
+            current.insert(name, table.clone());
+        } else if let Some(name) = l.strip_prefix('[').and_then(|l| l.split_once(']')) {
+            table = indexed(name.0.trim(), &current);
         }
     }
-    Ok(())
+    Some(if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    })
 }
+
+/// Characters a mount point cannot have: it travels on the kernel command line
+/// (`enclave.mount=DEV,MOUNT,...`), where `,` separates fields and a space or `"` ends it.
+const CMDLINE_UNSAFE: [char; 3] = [',', ' ', '"'];
 
 fn check_wheels(
     wheels: &[WheelEntry],
@@ -190,15 +208,6 @@ fn check_wheels(
     field: &dyn Fn(String, String) -> Error,
 ) -> Result<(), Error> {
     for (i, w) in wheels.iter().enumerate() {
-        if !is_image_path(&w.into) {
-            return Err(field(
-                format!("{at}[{i}].into"),
-                format!(
-                    "{:?} must be an absolute directory without `..`, e.g. \"/\"",
-                    w.into
-                ),
-            ));
-        }
         if let Some(t) = &w.take {
             if t.is_empty() || t.starts_with('/') || t.split('/').any(|c| c == ".." || c == ".") {
                 return Err(field(

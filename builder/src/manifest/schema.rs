@@ -4,6 +4,8 @@
 use measurements::Sha256Digest;
 use serde::Deserialize;
 
+use super::types::{Epoch, ImagePath, Mode};
+
 /// The manifest schema this builder reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -38,7 +40,7 @@ pub struct Disk {
     /// device-mapper device is called NAME.
     pub name: String,
     /// Absolute mount point in the guest (created as a directory in the root image).
-    pub mount: String,
+    pub mount: ImagePath,
     /// Wheels unpacked into the disk.
     #[serde(default)]
     pub wheels: Vec<WheelEntry>,
@@ -63,11 +65,12 @@ pub struct WheelEntry {
     pub take: Option<String>,
     /// Absolute directory (inside the image or disk) the members go to; default `/`.
     #[serde(default = "default_into")]
-    pub into: String,
+    pub into: ImagePath,
 }
 
-fn default_into() -> String {
-    "/".to_owned()
+fn default_into() -> ImagePath {
+    // "/" is absolute, with no `.`/`..` component, NUL or long name: it parses.
+    ImagePath::try_from("/".to_owned()).expect("\"/\" is an image path")
 }
 
 impl Manifest {
@@ -180,7 +183,7 @@ pub struct Image {
     /// Image version (appears in the record).
     pub version: String,
     /// The only time that may reach an artifact (seconds since the Unix epoch).
-    pub source_date_epoch: u64,
+    pub source_date_epoch: Epoch,
 }
 
 /// The root file system: layers applied in order, then extra files.
@@ -213,14 +216,15 @@ pub struct RustEntry {
     /// The binary target.
     pub bin: String,
     /// Absolute path inside the image.
-    pub path: String,
+    pub path: ImagePath,
     /// Permission bits (default 0o755).
     #[serde(default = "default_exec_mode")]
-    pub mode: u32,
+    pub mode: Mode,
 }
 
-fn default_exec_mode() -> u32 {
-    0o755
+fn default_exec_mode() -> Mode {
+    // 0o755 has no bits beyond 0o7777: it parses.
+    Mode::try_from(0o755).expect("0o755 is a mode")
 }
 
 /// Where layers come from.
@@ -248,13 +252,13 @@ pub enum LayerSource {
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
     /// Absolute path inside the image.
-    pub path: String,
+    pub path: ImagePath,
     /// The file providing the content (relative to the manifest).
     pub source: String,
     /// sha256 of `source`.
     pub sha256: Option<Sha256Digest>,
     /// Permission bits (write `0o644`).
-    pub mode: u32,
+    pub mode: Mode,
     /// Owner user id.
     #[serde(default)]
     pub uid: u32,

@@ -36,7 +36,7 @@ fn parses_minimal_manifest() {
         &m.rootfs.layers[1],
         LayerSource::Tar { sha256: None, .. }
     ));
-    assert_eq!(m.rootfs.files[0].mode, 0o644);
+    assert_eq!(m.rootfs.files[0].mode.bits(), 0o644);
     assert_eq!(m.boot.root_device, "/dev/vda");
     assert!(m.boot.firmware.sha256.is_none());
 }
@@ -72,4 +72,15 @@ fn rejects_mode_and_path_out_of_range() {
         .unwrap_err()
         .to_string()
         .contains("rootfs.files[0].path"));
+}
+
+#[test]
+fn a_refused_value_names_its_field() {
+    let text = format!(
+        "{MINIMAL}\n[[disks]]\nname = \"a\"\nmount = \"/a\"\n[[disks]]\nname = \"b\"\nmount = \"/b\"\n\
+         [[disks.files]]\npath = \"/x\"\nsource = \"x\"\nmode = 0o644\n\
+         [[disks.files]]\npath = \"/y\"\nsource = \"y\"\nmode = 0o20000\n"
+    );
+    let err = parse(&text, "t.toml").unwrap_err().to_string();
+    assert!(err.starts_with("t.toml: disks[1].files[1].mode: "), "{err}");
 }

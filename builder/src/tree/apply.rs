@@ -29,6 +29,7 @@ use std::io::{self, Read};
 
 use super::{Directory, Entry, Leaf, LeafId, LeafKind, Metadata, Tree};
 use crate::content::ContentStore;
+use crate::manifest::NAME_MAX;
 
 /// How many symlinks one path may traverse before it is taken for a loop (Linux's limit).
 const MAX_SYMLINK_FOLLOWS: u32 = 40;
@@ -179,6 +180,24 @@ pub enum ApplyError {
     /// A symlink with an empty target (Linux cannot create one).
     #[error("layer {layer}: symlink {path:?} has an empty target; rebuild the layer")]
     EmptySymlink {
+        /// The layer.
+        layer: String,
+        /// The symlink.
+        path: String,
+    },
+    /// A path component is longer than EROFS (and Linux) can hold.
+    #[error("layer {layer}: entry {path:?} has a {len}-byte name; EROFS names hold at most {NAME_MAX} bytes, rebuild the layer with shorter names")]
+    NameTooLong {
+        /// The layer.
+        layer: String,
+        /// The entry.
+        path: String,
+        /// The name's length in bytes.
+        len: usize,
+    },
+    /// A symlink target with a NUL byte (only a PAX `linkpath` record can carry one).
+    #[error("layer {layer}: symlink {path:?} has a NUL byte in its target; rebuild the layer")]
+    NulInLinkTarget {
         /// The layer.
         layer: String,
         /// The symlink.
@@ -362,6 +381,12 @@ fn apply_entry<R: Read>(
                 path: ctx.path.clone(),
             });
         }
+        if target.contains(&0) {
+            return Err(ApplyError::NulInLinkTarget {
+                layer: ctx.layer(),
+                path: ctx.path.clone(),
+            });
+        }
         LeafKind::Symlink(target)
     } else if kind.is_character_special() {
         LeafKind::CharDevice(rdev(entry.header(), ctx)?)
@@ -495,6 +520,13 @@ fn normalise(raw: &[u8], ctx: &Ctx<'_>) -> Result<Vec<Vec<u8>>, ApplyError> {
                 return Err(ApplyError::NulInName {
                     layer: ctx.layer(),
                     path: ctx.path.clone(),
+                });
+            }
+            c if c.len() > NAME_MAX => {
+                return Err(ApplyError::NameTooLong {
+                    layer: ctx.layer(),
+                    path: ctx.path.clone(),
+                    len: c.len(),
                 });
             }
             c => out.push(c.to_vec()),

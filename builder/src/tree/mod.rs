@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 pub mod apply;
+pub mod wheel;
+
+pub use crate::content::{Content, ContentSource};
 
 /// Ownership, permission bits and extended attributes of one inode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,21 +77,6 @@ pub enum LeafKind {
     Fifo,
     /// A Unix socket.
     Socket,
-}
-
-/// A regular file's content, by size and digest. The bytes come from a [`ContentSource`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Content {
-    /// Length in bytes.
-    pub size: u64,
-    /// SHA-256 of the bytes.
-    pub sha256: [u8; 32],
-}
-
-/// Where the bytes of a [`Content`] can be read from, as a stream.
-pub trait ContentSource: Sync {
-    /// Opens a reader over exactly `content.size` bytes whose sha256 is `content.sha256`.
-    fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>>;
 }
 
 /// A whole file system tree: the root directory plus the table of non-directory inodes.

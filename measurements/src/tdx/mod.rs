@@ -9,7 +9,6 @@
 //! is not synthesised here; a verifier that has its event digests (a platform profile) replays
 //! them with [`replay`](crate::tpm::replay).
 
-mod footer;
 mod mrtd;
 mod rtmr;
 mod tdvf;

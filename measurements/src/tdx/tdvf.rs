@@ -7,10 +7,10 @@
 //! sections `{u32 DataOffset, u32 RawDataSize, u64 MemoryAddress, u64 MemoryDataSize,
 //! u32 Type, u32 Attributes}`.
 
-use super::footer;
+use crate::ovmf_table::{self, TableError};
 
 /// `e47a6535-984a-4798-865e-4685a7bf8ec2`: the footer-table entry pointing at the descriptor.
-const TDX_METADATA_OFFSET_GUID: [u8; 16] = footer::guid(
+const TDX_METADATA_OFFSET_GUID: [u8; 16] = ovmf_table::guid(
     0xe47a6535,
     0x984a,
     0x4798,
@@ -208,8 +208,7 @@ impl<'a> Tdvf<'a> {
     /// Parses the TDVF metadata of the firmware image `fw` (the whole `OVMF.fd`).
     pub fn parse(fw: &'a [u8]) -> Result<Self, TdvfError> {
         let len = fw.len();
-        let entry =
-            footer::find_entry(fw, &TDX_METADATA_OFFSET_GUID)?.ok_or(TdvfError::NoTdxMetadata)?;
+        let entry = find_entry(fw, &TDX_METADATA_OFFSET_GUID)?.ok_or(TdvfError::NoTdxMetadata)?;
         let value = <[u8; 4]>::try_from(entry)
             .map(u32::from_le_bytes)
             .map_err(|_| TdvfError::BadMetadataOffset {
@@ -330,4 +329,31 @@ impl<'a> Tdvf<'a> {
         }
         out
     }
+}
+
+/// The TDX calculator's view of the OVMF footer table (walked by [`crate::ovmf_table`],
+/// shared with SEV-SNP): the data of the table entry tagged `wanted`, or `None`.
+fn find_entry<'a>(fw: &'a [u8], wanted: &[u8; 16]) -> Result<Option<&'a [u8]>, TdvfError> {
+    let table = ovmf_table::parse(fw).map_err(|e| match e {
+        TableError::TooSmall { len } => TdvfError::TooSmall { len },
+        TableError::MissingFooter { offset } => TdvfError::NoFooterTable {
+            offset: offset as u64,
+        },
+        TableError::BadTableLength { offset, length } => TdvfError::FooterTableLength {
+            offset: offset as u64,
+            total_len: usize::from(length),
+        },
+        TableError::BadEntryLength { offset, length } => TdvfError::FooterEntry {
+            offset: offset as u64,
+            entry_len: usize::from(length),
+        },
+        TableError::StrayTableBytes { offset, len } => TdvfError::FooterEntry {
+            offset: offset as u64,
+            entry_len: len,
+        },
+        TableError::DuplicateEntry { guid } => TdvfError::DuplicateFooterEntry {
+            guid: ovmf_table::guid_string(&guid),
+        },
+    })?;
+    Ok(table.into_iter().find(|(g, _)| g == wanted).map(|(_, d)| d))
 }

@@ -1,4 +1,4 @@
-//! Stage 3b: data disks. Each disk's wheels and files → its own tree → EROFS → dm-verity →
+//! Stage 4b: data disks. Each disk's wheels and files → its own tree → EROFS → dm-verity →
 //! `disk-NAME.img`, written beside `rootfs.img`.
 //!
 //! A disk's identifiers (file-system UUID, verity salt and UUID) derive from its name and
@@ -11,14 +11,13 @@ use anyhow::Context as _;
 use measurements::record;
 
 use crate::content::ContentStore;
-use crate::inputs::wheel;
-use crate::pipeline::{
-    one_input_per_path, place_file, wheel_record, write_verity_image, NewFile, Progress,
-    VerifiedInputs, VerityImage,
-};
+use crate::placement::{one_input_per_path, place_file, NewFile};
 use crate::plan::Plan;
+use crate::progress::Progress;
 use crate::seed::{Part, Seed};
-use crate::tree::Tree;
+use crate::stage_inputs::VerifiedInputs;
+use crate::tree::{wheel, Tree};
+use crate::verity_image::{write_verity_image, VerityImage};
 
 /// One data disk, written.
 #[derive(Debug)]
@@ -109,7 +108,7 @@ pub fn build_disks(
             let mut file = fs_err::File::open(&p.path)?;
             let new = NewFile {
                 path: &f.path,
-                mode: f.mode,
+                mode: f.mode.bits(),
                 uid: f.uid,
                 gid: f.gid,
             };
@@ -124,12 +123,12 @@ pub fn build_disks(
             }
         }
         for (f, p) in disk.files.iter().zip(&pinned.files) {
-            parts.push(Part::File(&f.path, f.mode, f.uid, f.gid, &p.sha256));
+            parts.push(Part::File(&f.path, f.mode.bits(), f.uid, f.gid, &p.sha256));
         }
-        let seed = Seed::new(m.image.source_date_epoch, &parts);
+        let seed = Seed::new(m.image.source_date_epoch.seconds(), &parts);
         let file_name = format!("disk-{}.img", disk.name);
         let image = write_verity_image(
-            plan,
+            m.image.source_date_epoch.seconds(),
             &seed,
             seed.verity_salt(),
             &tree,
@@ -142,12 +141,12 @@ pub fn build_disks(
         fs_err::remove_dir_all(store.dir())?;
 
         for ((w, p), u) in disk.wheels.iter().zip(&pinned.wheels).zip(unpacked) {
-            records.push(wheel_record(Some(&disk.name), &w.wheel, p, u));
+            records.push(u.into_record(Some(&disk.name), &w.wheel, p.sha256, p.size));
         }
         for (f, p) in disk.files.iter().zip(&pinned.files) {
             records.push(record::Input::File {
                 disk: Some(disk.name.clone()),
-                path: f.path.clone(),
+                path: f.path.to_string(),
                 source: f.source.clone(),
                 sha256: p.sha256,
                 size: p.size,
@@ -156,7 +155,7 @@ pub fn build_disks(
         let minor = u32::try_from(d + 1)?;
         out.push(BuiltDisk {
             name: disk.name.clone(),
-            mount: disk.mount.clone(),
+            mount: disk.mount.to_string(),
             file_name,
             device: disk_device(&m.boot.root_device, d).with_context(|| field.clone())?,
             minor,
@@ -178,30 +177,9 @@ mod tests {
         assert_eq!(disk_device("/dev/vda", 2).unwrap(), "/dev/vdd");
         assert_eq!(disk_device("/dev/vdy", 0).unwrap(), "/dev/vdz");
         assert!(disk_device("/dev/vdz", 0).is_err());
-        assert!(crate::pipeline::check_cmdline_length(&"x".repeat(2033), 0).is_ok());
-        let e = crate::pipeline::check_cmdline_length(&"x".repeat(2034), 7)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("2034 bytes") && e.contains("7 data disk(s)"),
-            "{e}"
-        );
         assert!(disk_device("/dev/sda", 0)
             .unwrap_err()
             .to_string()
             .contains("virtio root"));
-    }
-
-    #[test]
-    fn a_command_line_the_kernel_would_truncate_is_refused() {
-        // 2048 (x86 COMMAND_LINE_SIZE, NUL included) - 1 - len(" initrd=initrd").
-        assert!(crate::pipeline::check_cmdline_length(&"x".repeat(2033), 0).is_ok());
-        let e = crate::pipeline::check_cmdline_length(&"x".repeat(2034), 7)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("2034 bytes") && e.contains("7 data disk(s)"),
-            "{e}"
-        );
     }
 }

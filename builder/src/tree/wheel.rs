@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use measurements::record::WheelFile;
+use measurements::record::{self, WheelFile};
 use measurements::Sha256Digest;
 
+use super::apply::{insert_file, ApplyError};
+use super::{Leaf, LeafKind, Metadata, Tree};
 use crate::content::ContentStore;
-use crate::tree::apply::{insert_file, ApplyError};
-use crate::tree::{Leaf, LeafKind, Metadata, Tree};
 
 /// Why a wheel was refused.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,28 @@ pub struct Unpacked {
     pub files: Vec<WheelFile>,
     /// The modes they were placed with, in the same order.
     pub modes: Vec<u32>,
+}
+
+impl Unpacked {
+    /// The record entry of this wheel (`disk`: the data disk it is on; `source`, `sha256`,
+    /// `size`: the pinned `.whl`).
+    pub fn into_record(
+        self,
+        disk: Option<&str>,
+        source: &str,
+        sha256: Sha256Digest,
+        size: u64,
+    ) -> record::Input {
+        record::Input::Wheel {
+            disk: disk.map(str::to_owned),
+            source: source.to_owned(),
+            sha256,
+            size,
+            name: self.name,
+            version: self.version,
+            files: self.files,
+        }
+    }
 }
 
 /// Where members go.

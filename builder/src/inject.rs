@@ -1,8 +1,11 @@
 //! Test-only non-determinism injection: makes a build misbehave the way real builders do, so
 //! the tests can show that `check` catches each kind and says where.
 //!
-//! The switch is the environment variable [`INJECT_ENV`], read once, in [`crate::plan`] (the
-//! only module that reads the environment). Without it nothing here changes a build.
+//! Compiled only with the cargo feature `test-inject` (the test suites enable it; the release
+//! binary has no such switch, and `reproducibility-tests/tests/check.rs` proves a binary built
+//! without the feature ignores the variable). The switch is the environment variable
+//! [`INJECT_ENV`], read once, in [`crate::plan`] (the only module that reads the environment).
+//! Without it nothing here changes a build.
 //!
 //! `unsorted-dir` does not make the EROFS writer emit unsorted directory entries: the tree is a
 //! `BTreeMap` and the writer, the kernel and our reader all require sorted names, so that
@@ -19,7 +22,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use anyhow::Context as _;
 
 use crate::content::ContentStore;
-use crate::plan::Plan;
 use crate::tree::{self, Leaf, LeafKind, Metadata, Tree};
 
 /// The environment variable that selects an injection (tests only).
@@ -86,8 +88,12 @@ impl Inject {
 }
 
 /// Pipeline hook after the tree is assembled: adds the injected file, if any.
-pub fn into_tree(plan: &Plan, tree: &mut Tree, store: &ContentStore) -> anyhow::Result<()> {
-    let (content, mode) = match &plan.inject {
+pub fn into_tree(
+    inject: Option<&Inject>,
+    tree: &mut Tree,
+    store: &ContentStore,
+) -> anyhow::Result<()> {
+    let (content, mode) = match inject {
         None | Some(Inject::RandomSalt) => return Ok(()),
         Some(Inject::Timestamp) => (wall_clock_nanos().to_string().into_bytes(), 0o644),
         Some(Inject::UnsortedDir) => (read_dir_listing()?, 0o644),
@@ -109,8 +115,8 @@ pub fn into_tree(plan: &Plan, tree: &mut Tree, store: &ContentStore) -> anyhow::
 }
 
 /// Pipeline hook for the verity salt: random bytes under `random-salt`, else `salt` unchanged.
-pub fn salt(plan: &Plan, salt: Vec<u8>) -> Vec<u8> {
-    if plan.inject != Some(Inject::RandomSalt) {
+pub fn salt(inject: Option<&Inject>, salt: Vec<u8>) -> Vec<u8> {
+    if inject != Some(&Inject::RandomSalt) {
         return salt;
     }
     (0..salt.len().div_ceil(8))
