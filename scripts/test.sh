@@ -14,7 +14,10 @@ cargo fmt --all -- --check
 # sentence-transformers with torch) is checked separately: `bash scripts/test-demo-server.sh`.
 cargo clippy --workspace --exclude demo-server --all-targets --locked -- -D warnings
 # The reproducibility suite runs the real binary in separate processes: build it first, with
-# the test-only injection switch (`check`'s tests need it; the release binary never has it,
-# and check.rs builds one without it into target/plain-builder to prove it ignores the switch).
+# the test-only injection switch (`check`'s tests need it). The release binary never has it:
+# check.rs runs the plain build, kept in target/plain-builder, to prove it ignores the switch.
+cargo build --locked -p enclave-builder
+mkdir -p target/plain-builder/debug
+cp target/debug/enclave-builder target/plain-builder/debug/enclave-builder
 cargo build --locked -p enclave-builder --features test-inject
 cargo test --workspace --exclude demo-server --locked --no-fail-fast
