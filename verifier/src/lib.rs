@@ -5,6 +5,9 @@
 //! file system, no clock. Certificates, collateral, keys and policies are passed in as bytes or
 //! values. It is `#![no_std]` with `alloc`, so it can be embedded in a browser or a phone.
 //!
+//! Evidence: [`snp::verify`] (an SEV-SNP report and its AMD chain vs a release's launch
+//! digest); [`binding`] is the one convention tying evidence to a session.
+//!
 //! Every check is reported by name with the expected and the actual value; a verdict passes
 //! only when it holds at least one check and every check passed.
 //!
@@ -24,6 +27,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod binding;
+pub mod snp;
 mod verdict;
 
 pub use verdict::{Check, Verdict};
