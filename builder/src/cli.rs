@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
 /// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
 /// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ;
-/// 7 `lint` found errors.
+/// 7 `lint` found errors; 8 `attest check`: a check failed.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -74,6 +74,12 @@ pub enum Command {
         /// The platform.
         #[command(subcommand)]
         command: Box<crate::measure::MeasureCommand>,
+    },
+    /// Check attestation evidence (an SEV-SNP report) against a published release.
+    Attest {
+        /// What to do.
+        #[command(subcommand)]
+        command: Box<crate::attest::AttestCommand>,
     },
     /// Build the guest kernel reproducibly from pinned source and `kernel-config/`.
     Kernel {

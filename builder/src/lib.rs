@@ -37,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod check;
 pub mod cli;
 pub mod components;
@@ -77,6 +78,8 @@ pub const EXIT_INPUTS_DIFFER: u8 = 5;
 pub const EXIT_MEASUREMENTS_DIFFER: u8 = 6;
 /// Exit code: `lint` found at least one error.
 pub const EXIT_LINT_ERRORS: u8 = 7;
+/// Exit code: `attest check` found at least one failed check.
+pub const EXIT_ATTESTATION_FAILED: u8 = 8;
 
 /// Runs a parsed command line. Machine output goes to `stdout`, progress to `progress`.
 pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -116,6 +119,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             }
         }
         Command::Measure { command } => measure::run(&command, stdout),
+        Command::Attest { command } => attest::run(&command, stdout),
         Command::Kernel {
             command: cli::KernelCommand::Build(args),
         } => {
@@ -180,6 +184,9 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.is::<check::NotReproducible>() {
         return EXIT_NOT_REPRODUCIBLE;
+    }
+    if err.is::<attest::AttestationFailed>() {
+        return EXIT_ATTESTATION_FAILED;
     }
     if err.is::<lint::LintFailed>() {
         return EXIT_LINT_ERRORS;

@@ -31,6 +31,8 @@
 //! assert_eq!(verifier::binding::tpm_qualifying_data(&b), b[..32]);
 //! ```
 
+use alloc::vec::Vec;
+
 use sha2::{Digest as _, Sha256, Sha512};
 
 /// The domain-separation prefix, NUL included. Changing it breaks the convention.
@@ -43,6 +45,26 @@ pub fn report_data(server_spki_der: &[u8], nonce: &[u8]) -> [u8; 64] {
     h.update(Sha256::digest(server_spki_der));
     h.update(nonce);
     h.finalize().into()
+}
+
+/// The SubjectPublicKeyInfo DER of a server key given as an SPKI or an X.509 certificate,
+/// each DER or PEM (`PUBLIC KEY`, `CERTIFICATE`); `None` for anything else.
+pub fn server_key_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    use der::{Decode as _, Encode as _};
+    let owned;
+    let der: &[u8] = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        owned = der::pem::decode_vec(bytes.trim_ascii()).ok()?.1;
+        &owned
+    } else {
+        bytes
+    };
+    if let Ok(cert) = x509_cert::Certificate::from_der(der) {
+        return cert.tbs_certificate.subject_public_key_info.to_der().ok();
+    }
+    x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(der)
+        .ok()?
+        .to_der()
+        .ok()
 }
 
 /// The 32 bytes a vTPM quote's qualifying data must hold: the first half of the binding
@@ -72,5 +94,14 @@ mod tests {
         assert_eq!(report_data(&spki, &nonce), want);
         assert_ne!(report_data(&spki, &[8u8; 16]), want);
         assert_ne!(report_data(&[0x30, 0x01], &nonce), want);
+    }
+
+    #[test]
+    fn server_key_from_certificate_or_spki() {
+        let cert = include_bytes!("../tests/data/snp/vcek_milan.der");
+        let spki = server_key_der(cert).unwrap();
+        assert_eq!(spki.first(), Some(&0x30));
+        assert_eq!(server_key_der(&spki), Some(spki.clone()));
+        assert_eq!(server_key_der(b"not a key"), None);
     }
 }
