@@ -408,3 +408,52 @@ fn wrong_length_is_named() {
     assert_eq!(failed(&v), ["snp.report"]);
     assert!(!v.passed());
 }
+
+#[test]
+fn real_go_sev_guest_report_is_genuine_with_debug_on() {
+    let report = include_bytes!("data/snp/go-sev-guest-attestation.bin");
+    let ev = SnpEvidence {
+        report,
+        vcek: include_bytes!("data/snp/go-sev-guest-vcek.der"),
+        ark: None,
+        ask: None,
+    };
+    let mut rd = [0u8; 64];
+    rd.copy_from_slice(&report[0x50..0x90]);
+    let mut theirs = [0u8; 48];
+    theirs.copy_from_slice(&report[0x90..0xC0]);
+    let v = snp::verify(
+        &ev,
+        &TrustAnchors::amd(),
+        &release(theirs),
+        &SnpPolicy::default(),
+        &rd,
+    );
+    for name in GENUINE {
+        assert!(passed(&v, name), "{name} should pass:\n{v}");
+    }
+    // Its guest policy is 0xb0000: DEBUG (bit 19) on, so the genuine report is refused.
+    assert_eq!(failed(&v), ["snp.policy.debug"], "{v}");
+    let v = snp::verify(
+        &ev,
+        &TrustAnchors::amd(),
+        &release([0; 48]),
+        &SnpPolicy::default(),
+        &rd,
+    );
+    assert_eq!(failed(&v), ["snp.measurement", "snp.policy.debug"], "{v}");
+    let mut flipped = report.to_vec();
+    flipped[0x1B0] ^= 0x40;
+    let ev = SnpEvidence {
+        report: &flipped,
+        ..ev
+    };
+    let v = snp::verify(
+        &ev,
+        &TrustAnchors::amd(),
+        &release(theirs),
+        &SnpPolicy::default(),
+        &rd,
+    );
+    assert!(failed(&v).contains(&"snp.signature".to_string()), "{v}");
+}
