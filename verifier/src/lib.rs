@@ -6,7 +6,8 @@
 //! values. It is `#![no_std]` with `alloc`, so it can be embedded in a browser or a phone.
 //!
 //! Evidence: [`snp::verify`] (an SEV-SNP report and its AMD chain vs a release's launch
-//! digest); [`binding`] is the one convention tying evidence to a session.
+//! digest); [`tdx::verify`] (a TDX quote with its DCAP collateral vs MRTD, RTMR1, RTMR2);
+//! [`binding`] is the one convention tying evidence to a session.
 //!
 //! Every check is reported by name with the expected and the actual value; a verdict passes
 //! only when it holds at least one check and every check passed.
@@ -29,6 +30,7 @@ extern crate std;
 
 pub mod binding;
 pub mod snp;
+pub mod tdx;
 mod verdict;
 
 pub use verdict::{Check, Verdict};

@@ -4,5 +4,7 @@
 mod binding;
 // SEV-SNP: a real Milan report with AMD's chain, and reports built from the ABI layout.
 mod snp;
+// TDX: dcap-qvl's sample quote and collateral, and modified bodies.
+mod tdx;
 // Shared helpers: test data, the report builder.
 mod util;
