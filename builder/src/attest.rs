@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use measurements::record::{PlatformMeasurement, Record};
 use verifier::snp::{SnpEvidence, SnpPolicy, SnpRelease, Tcb, TrustAnchors};
+use verifier::tdx::{TdxPolicy, TdxRelease};
 use verifier::Verdict;
 
 /// `attest` subcommands.
@@ -18,6 +19,11 @@ use verifier::Verdict;
 pub enum AttestCommand {
     /// Check attestation evidence against a release: signature and certificate chain,
     /// launch measurement, guest policy, TCB, VMPL and the session binding.
+    ///
+    /// TDX: EVIDENCE is the quote (version 4 or 5); --collateral FILE is its DCAP collateral
+    /// (JSON); the quote and collateral must chain to Intel's root at --time (default now);
+    /// MRTD, RTMR1 and RTMR2 must equal the record's TDX profile, RTMR3 and MRCONFIGID,
+    /// MROWNER, MROWNERCONFIG must be zero, TD attributes DEBUG clear, REPORTDATA the binding.
     ///
     /// SEV-SNP: EVIDENCE is the 1184-byte attestation report; --certs DIR holds the VCEK
     /// (vcek.der or vcek.pem, from the AMD KDS or the host's certificate table) and,
@@ -29,7 +35,7 @@ pub enum AttestCommand {
     /// Every check is printed with what was expected and what was found.
     ///
     /// Exit codes: 0 every check passed; 8 at least one check failed; 1 the inputs could
-    /// not be read (no record.json, no SNP profile, no VCEK, an evidence kind not supported).
+    /// not be read (no record.json, no such profile, no VCEK or collateral, a vTPM quote).
     Check(AttestCheckArgs),
 }
 
@@ -39,7 +45,7 @@ pub struct AttestCheckArgs {
     /// The release directory: it holds record.json.
     #[arg(long, value_name = "DIR")]
     pub release: PathBuf,
-    /// The evidence (an SEV-SNP attestation report).
+    /// The evidence (an SEV-SNP attestation report or a TDX quote).
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
     /// The certificates: vcek.der or vcek.pem; optionally ark.pem, ask.pem, cert_chain.pem.
@@ -68,6 +74,24 @@ pub struct AttestCheckArgs {
     /// Require the guest policy to allow SMT (`on`) or forbid it (`off`); default: either.
     #[arg(long, value_enum)]
     pub smt: Option<OnOff>,
+    /// TDX: the quote's DCAP collateral (JSON `QuoteCollateralV3`, as a PCCS serves it).
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// TDX: the time to check the collateral's validity at, in seconds since the Unix epoch
+    /// (default: now).
+    #[arg(long, value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// TDX: the platform TCB statuses accepted (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "UpToDate"
+    )]
+    pub tcb_status: Vec<String>,
+    /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
+    #[arg(long, value_name = "HEX")]
+    pub xfam: Option<String>,
     /// Print the verdict as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -78,7 +102,7 @@ pub struct AttestCheckArgs {
 pub enum EvidenceKind {
     /// An AMD SEV-SNP attestation report.
     Snp,
-    /// An Intel TDX quote (not supported yet).
+    /// An Intel TDX quote (version 4 or 5), with --collateral.
     Tdx,
     /// A vTPM quote (not supported yet).
     Tpm,
@@ -126,8 +150,8 @@ fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             )
         })?,
     };
-    if kind != EvidenceKind::Snp {
-        bail!("{kind:?} evidence is not supported yet: only SEV-SNP reports are checked");
+    if kind == EvidenceKind::Tpm {
+        bail!("vTPM quotes are not supported yet: only SEV-SNP reports and TDX quotes are checked");
     }
     let nonce = hex::decode(args.nonce.trim())
         .with_context(|| format!("--nonce {:?} is not hex", args.nonce))?;
@@ -139,6 +163,9 @@ fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         )
     })?;
     let binding = verifier::binding::report_data(&spki, &nonce);
+    if kind == EvidenceKind::Tdx {
+        return check_tdx(args, &record, &evidence, &binding, out);
+    }
     let release = snp_release(&record, args.profile.as_deref())?;
     let certs = args
         .certs
@@ -157,7 +184,11 @@ fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         ask: certs.ask.as_deref(),
     };
     let verdict = verifier::snp::verify(&ev, &TrustAnchors::amd(), &release, &policy, &binding);
-    render(&verdict, &release.profile, args.json, out)?;
+    render(&verdict, "snp", &release.profile, args.json, out)?;
+    finish(&verdict)
+}
+
+fn finish(verdict: &Verdict) -> anyhow::Result<()> {
     if verdict.passed() {
         Ok(())
     } else {
@@ -170,10 +201,96 @@ fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
-fn render(v: &Verdict, profile: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+fn check_tdx(
+    args: &AttestCheckArgs,
+    record: &Record,
+    quote: &[u8],
+    binding: &[u8; 64],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let collateral = args
+        .collateral
+        .as_deref()
+        .context("a TDX quote needs its DCAP collateral: pass --collateral FILE (JSON)")?;
+    let collateral = fs_err::read(collateral)?;
+    let now = match args.time {
+        Some(t) => t,
+        // The verification time only decides whether the collateral is current; it never
+        // reaches an artifact.
+        #[allow(clippy::disallowed_methods)]
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs(),
+    };
+    let release = tdx_release(record, args.profile.as_deref())?;
+    let xfam = match &args.xfam {
+        None => None,
+        Some(h) => {
+            let mut x = [0u8; 8];
+            hex::decode_to_slice(h.trim(), &mut x)
+                .with_context(|| format!("--xfam {h:?} is not 16 hex digits"))?;
+            Some(x)
+        }
+    };
+    let policy = TdxPolicy {
+        accepted_tcb_status: args.tcb_status.clone(),
+        xfam,
+        ..TdxPolicy::default()
+    };
+    let verdict = verifier::tdx::verify(quote, &collateral, now, &release, &policy, binding);
+    render(&verdict, "tdx", &release.profile, args.json, out)?;
+    finish(&verdict)
+}
+
+/// The chosen TDX profile's MRTD, RTMR1 and RTMR2.
+fn tdx_release(record: &Record, profile: Option<&str>) -> anyhow::Result<TdxRelease> {
+    let tdx: Vec<_> = record
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.platform {
+            PlatformMeasurement::Tdx {
+                mrtd, rtmr1, rtmr2, ..
+            } => Some(TdxRelease {
+                profile: m.profile.clone(),
+                mrtd: mrtd.0,
+                rtmr1: rtmr1.0,
+                rtmr2: rtmr2.0,
+            }),
+            _ => None,
+        })
+        .collect();
+    let names = tdx
+        .iter()
+        .map(|r| r.profile.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match profile {
+        Some(p) => tdx
+            .iter()
+            .find(|r| r.profile == p)
+            .cloned()
+            .with_context(|| {
+                format!("the record has no TDX profile {p:?} (TDX profiles: {names})")
+            }),
+        None => match tdx.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("the record has no TDX profile"),
+            _ => bail!("the record has several TDX profiles ({names}); choose one with --profile"),
+        },
+    }
+}
+
+fn render(
+    v: &Verdict,
+    kind: &str,
+    profile: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     if json {
         let doc = serde_json::json!({
-            "evidence": "snp",
+            "evidence": kind,
             "profile": profile,
             "passed": v.passed(),
             "checks": v.checks(),

@@ -150,6 +150,13 @@ fn bad_inputs_name_the_input() {
     assert!(run.stderr.contains("--min-tcb"), "{}", run.stderr);
     let run = attest(&"ab".repeat(48), &["--kind", "tdx"]);
     assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("pass --collateral FILE"),
+        "{}",
+        run.stderr
+    );
+    let run = attest(&"ab".repeat(48), &["--kind", "tpm"]);
+    assert_eq!(run.code, 1);
     assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
 }
 
@@ -170,4 +177,51 @@ fn tcb_policy_is_applied() {
         ],
     );
     assert_eq!(failed_checks(&run.stdout), ["snp.report_data"]);
+}
+
+/// TDX: dcap-qvl's sample quote and collateral (verifier/tests/data/tdx/README.md).
+#[test]
+fn tdx_quote_of_this_release_fails_only_the_binding() {
+    let tdx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/data/tdx");
+    let quote = fs_err::read(tdx.join("tdx_quote")).unwrap();
+    // Body at 48: MRTD +136, RTMR1 +376, RTMR2 +424 (Intel's TD quote body layout).
+    let field = |off: usize| hex::encode(&quote[48 + off..48 + off + 48]);
+    let mut rec: serde_json::Value = serde_json::from_str(&record(&"ab".repeat(48))).unwrap();
+    rec["measurements"].as_array_mut().unwrap().push(
+        serde_json::json!({"profile": "tdx-qemu", "firmware_sha256": "0".repeat(64),
+        "platform": {"kind": "tdx", "page_add_order": "single-pass", "mrtd": field(136),
+        "rtmr1": field(376), "rtmr2": field(424)}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("record.json"), rec.to_string()).unwrap();
+    let key = data().join("vcek_milan.der");
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_enclave-builder"))
+            .args(["attest", "check", "--json", "--release"])
+            .arg(dir.path())
+            .arg("--evidence")
+            .arg(tdx.join("tdx_quote"))
+            .arg("--collateral")
+            .arg(tdx.join("tdx_quote_collateral.json"))
+            .args(["--nonce", "00", "--server-key"])
+            .arg(&key)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    // 2025-07-01: inside the collateral's validity.
+    let (code, stdout) = run(&["--time", "1751328000"]);
+    assert_eq!(code, 8, "{stdout}");
+    assert_eq!(failed_checks(&stdout), ["tdx.report_data"], "{stdout}");
+    // A year later the collateral has expired.
+    let (code, stdout) = run(&["--time", "1782864000"]);
+    assert_eq!(code, 8);
+    assert!(
+        failed_checks(&stdout).contains(&"tdx.signature".to_string()),
+        "{stdout}"
+    );
 }
