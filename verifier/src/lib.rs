@@ -6,7 +6,7 @@
 //! values. It is `#![no_std]` with `alloc`, so it can be embedded in a browser or a phone.
 //!
 //! Evidence: [`snp::verify`] (an SEV-SNP report and its AMD chain vs a release's launch
-//! digest); [`tdx::verify`] (a TDX quote with its DCAP collateral vs MRTD, RTMR1, RTMR2);
+//! digest); `tdx::verify` (feature `std`: a TDX quote with its DCAP collateral vs MRTD, RTMR1, RTMR2);
 //! [`binding`] is the one convention tying evidence to a session.
 //!
 //! Every check is reported by name with the expected and the actual value; a verdict passes
@@ -30,6 +30,7 @@ extern crate std;
 
 pub mod binding;
 pub mod snp;
+#[cfg(feature = "std")]
 pub mod tdx;
 mod verdict;
 
