@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 /// refused (missing or wrong pin, corrupt or hostile layer, bad manifest); 4 not reproducible
 /// (`check`: the two builds differ; `verify`: same inputs, other artifacts); 5 `verify`: the
 /// rebuild used other inputs than the published record; 6 `verify`: launch measurements differ;
-/// 7 `lint` found errors; 9 `release check`: the release does not satisfy the policy;
-/// 10 `push`/`pull`: the registry or the transfer failed.
+/// 7 `lint` found errors; 8 `attest check`: a check failed; 9 `release check`: the release
+/// does not satisfy the policy; 10 `push`/`pull`: the registry or the transfer failed.
 #[derive(Debug, Parser)]
 #[command(name = "enclave-builder", version, max_term_width = 100)]
 pub struct Cli {
@@ -121,7 +121,7 @@ pub enum Command {
     /// $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json (`auths.HOST.auth`).
     /// Plain HTTP is used only for registries on 127.0.0.0/8 or localhost.
     ///
-    /// Exit codes: 0 pushed; 3 the directory or reference was refused; 8 the registry or the
+    /// Exit codes: 0 pushed; 3 the directory or reference was refused; 10 the registry or the
     /// transfer failed (wrong credentials, network).
     Push(PushArgs),
     /// Fetch a release by digest into a new directory, checking every byte.
@@ -135,6 +135,12 @@ pub enum Command {
     /// duplicate names, not a release); 10 the registry or the transfer failed (unknown digest,
     /// bytes that do not match their digest, wrong credentials, network).
     Pull(PullArgs),
+    /// Check attestation evidence (an SEV-SNP report) against a published release.
+    Attest {
+        /// What to do.
+        #[command(subcommand)]
+        command: Box<crate::attest::AttestCommand>,
+    },
     /// Build the guest kernel reproducibly from pinned source and `kernel-config/`.
     Kernel {
         /// What to do.

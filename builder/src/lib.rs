@@ -46,6 +46,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod check;
 pub mod cli;
 pub mod components;
@@ -88,8 +89,9 @@ use anyhow::Context as _;
 
 use cli::{Cli, Command, ReleaseCommand};
 pub use exit::{
-    EXIT_FAILURE, EXIT_INPUTS_DIFFER, EXIT_INPUT_REFUSED, EXIT_LINT_ERRORS,
-    EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE, EXIT_RELEASE_REJECTED, EXIT_TRANSFER_FAILED,
+    EXIT_ATTESTATION_FAILED, EXIT_FAILURE, EXIT_INPUTS_DIFFER, EXIT_INPUT_REFUSED,
+    EXIT_LINT_ERRORS, EXIT_MEASUREMENTS_DIFFER, EXIT_NOT_REPRODUCIBLE, EXIT_RELEASE_REJECTED,
+    EXIT_TRANSFER_FAILED,
 };
 pub use progress::Progress;
 
@@ -159,6 +161,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
             },
         ),
         Command::Measure { command } => measure::run(&command, stdout),
+        Command::Attest { command } => attest::run(&command, stdout),
         Command::Kernel {
             command: cli::KernelCommand::Build(args),
         } => {
@@ -367,6 +370,9 @@ fn release_command(
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.is::<check::NotReproducible>() {
         return EXIT_NOT_REPRODUCIBLE;
+    }
+    if err.is::<attest::AttestationFailed>() {
+        return EXIT_ATTESTATION_FAILED;
     }
     if err.is::<lint::LintFailed>() {
         return EXIT_LINT_ERRORS;

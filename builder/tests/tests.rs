@@ -22,6 +22,9 @@ mod initramfs;
 // The guest kernel: recipe, cache key, fragment check, and the pinned bzImage digest.
 mod kernel;
 
+// `attest check`: a real SEV-SNP report (virtee/sev data) against releases, via the binary.
+mod attest;
+
 // `lint`: pins (digests by sha256sum), bytecode from python3's py_compile, umoci layouts.
 mod lint;
 

@@ -5,6 +5,10 @@
 //! file system, no clock. Certificates, collateral, keys and policies are passed in as bytes or
 //! values. It is `#![no_std]` with `alloc`, so it can be embedded in a browser or a phone.
 //!
+//! Evidence: [`snp::verify`] (an SEV-SNP report and its AMD chain vs a release's launch
+//! digest); `tdx::verify` (feature `std`: a TDX quote with its DCAP collateral vs MRTD, RTMR1, RTMR2);
+//! [`binding`] is the one convention tying evidence to a session.
+//!
 //! Every check is reported by name with the expected and the actual value; a verdict passes
 //! only when it holds at least one check and every check passed.
 //!
@@ -24,7 +28,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod binding;
 pub mod release;
+pub mod snp;
+#[cfg(feature = "std")]
+pub mod tdx;
 mod verdict;
 
 pub use verdict::{Check, Verdict};

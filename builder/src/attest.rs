@@ -1,0 +1,428 @@
+//! `enclave-builder attest check`: attestation evidence against a published release.
+//!
+//! This module only reads files and formats the verdict; every decision is made by the
+//! client-side `verifier` crate (the same code a client embeds). The expected values come
+//! from the release's `record.json`: the launch digest of the chosen SNP profile.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use measurements::record::{PlatformMeasurement, Record};
+use verifier::snp::{SnpEvidence, SnpPolicy, SnpRelease, Tcb, TrustAnchors};
+use verifier::tdx::{TdxPolicy, TdxRelease};
+use verifier::Verdict;
+
+/// `attest` subcommands.
+#[derive(Debug, clap::Subcommand)]
+#[non_exhaustive]
+pub enum AttestCommand {
+    /// Check attestation evidence against a release: signature and certificate chain,
+    /// launch measurement, guest policy, TCB, VMPL and the session binding.
+    ///
+    /// TDX: EVIDENCE is the quote (version 4 or 5); --collateral FILE is its DCAP collateral
+    /// (JSON); the quote and collateral must chain to Intel's root at --time (default now);
+    /// MRTD, RTMR1 and RTMR2 must equal the record's TDX profile, RTMR3 and MRCONFIGID,
+    /// MROWNER, MROWNERCONFIG must be zero, TD attributes DEBUG clear, REPORTDATA the binding.
+    ///
+    /// SEV-SNP: EVIDENCE is the 1184-byte attestation report; --certs DIR holds the VCEK
+    /// (vcek.der or vcek.pem, from the AMD KDS or the host's certificate table) and,
+    /// optionally, the ARK and ASK the host served (ark.pem, ask.pem or cert_chain.pem);
+    /// those must equal AMD's, which are pinned in the verifier. REPORT_DATA must equal
+    /// SHA-512("enclave-builder attestation v1\0" || SHA-256(server key SPKI DER) || nonce)
+    /// (docs/verifying.md).
+    ///
+    /// Every check is printed with what was expected and what was found.
+    ///
+    /// Exit codes: 0 every check passed; 8 at least one check failed; 1 the inputs could
+    /// not be read (no record.json, no such profile, no VCEK or collateral, a vTPM quote).
+    Check(AttestCheckArgs),
+}
+
+/// `attest check` arguments.
+#[derive(Debug, clap::Args)]
+pub struct AttestCheckArgs {
+    /// The release directory: it holds record.json.
+    #[arg(long, value_name = "DIR")]
+    pub release: PathBuf,
+    /// The evidence (an SEV-SNP attestation report or a TDX quote).
+    #[arg(long, value_name = "FILE")]
+    pub evidence: PathBuf,
+    /// The certificates: vcek.der or vcek.pem; optionally ark.pem, ask.pem, cert_chain.pem.
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// The client's nonce (hex) the evidence must be bound to.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: String,
+    /// The server's public key the evidence must be bound to: SubjectPublicKeyInfo (DER or
+    /// PEM `PUBLIC KEY`) or an X.509 certificate (DER or PEM).
+    #[arg(long, value_name = "FILE")]
+    pub server_key: PathBuf,
+    /// The record's platform profile to compare with (default: its only SNP profile).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The evidence kind (default: detected from the bytes).
+    #[arg(long, value_enum)]
+    pub kind: Option<EvidenceKind>,
+    /// The lowest acceptable reported TCB, e.g. `bootloader=3,tee=0,snp=8,microcode=115`
+    /// (Turin also `fmc=N`); components not named are 0.
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pub min_tcb: String,
+    /// The VMPL the report must come from.
+    #[arg(long, default_value_t = 0)]
+    pub vmpl: u32,
+    /// Require the guest policy to allow SMT (`on`) or forbid it (`off`); default: either.
+    #[arg(long, value_enum)]
+    pub smt: Option<OnOff>,
+    /// TDX: the quote's DCAP collateral (JSON `QuoteCollateralV3`, as a PCCS serves it).
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// TDX: the time to check the collateral's validity at, in seconds since the Unix epoch
+    /// (default: now).
+    #[arg(long, value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// TDX: the platform TCB statuses accepted (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "UpToDate"
+    )]
+    pub tcb_status: Vec<String>,
+    /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
+    #[arg(long, value_name = "HEX")]
+    pub xfam: Option<String>,
+    /// Print the verdict as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The kinds of evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvidenceKind {
+    /// An AMD SEV-SNP attestation report.
+    Snp,
+    /// An Intel TDX quote (version 4 or 5), with --collateral.
+    Tdx,
+    /// A vTPM quote (not supported yet).
+    Tpm,
+}
+
+/// A required setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Must be on.
+    On,
+    /// Must be off.
+    Off,
+}
+
+/// At least one check failed (exit code 8).
+#[derive(Debug, thiserror::Error)]
+#[error("attestation check failed: {count} check(s) did not pass ({names})")]
+pub struct AttestationFailed {
+    /// How many checks failed.
+    pub count: usize,
+    /// Their names, comma-separated.
+    pub names: String,
+}
+
+/// Runs an `attest` subcommand.
+pub fn run(cmd: &AttestCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cmd {
+        AttestCommand::Check(args) => check(args, out),
+    }
+}
+
+fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let record_path = args.release.join("record.json");
+    let record: Record = serde_json::from_slice(
+        &fs_err::read(&record_path).context("reading the release's record")?,
+    )
+    .with_context(|| format!("{} is not a build record", record_path.display()))?;
+    let evidence = fs_err::read(&args.evidence)?;
+    let kind = match args.kind {
+        Some(k) => k,
+        None => detect(&evidence).with_context(|| {
+            format!(
+                "{}: not an SEV-SNP report, TDX quote or TPM quote; name it with --kind",
+                args.evidence.display()
+            )
+        })?,
+    };
+    if kind == EvidenceKind::Tpm {
+        bail!("vTPM quotes are not supported yet: only SEV-SNP reports and TDX quotes are checked");
+    }
+    let nonce = hex::decode(args.nonce.trim())
+        .with_context(|| format!("--nonce {:?} is not hex", args.nonce))?;
+    let key_bytes = fs_err::read(&args.server_key)?;
+    let spki = verifier::binding::server_key_der(&key_bytes).with_context(|| {
+        format!(
+            "{}: not a public key (SubjectPublicKeyInfo) or certificate, DER or PEM",
+            args.server_key.display()
+        )
+    })?;
+    let binding = verifier::binding::report_data(&spki, &nonce);
+    if kind == EvidenceKind::Tdx {
+        return check_tdx(args, &record, &evidence, &binding, out);
+    }
+    let release = snp_release(&record, args.profile.as_deref())?;
+    let certs = args
+        .certs
+        .as_deref()
+        .context("SEV-SNP needs the VCEK: pass --certs DIR holding vcek.der or vcek.pem")?;
+    let certs = Certs::read(certs)?;
+    let policy = SnpPolicy {
+        min_tcb: parse_tcb(&args.min_tcb)?,
+        vmpl: args.vmpl,
+        smt: args.smt.map(|s| s == OnOff::On),
+    };
+    let ev = SnpEvidence {
+        report: &evidence,
+        vcek: &certs.vcek,
+        ark: certs.ark.as_deref(),
+        ask: certs.ask.as_deref(),
+    };
+    let verdict = verifier::snp::verify(&ev, &TrustAnchors::amd(), &release, &policy, &binding);
+    render(&verdict, "snp", &release.profile, args.json, out)?;
+    finish(&verdict)
+}
+
+fn finish(verdict: &Verdict) -> anyhow::Result<()> {
+    if verdict.passed() {
+        Ok(())
+    } else {
+        let names: Vec<_> = verdict.failures().map(|c| c.name.as_str()).collect();
+        Err(AttestationFailed {
+            count: names.len(),
+            names: names.join(", "),
+        }
+        .into())
+    }
+}
+
+fn check_tdx(
+    args: &AttestCheckArgs,
+    record: &Record,
+    quote: &[u8],
+    binding: &[u8; 64],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let collateral = args
+        .collateral
+        .as_deref()
+        .context("a TDX quote needs its DCAP collateral: pass --collateral FILE (JSON)")?;
+    let collateral = fs_err::read(collateral)?;
+    let now = match args.time {
+        Some(t) => t,
+        // The verification time only decides whether the collateral is current; it never
+        // reaches an artifact.
+        #[allow(clippy::disallowed_methods)]
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_secs(),
+    };
+    let release = tdx_release(record, args.profile.as_deref())?;
+    let xfam = match &args.xfam {
+        None => None,
+        Some(h) => {
+            let mut x = [0u8; 8];
+            hex::decode_to_slice(h.trim(), &mut x)
+                .with_context(|| format!("--xfam {h:?} is not 16 hex digits"))?;
+            Some(x)
+        }
+    };
+    let policy = TdxPolicy {
+        accepted_tcb_status: args.tcb_status.clone(),
+        xfam,
+        ..TdxPolicy::default()
+    };
+    let verdict = verifier::tdx::verify(quote, &collateral, now, &release, &policy, binding);
+    render(&verdict, "tdx", &release.profile, args.json, out)?;
+    finish(&verdict)
+}
+
+/// The chosen TDX profile's MRTD, RTMR1 and RTMR2.
+fn tdx_release(record: &Record, profile: Option<&str>) -> anyhow::Result<TdxRelease> {
+    let tdx: Vec<_> = record
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.platform {
+            PlatformMeasurement::Tdx {
+                mrtd, rtmr1, rtmr2, ..
+            } => Some(TdxRelease {
+                profile: m.profile.clone(),
+                mrtd: mrtd.0,
+                rtmr1: rtmr1.0,
+                rtmr2: rtmr2.0,
+            }),
+            _ => None,
+        })
+        .collect();
+    let names = tdx
+        .iter()
+        .map(|r| r.profile.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match profile {
+        Some(p) => tdx
+            .iter()
+            .find(|r| r.profile == p)
+            .cloned()
+            .with_context(|| {
+                format!("the record has no TDX profile {p:?} (TDX profiles: {names})")
+            }),
+        None => match tdx.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("the record has no TDX profile"),
+            _ => bail!("the record has several TDX profiles ({names}); choose one with --profile"),
+        },
+    }
+}
+
+fn render(
+    v: &Verdict,
+    kind: &str,
+    profile: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if json {
+        let doc = serde_json::json!({
+            "evidence": kind,
+            "profile": profile,
+            "passed": v.passed(),
+            "checks": v.checks(),
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{v}")?;
+        let verdict = if v.passed() { "PASSED" } else { "FAILED" };
+        writeln!(out, "attestation vs profile {profile}: {verdict}")?;
+    }
+    Ok(())
+}
+
+/// Detects the evidence kind from its first bytes.
+fn detect(bytes: &[u8]) -> Option<EvidenceKind> {
+    let u16le = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u32le = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+    if bytes.len() == verifier::snp::REPORT_LEN && u32le(0).is_some_and(|v| (2..=5).contains(&v)) {
+        return Some(EvidenceKind::Snp);
+    }
+    // TDX quote: version 4 or 5, attestation key type 2 (ECDSA P-256), TEE type 0x81.
+    if matches!(u16le(0), Some(4 | 5)) && u16le(2) == Some(2) && u32le(4) == Some(0x81) {
+        return Some(EvidenceKind::Tdx);
+    }
+    // TPMS_ATTEST: magic TPM_GENERATED_VALUE 0xff544347, big-endian.
+    if bytes.starts_with(&[0xff, 0x54, 0x43, 0x47]) {
+        return Some(EvidenceKind::Tpm);
+    }
+    None
+}
+
+/// The chosen SNP profile's launch digest.
+fn snp_release(record: &Record, profile: Option<&str>) -> anyhow::Result<SnpRelease> {
+    let snp: Vec<_> = record
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.platform {
+            PlatformMeasurement::Snp { launch_digest, .. } => Some((&m.profile, launch_digest)),
+            _ => None,
+        })
+        .collect();
+    let names = || {
+        snp.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match profile {
+        Some(p) => snp.iter().find(|(n, _)| n.as_str() == p).with_context(|| {
+            format!(
+                "the record has no SEV-SNP profile {p:?} (SEV-SNP profiles: {})",
+                names()
+            )
+        })?,
+        None => match snp.as_slice() {
+            [one] => one,
+            [] => bail!("the record has no SEV-SNP profile"),
+            _ => bail!(
+                "the record has several SEV-SNP profiles ({}); choose one with --profile",
+                names()
+            ),
+        },
+    };
+    Ok(SnpRelease {
+        profile: chosen.0.clone(),
+        launch_digest: chosen.1 .0,
+    })
+}
+
+/// `bootloader=3,tee=0,snp=8,microcode=115[,fmc=N]`.
+fn parse_tcb(s: &str) -> anyhow::Result<Tcb> {
+    let mut tcb = Tcb::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("--min-tcb: {part:?} is not NAME=N"))?;
+        let v: u8 = v
+            .parse()
+            .with_context(|| format!("--min-tcb: {v:?} is not a number 0..255"))?;
+        match k {
+            "bootloader" => tcb.bootloader = v,
+            "tee" => tcb.tee = v,
+            "snp" => tcb.snp = v,
+            "microcode" => tcb.microcode = v,
+            "fmc" => tcb.fmc = v,
+            _ => bail!("--min-tcb: unknown component {k:?} (bootloader, tee, snp, microcode, fmc)"),
+        }
+    }
+    Ok(tcb)
+}
+
+/// The certificates found in `--certs DIR`.
+struct Certs {
+    vcek: Vec<u8>,
+    ark: Option<Vec<u8>>,
+    ask: Option<Vec<u8>>,
+}
+
+impl Certs {
+    fn read(dir: &Path) -> anyhow::Result<Self> {
+        let first = |names: &[&str]| -> anyhow::Result<Option<Vec<u8>>> {
+            for n in names {
+                let p = dir.join(n);
+                if p.exists() {
+                    return Ok(Some(fs_err::read(p)?));
+                }
+            }
+            Ok(None)
+        };
+        let vcek = first(&["vcek.der", "vcek.pem", "vcek.crt"])?.with_context(|| {
+            format!(
+                "{}: no vcek.der or vcek.pem (fetch the VCEK for this chip and TCB from the AMD KDS)",
+                dir.display()
+            )
+        })?;
+        let mut ark = first(&["ark.pem", "ark.der"])?;
+        let mut ask = first(&["ask.pem", "ask.der"])?;
+        if let Some(chain) = first(&["cert_chain.pem"])? {
+            // The KDS serves ASK then ARK.
+            let text = String::from_utf8(chain).context("cert_chain.pem is not text")?;
+            let end = "-----END CERTIFICATE-----";
+            let cut = text
+                .find(end)
+                .map(|i| i + end.len())
+                .context("cert_chain.pem holds no certificate")?;
+            let (first_pem, second_pem) = text.split_at(cut);
+            ask.get_or_insert_with(|| first_pem.as_bytes().to_vec());
+            if second_pem.contains("-----BEGIN") {
+                ark.get_or_insert_with(|| second_pem.as_bytes().to_vec());
+            }
+        }
+        Ok(Self { vcek, ark, ask })
+    }
+}
