@@ -27,6 +27,7 @@ pub fn build_components(
             &plan.cargo_home,
             &r.package,
             &r.bin,
+            &|line: &str| progress.message(line),
         )
         .with_context(|| format!("rootfs.rust[{i}]: building {}/{}", r.package, r.bin))?;
         out.push(built);

@@ -276,6 +276,7 @@ fn rust_components_are_bit_identical_from_another_checkout() {
             &cargo_home,
             package,
             bin,
+            &|_: &str| {},
         )
         .unwrap_or_else(|e| panic!("building {package}/{bin} in the copy: {e}"));
         let recorded = record["inputs"]

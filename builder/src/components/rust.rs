@@ -327,13 +327,17 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 /// Builds `bin` of `package` in `workspace` with the reproducible recipe, into `target_dir`.
+/// `progress` gets a line for each crate cargo starts compiling (`[N] Compiling NAME vX`), so
+/// a first build that takes minutes shows where it is.
 pub fn build(
     workspace: &Path,
     target_dir: &Path,
     cargo_home: &Path,
     package: &str,
     bin: &str,
+    progress: &dyn Fn(&str),
 ) -> Result<Built, BuildError> {
+    use std::io::BufRead as _;
     let recipe = build_command(workspace, target_dir, cargo_home, package, bin);
     let mut cmd = std::process::Command::new(&recipe.program);
     cmd.args(&recipe.args).current_dir(&recipe.cwd);
@@ -342,21 +346,39 @@ pub fn build(
     }
     cmd.envs(recipe.env.iter().map(|(k, v)| (k, v)))
         .env("CARGO_HOME", cargo_home)
-        .stdin(std::process::Stdio::null());
-    let out = cmd.output().map_err(|source| BuildError::Spawn {
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let spawn_error = |source| BuildError::Spawn {
         package: package.to_owned(),
         bin: bin.to_owned(),
         source,
-    })?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    };
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    // cargo's stderr, read as it comes: progress per crate, the last lines kept for an error.
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut compiled = 0usize;
+    if let Some(stderr) = child.stderr.take() {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("Compiling ") {
+                compiled += 1;
+                progress(&format!("{package}/{bin}: [{compiled}] {trimmed}"));
+            }
+            if tail.len() == 20 {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    }
+    let status = child.wait().map_err(spawn_error)?;
+    if !status.success() {
         return Err(BuildError::Cargo {
             package: package.to_owned(),
             bin: bin.to_owned(),
-            status: out.status,
-            tail,
+            status,
+            tail: Vec::from(tail).join("\n"),
         });
     }
     let (sha256, size) =
