@@ -407,6 +407,38 @@ fn record_tdx_measurement_matches_the_spec_walkthrough() {
     assert_eq!(get("rtmr2"), m["platform"]["rtmr2"].as_str().unwrap());
 }
 
+/// The record's TDX MRTD and RTMR2 equal dstack-mr's for the demo's own artifacts: an
+/// implementation used on TDX hardware, built by hand from Dstack-TEE/dstack (provenance in
+/// measurements/tests/vectors/tdx/dstack-mr.toml). It appends ` initrd=initrd` to the command
+/// line as OVMF does; a record measuring the verbatim line fails here.
+#[test]
+fn record_tdx_measurement_matches_dstack_mr() {
+    let r = record(demo_build());
+    let m = r["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["kind"] == "tdx")
+        .expect("the demo manifest has a TDX profile");
+    let vectors =
+        fs_err::read_to_string(repo().join("measurements/tests/vectors/tdx/dstack-mr.toml"))
+            .unwrap();
+    let get = |k: &str| {
+        vectors
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = ")))
+            .unwrap_or_else(|| panic!("no {k} in dstack-mr.toml"))
+            .trim_matches('"')
+            .to_owned()
+    };
+    assert_eq!(m["platform"]["page_add_order"], "single-pass");
+    assert_eq!(
+        m["platform"]["mrtd"].as_str().unwrap(),
+        get("demo_mrtd_single_pass")
+    );
+    assert_eq!(m["platform"]["rtmr2"].as_str().unwrap(), get("demo_rtmr2"));
+}
+
 /// GNU cpio reads the build's initrd.img as a valid newc archive (empty: the kernel needs
 /// nothing from it), and its length is a whole number of 512-byte blocks.
 #[test]
