@@ -153,7 +153,7 @@ fn demo_release_signed_pushed_pulled_attested_and_checked() {
         &t.join("publisher.key.pub"),
     )
     .unwrap_or_else(|e| panic!("dsse_verify.py refused the pulled envelope: {e}"));
-    assert_eq!(format!("sha256:{fp}"), publisher_fp);
+    assert_eq!(fp, publisher_fp);
     assert_eq!(subjects(&statement), sha256sum_dir(&pulled));
 
     // The client checks the registry reference itself.
@@ -220,7 +220,9 @@ fn demo_release_signed_pushed_pulled_attested_and_checked() {
     let o = check(2);
     assert_eq!(o.status.code(), Some(EXIT_RELEASE_REJECTED), "{}", text(&o));
     assert!(
-        text(&o).contains("rebuilders: 1 of 2 required") && text(&o).contains(&rebuilder2_fp),
+        text(&o).contains("FAIL rebuilders:")
+            && text(&o).contains("1 of 2 required")
+            && text(&o).contains(&format!("missing: {rebuilder2_fp}")),
         "the missing rebuilder is named:\n{}",
         text(&o)
     );
