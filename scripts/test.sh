@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/packages.sh ensure build test
+# check's clock variation runs cargo (component builds) three years ahead; cargo's automatic
+# clean of its download cache would then delete every crate and fail to fetch it again
+# (certificates look expired). The builder sets this for its own cargo calls too.
+export CARGO_CACHE_AUTO_CLEAN_FREQUENCY=never
 # Every crate the lock file names, so nothing is downloaded later (check runs a build under a
 # shifted clock, where TLS certificates look expired).
 cargo fetch --locked

@@ -18,6 +18,9 @@ pub const INIT_PACKAGE: &str = "guest-init";
 /// The guest init's binary.
 pub const INIT_BIN: &str = "enclave-init";
 
+/// Cargo's `cache.auto-clean-frequency`, set to `never` for every cargo this module runs.
+const CACHE_AUTO_CLEAN: (&str, &str) = ("CARGO_CACHE_AUTO_CLEAN_FREQUENCY", "never");
+
 /// A composed `cargo build` invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RustBuild {
@@ -111,6 +114,10 @@ pub fn build_command(
             "symbols".to_owned(),
         ),
         ("CARGO_INCREMENTAL".to_owned(), "0".to_owned()),
+        // Never let cargo's automatic clean of the global cache run from a build: it would
+        // delete the user's downloaded crates, and under a shifted clock (check's `clock`
+        // variation) it deletes all of them and then fails to download them again.
+        (CACHE_AUTO_CLEAN.0.to_owned(), CACHE_AUTO_CLEAN.1.to_owned()),
     ];
     let args = [
         "build",
@@ -139,6 +146,7 @@ pub fn build_command(
 pub fn crate_graph(workspace: &Path, package: &str) -> Result<Vec<CrateRecord>, Error> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .current_dir(workspace)
+        .env(CACHE_AUTO_CLEAN.0, CACHE_AUTO_CLEAN.1)
         .other_options(vec![
             "--locked".to_owned(),
             "--filter-platform".to_owned(),
