@@ -364,6 +364,16 @@ fn record_snp_measurement_matches_sev_snp_measure() {
     );
 }
 
+/// The demo record's TDX profile measurement.
+fn tdx_measurement(record: &serde_json::Value) -> &serde_json::Value {
+    record["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["kind"] == "tdx")
+        .expect("the demo manifest has a TDX profile")
+}
+
 /// The record's TDX MRTD and RTMR2 equal the independent spec walk-through
 /// (measurements/tests/vectors/tdx/tdx_reference.py, standard-library Python written from the
 /// Intel specifications) on the same firmware and command line.
@@ -371,12 +381,7 @@ fn record_snp_measurement_matches_sev_snp_measure() {
 fn record_tdx_measurement_matches_the_spec_walkthrough() {
     let out = demo_build();
     let r = record(out);
-    let m = r["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["platform"]["kind"] == "tdx")
-        .expect("the demo manifest has a TDX profile");
+    let m = tdx_measurement(&r);
     let fw =
         reproducibility_tests::demo::fixtures_dir().join("firmware/OVMF.inteltdx.ms-2026.08.fd");
     let script = repo().join("measurements/tests/vectors/tdx/tdx_reference.py");
@@ -414,12 +419,7 @@ fn record_tdx_measurement_matches_the_spec_walkthrough() {
 #[test]
 fn record_tdx_measurement_matches_dstack_mr() {
     let r = record(demo_build());
-    let m = r["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["platform"]["kind"] == "tdx")
-        .expect("the demo manifest has a TDX profile");
+    let m = tdx_measurement(&r);
     let vectors =
         fs_err::read_to_string(repo().join("measurements/tests/vectors/tdx/dstack-mr.toml"))
             .unwrap();
