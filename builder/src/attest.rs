@@ -166,7 +166,7 @@ fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if kind == EvidenceKind::Tdx {
         return check_tdx(args, &record, &evidence, &binding, out);
     }
-    let release = snp_release(&record, args.profile.as_deref())?;
+    let release = snp_release(&record, args.profile.as_deref(), &evidence)?;
     let certs = args
         .certs
         .as_deref()
@@ -323,41 +323,60 @@ fn detect(bytes: &[u8]) -> Option<EvidenceKind> {
     None
 }
 
-/// The chosen SNP profile's launch digest.
-fn snp_release(record: &Record, profile: Option<&str>) -> anyhow::Result<SnpRelease> {
+/// The chosen SNP profile's launch digest. A profile measured for several vCPU counts has one
+/// entry per count: the one whose digest the report carries is chosen (the report does not say
+/// its vCPU count), or else the first, so the verdict names an expected value either way.
+fn snp_release(
+    record: &Record,
+    profile: Option<&str>,
+    report: &[u8],
+) -> anyhow::Result<SnpRelease> {
     let snp: Vec<_> = record
         .measurements
         .iter()
         .filter_map(|m| match &m.platform {
-            PlatformMeasurement::Snp { launch_digest, .. } => Some((&m.profile, launch_digest)),
+            PlatformMeasurement::Snp {
+                launch_digest,
+                vcpus,
+                ..
+            } => Some((m.profile.as_str(), *vcpus, launch_digest.0)),
             _ => None,
         })
         .collect();
-    let names = || {
-        snp.iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let mut names: Vec<&str> = snp.iter().map(|(n, _, _)| *n).collect();
+    names.dedup();
     let chosen = match profile {
-        Some(p) => snp.iter().find(|(n, _)| n.as_str() == p).with_context(|| {
+        Some(p) => names.iter().copied().find(|n| *n == p).with_context(|| {
             format!(
                 "the record has no SEV-SNP profile {p:?} (SEV-SNP profiles: {})",
-                names()
+                names.join(", ")
             )
         })?,
-        None => match snp.as_slice() {
-            [one] => one,
+        None => match names.as_slice() {
+            [one] => *one,
             [] => bail!("the record has no SEV-SNP profile"),
             _ => bail!(
                 "the record has several SEV-SNP profiles ({}); choose one with --profile",
-                names()
+                names.join(", ")
             ),
         },
     };
+    let entries: Vec<_> = snp.iter().filter(|(n, _, _)| *n == chosen).collect();
+    let reported = verifier::snp::Report::parse(report)
+        .ok()
+        .map(|r| r.measurement);
+    let (_, vcpus, digest) = entries
+        .iter()
+        .find(|(_, _, d)| Some(*d) == reported)
+        .or(entries.first())
+        .context("the record's SEV-SNP profile has no measurement")?;
     Ok(SnpRelease {
-        profile: chosen.0.clone(),
-        launch_digest: chosen.1 .0,
+        profile: if entries.len() > 1 {
+            format!("{chosen} ({vcpus} vCPUs)")
+        } else {
+            chosen.to_owned()
+        },
+        launch_digest: *digest,
     })
 }
 

@@ -88,7 +88,7 @@ pub fn write_boot(
     let mut measurements = Vec::new();
     for (profile, fw) in m.profiles.iter().zip(&inputs.profile_firmware) {
         progress.message(&format!("measuring profile {}", profile.name()));
-        measurements.push(
+        measurements.extend(
             crate::measure::launch::measure(profile, fw, &boot)
                 .with_context(|| format!("measuring profile {}", profile.name()))?,
         );

@@ -14,8 +14,19 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/data/snp")
 }
 
-fn record(launch_digest: &str) -> String {
+/// A record whose profile `snp-milan` has one measurement per comma-separated launch digest,
+/// for 1, 2, 3... vCPUs (a profile measured for several vCPU counts).
+fn record(launch_digests: &str) -> String {
     let zero = "0".repeat(64);
+    let measurements: Vec<serde_json::Value> = launch_digests
+        .split(',')
+        .zip(1..)
+        .map(|(d, vcpus)| {
+            serde_json::json!({"profile": "snp-milan", "firmware_sha256": zero, "platform": {
+                "kind": "snp", "vcpus": vcpus, "vmm": "qemu", "vcpu_type": "EPYC-Milan",
+                "guest_features": 1, "launch_digest": d}})
+        })
+        .collect();
     serde_json::json!({
         "schema": "enclave-builder.record.v1",
         "builder": {"name": "enclave-builder", "version": "0.1.0"},
@@ -29,9 +40,7 @@ fn record(launch_digest: &str) -> String {
             "hash_block_size": 4096, "data_blocks": 0, "hash_blocks": 0, "hash_offset": 0,
             "uuid": "u"}},
         "kernel_cmdline": {"verity_fragment": "", "full": ""},
-        "measurements": [{"profile": "snp-milan", "firmware_sha256": zero, "platform": {
-            "kind": "snp", "vcpus": 1, "vmm": "qemu", "vcpu_type": "EPYC-Milan",
-            "guest_features": 1, "launch_digest": launch_digest}}]
+        "measurements": measurements
     })
     .to_string()
 }
@@ -132,6 +141,26 @@ fn genuine_report_of_another_image_fails_the_measurement() {
         run.stderr.contains("snp.measurement, snp.report_data"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_profile_with_several_vcpu_counts_accepts_any_of_its_digests() {
+    let own = hex::encode(&milan()[0x90..0xC0]);
+    let (a, b) = ("ab".repeat(48), "cd".repeat(48));
+    // The report's digest is the profile's 2-vCPU entry: the measurement passes, named so.
+    let run = attest(&format!("{a},{own},{b}"), &["--json"]);
+    assert_eq!(run.code, 8, "{}{}", run.stdout, run.stderr);
+    assert_eq!(failed_checks(&run.stdout), ["snp.report_data"]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["profile"], "snp-milan (2 vCPUs)");
+    // None of the counts has it: the measurement fails.
+    let run = attest(&format!("{a},{b}"), &["--json"]);
+    assert_eq!(run.code, 8, "{}{}", run.stdout, run.stderr);
+    assert!(
+        failed_checks(&run.stdout).contains(&"snp.measurement".to_owned()),
+        "{}",
+        run.stdout
     );
 }
 

@@ -37,7 +37,9 @@ pub struct Record {
     pub disks: Vec<Disk>,
     /// The kernel command line.
     pub kernel_cmdline: KernelCmdline,
-    /// The launch measurement of this image on each platform profile of the manifest.
+    /// The launch measurement of this image on each platform profile of the manifest, in
+    /// manifest order; an SEV-SNP profile listing several vCPU counts has one entry per count
+    /// (same `profile`, its own `vcpus` and `launch_digest`), in the manifest's count order.
     pub measurements: Vec<ProfileMeasurement>,
 }
 

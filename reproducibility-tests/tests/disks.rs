@@ -103,7 +103,8 @@ const OVMF_SNP: (&str, &str) = (
     "firmware/OVMF.amdsev-2026.08.fd",
     "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
 );
-const SNP_VCPUS: u32 = 2;
+/// The SNP profile is measured for each of these vCPU counts (one launch digest each).
+const SNP_VCPUS: [u32; 6] = [1, 2, 4, 8, 16, 64];
 const SNP_VCPU_TYPE: &str = "EPYC-Milan";
 
 /// One wheel member: name, bytes, Unix mode.
@@ -287,7 +288,7 @@ cmdline = "console=ttyS0"
 name = "snp"
 platform = "snp"
 firmware = {fw_snp}
-vcpus = {SNP_VCPUS}
+vcpus = {SNP_VCPUS:?}
 vcpu_type = "{SNP_VCPU_TYPE}"
 guest_features = 0x1
 
@@ -702,48 +703,68 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     );
 }
 
-/// The record's SNP launch digest, checked against sev-snp-measure over the output's files.
+/// The record's SNP launch digests, one per vCPU count of the profile, each checked against
+/// sev-snp-measure over the output's files; returns them joined, in the manifest's count order.
 fn snp_digest_checked(out: &Path) -> String {
     let r = record(out);
-    let m = r["measurements"]
+    let entries: Vec<&serde_json::Value> = r["measurements"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["platform"]["kind"] == "snp")
-        .expect("an SNP measurement");
+        .filter(|m| m["platform"]["kind"] == "snp")
+        .collect();
+    let counts: Vec<u64> = entries
+        .iter()
+        .map(|m| m["platform"]["vcpus"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        SNP_VCPUS.map(u64::from),
+        "one SNP measurement per listed vCPU count, in manifest order"
+    );
     let fw = fixture(OVMF_SNP.0);
     let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
-    let o = tool(
-        "sev-snp-measure",
-        &[
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw.to_str().unwrap(),
-            "--vcpus",
-            &SNP_VCPUS.to_string(),
-            "--vcpu-type",
-            SNP_VCPU_TYPE,
-            "--guest-features",
-            "0x1",
-            "--kernel",
-            out.join("vmlinuz").to_str().unwrap(),
-            "--initrd",
-            out.join("initrd.img").to_str().unwrap(),
-            "--append",
-            &cmdline,
-        ],
-    );
-    ok(&o, "sev-snp-measure");
-    let theirs = String::from_utf8(o.stdout).unwrap().trim().to_owned();
-    let ours = m["platform"]["launch_digest"].as_str().unwrap();
+    let mut digests = Vec::new();
+    for (m, vcpus) in entries.iter().zip(SNP_VCPUS) {
+        let o = tool(
+            "sev-snp-measure",
+            &[
+                "--mode",
+                "snp",
+                "--ovmf",
+                fw.to_str().unwrap(),
+                "--vcpus",
+                &vcpus.to_string(),
+                "--vcpu-type",
+                SNP_VCPU_TYPE,
+                "--guest-features",
+                "0x1",
+                "--kernel",
+                out.join("vmlinuz").to_str().unwrap(),
+                "--initrd",
+                out.join("initrd.img").to_str().unwrap(),
+                "--append",
+                &cmdline,
+            ],
+        );
+        ok(&o, "sev-snp-measure");
+        let theirs = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+        let ours = m["platform"]["launch_digest"].as_str().unwrap();
+        assert_eq!(
+            ours,
+            theirs,
+            "record vs sev-snp-measure for {vcpus} vCPUs, {}",
+            out.display()
+        );
+        digests.push(theirs);
+    }
+    let distinct: std::collections::BTreeSet<&String> = digests.iter().collect();
     assert_eq!(
-        ours,
-        theirs,
-        "record vs sev-snp-measure for {}",
-        out.display()
+        distinct.len(),
+        digests.len(),
+        "each vCPU count has its own digest"
     );
-    theirs
+    digests.join(",")
 }
 
 /// A file in `../shared/fixtures`.

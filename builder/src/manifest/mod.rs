@@ -11,7 +11,7 @@ pub use schema::{
     Boot, Disk, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
     RustEntry, SnpProfile, TdxProfile, VmmType, WheelEntry, SCHEMA_VERSION,
 };
-pub use types::{Epoch, ImagePath, Mode, NAME_MAX};
+pub use types::{Epoch, ImagePath, Mode, VcpuCounts, NAME_MAX};
 
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 use measurements::Sha256Digest;
 use serde::Deserialize;
 
-use super::types::{Epoch, ImagePath, Mode};
+use super::types::{Epoch, ImagePath, Mode, VcpuCounts};
 
 /// The manifest schema this builder reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -120,8 +120,8 @@ pub struct SnpProfile {
     pub name: String,
     /// The OVMF build (an AmdSev build with the SNP kernel-hashes section).
     pub firmware: InputFile,
-    /// Number of vCPUs (one VMSA each).
-    pub vcpus: std::num::NonZeroU32,
+    /// The vCPU counts to measure (one VMSA each): one launch digest per count.
+    pub vcpus: VcpuCounts,
     /// QEMU vCPU model (`EPYC-Milan`, ...), as sev-snp-measure names them; QEMU only.
     #[serde(default)]
     pub vcpu_type: Option<String>,

@@ -84,3 +84,32 @@ fn a_refused_value_names_its_field() {
     let err = parse(&text, "t.toml").unwrap_err().to_string();
     assert!(err.starts_with("t.toml: disks[1].files[1].mode: "), "{err}");
 }
+
+#[test]
+fn snp_vcpus_is_one_count_or_a_list_of_distinct_counts() {
+    let with = |vcpus: &str| {
+        format!(
+            "{MINIMAL}[[profiles]]\nname = \"snp\"\nplatform = \"snp\"\n\
+             firmware = {{ path = \"OVMF.amdsev.fd\" }}\nvcpus = {vcpus}\nvcpu_type = \"EPYC-Milan\"\n"
+        )
+    };
+    let counts = |vcpus: &str| match &parse(&with(vcpus), "t.toml").unwrap().profiles[0] {
+        Profile::Snp(p) => p.vcpus.counts().iter().map(|n| n.get()).collect::<Vec<_>>(),
+        other => panic!("not an SNP profile: {other:?}"),
+    };
+    assert_eq!(counts("4"), [4]);
+    assert_eq!(counts("[1, 2, 4, 8, 16, 64]"), [1, 2, 4, 8, 16, 64]);
+    assert_eq!(counts("[8, 1]"), [8, 1], "manifest order is kept");
+    for (bad, needle) in [
+        ("[]", "lists no vCPU count"),
+        ("0", "0 is not a vCPU count"),
+        ("[1, 0]", "0 is not a vCPU count"),
+        ("[2, 4, 2]", "lists 2 twice"),
+    ] {
+        let err = format!("{:#}", parse(&with(bad), "t.toml").unwrap_err());
+        assert!(
+            err.contains(needle) && err.contains("vcpus"),
+            "vcpus = {bad}: {err}"
+        );
+    }
+}

@@ -128,3 +128,51 @@ impl TryFrom<u64> for Epoch {
         })
     }
 }
+
+/// The vCPU counts an SEV-SNP profile is measured for: `vcpus = 4` or `vcpus = [1, 2, 4]`.
+/// SEV-SNP measures one VMSA per vCPU, so every count has its own launch digest; the record
+/// holds one measurement per count. Not empty, no zero, no count twice; kept in manifest order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "VcpuCountsToml")]
+pub struct VcpuCounts(Vec<std::num::NonZeroU32>);
+
+/// The two spellings `vcpus` accepts.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VcpuCountsToml {
+    One(u32),
+    Several(Vec<u32>),
+}
+
+impl VcpuCounts {
+    /// The counts, in manifest order.
+    pub fn counts(&self) -> &[std::num::NonZeroU32] {
+        &self.0
+    }
+}
+
+impl TryFrom<VcpuCountsToml> for VcpuCounts {
+    type Error = String;
+
+    fn try_from(v: VcpuCountsToml) -> Result<Self, String> {
+        let raw = match v {
+            VcpuCountsToml::One(n) => vec![n],
+            VcpuCountsToml::Several(list) => list,
+        };
+        if raw.is_empty() {
+            return Err(
+                "vcpus = [] lists no vCPU count; write e.g. vcpus = 4 or vcpus = [1, 2, 4]".into(),
+            );
+        }
+        let mut counts = Vec::with_capacity(raw.len());
+        for n in raw {
+            let n = std::num::NonZeroU32::new(n)
+                .ok_or("vcpus: 0 is not a vCPU count; every count must be 1 or more")?;
+            if counts.contains(&n) {
+                return Err(format!("vcpus lists {n} twice; list each vCPU count once"));
+            }
+            counts.push(n);
+        }
+        Ok(VcpuCounts(counts))
+    }
+}

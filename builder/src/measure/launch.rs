@@ -23,19 +23,20 @@ pub struct BootImage<'a> {
     pub cmdline: &'a str,
 }
 
-/// Computes one profile's measurement. `firmware` is the profile's pinned firmware file.
+/// Computes one profile's measurements: one for a TDX profile, one per listed vCPU count for an
+/// SEV-SNP profile. `firmware` is the profile's pinned firmware file.
 pub fn measure(
     profile: &Profile,
     firmware: &PinnedFile,
     image: &BootImage<'_>,
-) -> anyhow::Result<ProfileMeasurement> {
+) -> anyhow::Result<Vec<ProfileMeasurement>> {
     let fw = fs_err::read(&firmware.path)?;
     anyhow::ensure!(
         measurements::Sha256Digest::of(&fw) == firmware.sha256,
         "{} changed while the build was reading it; rebuild",
         firmware.source
     );
-    let platform = match profile {
+    let platforms = match profile {
         Profile::Snp(p) => {
             let parsed = snp::Firmware::parse(&fw)
                 .with_context(|| format!("{}: not an SEV-SNP capable OVMF", firmware.source))?;
@@ -48,32 +49,38 @@ pub fn measure(
                 (VmmType::Ec2, _) => snp::Vmm::Ec2,
                 (VmmType::Gce, _) => snp::Vmm::Gce,
             };
-            let inputs = snp::SnpInputs {
-                firmware: &parsed,
-                ovmf_hash: None,
-                kernel_hashes: Some(snp::KernelHashes::from_bytes(
-                    image.kernel,
-                    image.initrd,
-                    Some(image.cmdline),
-                )),
-                vcpus: p.vcpus,
-                vmm,
-                guest_features: p.guest_features,
-            };
-            let digest = snp::snp_launch_digest(&inputs)
-                .with_context(|| format!("SEV-SNP launch digest with {}", firmware.source))?;
-            PlatformMeasurement::Snp {
-                vcpus: NonZeroU32::get(p.vcpus),
-                vmm: match p.vmm {
-                    VmmType::Qemu => "qemu",
-                    VmmType::Ec2 => "ec2",
-                    VmmType::Gce => "gce",
-                }
-                .to_owned(),
-                vcpu_type: p.vcpu_type.clone(),
-                guest_features: p.guest_features,
-                launch_digest: digest,
+            let kernel_hashes =
+                snp::KernelHashes::from_bytes(image.kernel, image.initrd, Some(image.cmdline));
+            let mut each = Vec::with_capacity(p.vcpus.counts().len());
+            for &vcpus in p.vcpus.counts() {
+                let inputs = snp::SnpInputs {
+                    firmware: &parsed,
+                    ovmf_hash: None,
+                    kernel_hashes: Some(kernel_hashes),
+                    vcpus,
+                    vmm,
+                    guest_features: p.guest_features,
+                };
+                let digest = snp::snp_launch_digest(&inputs).with_context(|| {
+                    format!(
+                        "SEV-SNP launch digest with {} for {vcpus} vCPUs",
+                        firmware.source
+                    )
+                })?;
+                each.push(PlatformMeasurement::Snp {
+                    vcpus: NonZeroU32::get(vcpus),
+                    vmm: match p.vmm {
+                        VmmType::Qemu => "qemu",
+                        VmmType::Ec2 => "ec2",
+                        VmmType::Gce => "gce",
+                    }
+                    .to_owned(),
+                    vcpu_type: p.vcpu_type.clone(),
+                    guest_features: p.guest_features,
+                    launch_digest: digest,
+                });
             }
+            each
         }
         Profile::Tdx(p) => {
             let tdvf = tdx::Tdvf::parse(&fw).with_context(|| {
@@ -86,17 +93,20 @@ pub fn measure(
             let rtmr1 = tdx::rtmr1_events(image.kernel, tdx::Rtmr1Order::KernelFirst)
                 .context("RTMR1: the kernel is not a PE image (Authenticode)")?;
             let rtmr2 = tdx::rtmr2_events(image.cmdline, image.initrd);
-            PlatformMeasurement::Tdx {
+            vec![PlatformMeasurement::Tdx {
                 page_add_order: order_name.to_owned(),
                 mrtd: tdx::mrtd(&tdvf, order),
                 rtmr1: tpm::replay(&rtmr1),
                 rtmr2: tpm::replay(&rtmr2),
-            }
+            }]
         }
     };
-    Ok(ProfileMeasurement {
-        profile: profile.name().to_owned(),
-        firmware_sha256: firmware.sha256,
-        platform,
-    })
+    Ok(platforms
+        .into_iter()
+        .map(|platform| ProfileMeasurement {
+            profile: profile.name().to_owned(),
+            firmware_sha256: firmware.sha256,
+            platform,
+        })
+        .collect())
 }
