@@ -8,10 +8,12 @@
 #                                            # otherwise print the install command and exit 1
 #   bash scripts/packages.sh install SET...  # install every package of the sets (root, Debian)
 #
-# SET is `build` (compile the guest kernel and the static components, fetch the demo inputs)
-# or `test` (the independent reference tools the tests run). Each line below is
-# `KIND NAME PACKAGE`: KIND `cmd` is a command on PATH, `file` a path that must exist,
-# `py` a Python module importable by python3 (PACKAGE is then a pinned pip requirement).
+# SET is `build` (compile the guest kernel and the static components, fetch the demo inputs),
+# `test` (the independent reference tools the tests run) or `fuzz` (scripts/fuzz.sh). Each
+# line below is `KIND NAME PACKAGE`: KIND `cmd` is a command on PATH, `file` a path that must
+# exist, `py` a Python module importable by python3 (PACKAGE is then a pinned pip
+# requirement), `crate` a cargo subcommand (PACKAGE is then `crate@version`, installed with
+# `cargo install --locked`).
 set -euo pipefail
 
 build_needs() {
@@ -67,12 +69,20 @@ py cryptography cryptography==48.0.0
 EOF
 }
 
+fuzz_needs() {
+	cat <<'EOF'
+# libFuzzer driver for verifier/fuzz (the nightly toolchain is part of the machine)
+crate fuzz cargo-fuzz@0.13.2
+EOF
+}
+
 needs() {
 	for set in "$@"; do
 		case $set in
 		build) build_needs ;;
 		test) test_needs ;;
-		*) echo "packages.sh: unknown set '$set' (build, test)" >&2; exit 2 ;;
+		fuzz) fuzz_needs ;;
+		*) echo "packages.sh: unknown set '$set' (build, test, fuzz)" >&2; exit 2 ;;
 		esac
 	done
 }
@@ -84,6 +94,7 @@ missing() {
 		'#') ;;
 		cmd) PATH=$PATH:/usr/sbin:/sbin command -v "$name" >/dev/null 2>&1 || echo "deb $pkg" ;;
 		file) [ -e "$name" ] || echo "deb $pkg" ;;
+		crate) cargo "$name" --version >/dev/null 2>&1 || echo "crate $pkg" ;;
 		py)
 			if [ "$name" = pip ]; then
 				python3 -m pip --version >/dev/null 2>&1 || echo "deb $pkg"
@@ -95,14 +106,15 @@ missing() {
 	done | sort -u
 }
 
-install_cmds() { # DEBS PIPS -> the commands that install them
-	local debs=$1 pips=$2
+install_cmds() { # DEBS PIPS CRATES -> the commands that install them
+	local debs=$1 pips=$2 crates=${3:-}
 	[ -z "$debs" ] || echo "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $debs"
 	[ -z "$pips" ] || echo "PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --disable-pip-version-check $pips"
+	[ -z "$crates" ] || echo "cargo install --locked $crates"
 }
 
-install() { # DEBS PIPS
-	local debs=$1 pips=$2
+install() { # DEBS PIPS CRATES
+	local debs=$1 pips=$2 crates=${3:-}
 	if [ -n "$debs" ]; then
 		apt-get update -qq
 		# shellcheck disable=SC2086
@@ -112,6 +124,10 @@ install() { # DEBS PIPS
 		# shellcheck disable=SC2086
 		# Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
 		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check $pips
+	fi
+	if [ -n "$crates" ]; then
+		# shellcheck disable=SC2086
+		cargo install --quiet --locked $crates
 	fi
 }
 
@@ -123,25 +139,27 @@ check | ensure)
 	m=$(missing "$@")
 	debs=$(echo "$m" | awk '$1 == "deb" {print $2}' | xargs)
 	pips=$(echo "$m" | awk '$1 == "pip" {print $2}' | xargs)
-	if [ -z "$debs$pips" ]; then
+	crates=$(echo "$m" | awk '$1 == "crate" {print $2}' | xargs)
+	if [ -z "$debs$pips$crates" ]; then
 		exit 0
 	fi
-	echo "missing for '$*':${debs:+ Debian packages: $debs;}${pips:+ pip packages: $pips}" >&2
+	echo "missing for '$*':${debs:+ Debian packages: $debs;}${pips:+ pip packages: $pips;}${crates:+ cargo tools: $crates}" >&2
 	if [ "$cmd" = ensure ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing them (root on Debian)..." >&2
-		install "$debs" "$pips"
+		install "$debs" "$pips" "$crates"
 		m=$(missing "$@")
 		[ -z "$m" ] || { echo "still missing after install: $(echo "$m" | xargs)" >&2; exit 1; }
 		exit 0
 	fi
 	echo "install them with (as root):" >&2
-	install_cmds "$debs" "$pips" | sed 's/^/    /' >&2
+	install_cmds "$debs" "$pips" "$crates" | sed 's/^/    /' >&2
 	exit 1
 	;;
 install)
 	debs=$(needs "$@" | awk '$1 == "cmd" || $1 == "file" || $2 == "pip" {print $3}' | sort -u | xargs)
 	pips=$(needs "$@" | awk '$1 == "py" && $2 != "pip" {print $3}' | sort -u | xargs)
-	install "$debs" "$pips"
+	crates=$(needs "$@" | awk '$1 == "crate" {print $3}' | sort -u | xargs)
+	install "$debs" "$pips" "$crates"
 	;;
 *)
 	echo "usage: packages.sh check|ensure|install SET..." >&2

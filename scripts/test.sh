@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test in the workspace (unit tests,
-# reference-tool cross-checks, reproducibility builds). First, within seconds, it checks for
+# reference-tool cross-checks, reproducibility builds), the no_std build of the verifier and
+# a bounded run of every fuzz target. First, within seconds, it checks for
 # every build and reference tool the tests run (scripts/packages.sh): as root on Debian it
 # installs what is missing, otherwise it prints the install command and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/packages.sh ensure build test
+bash scripts/packages.sh ensure build test fuzz
 # check's clock variation runs cargo (component builds) three years ahead; cargo's automatic
 # clean of its download cache would then delete every crate and fail to fetch it again
 # (certificates look expired). The builder sets this for its own cargo calls too.
@@ -25,3 +26,7 @@ mkdir -p target/plain-builder/debug
 cp target/debug/enclave-builder target/plain-builder/debug/enclave-builder
 cargo build --locked -p enclave-builder --features test-inject
 cargo test --workspace --exclude demo-server --locked --no-fail-fast
+# The verifier as a browser or a phone embeds it: no_std + alloc, without the `std` feature.
+cargo check --locked -p enclave-verifier --no-default-features
+# Every fuzz target of the client's parsers, bounded (FUZZ_SECONDS each, default 20).
+bash scripts/fuzz.sh
