@@ -13,92 +13,46 @@ use verifier::snp::{SnpEvidence, SnpPolicy, SnpRelease, Tcb, TrustAnchors};
 use verifier::tdx::{TdxPolicy, TdxRelease};
 use verifier::Verdict;
 
-/// `attest` subcommands.
-#[derive(Debug, clap::Subcommand)]
-#[non_exhaustive]
-pub enum AttestCommand {
-    /// Check attestation evidence against a release: signature and certificate chain,
-    /// launch measurement, guest policy, TCB, VMPL and the session binding.
-    ///
-    /// TDX: EVIDENCE is the quote (version 4 or 5); --collateral FILE is its DCAP collateral
-    /// (JSON); the quote and collateral must chain to Intel's root at --time (default now);
-    /// MRTD, RTMR1 and RTMR2 must equal the record's TDX profile, RTMR3 and MRCONFIGID,
-    /// MROWNER, MROWNERCONFIG must be zero, TD attributes DEBUG clear, REPORTDATA the binding.
-    ///
-    /// SEV-SNP: EVIDENCE is the 1184-byte attestation report; --certs DIR holds the VCEK
-    /// (vcek.der or vcek.pem, from the AMD KDS or the host's certificate table) and,
-    /// optionally, the ARK and ASK the host served (ark.pem, ask.pem or cert_chain.pem);
-    /// those must equal AMD's, which are pinned in the verifier. REPORT_DATA must equal
-    /// SHA-512("enclave-builder attestation v1\0" || SHA-256(server key SPKI DER) || nonce)
-    /// (docs/verifying.md).
-    ///
-    /// Every check is printed with what was expected and what was found.
-    ///
-    /// Exit codes: 0 every check passed; 8 at least one check failed; 1 the inputs could
-    /// not be read (no record.json, no such profile, no VCEK or collateral, a vTPM quote).
-    Check(AttestCheckArgs),
-}
-
-/// `attest check` arguments.
-#[derive(Debug, clap::Args)]
-pub struct AttestCheckArgs {
+/// Options of `attest check` (the command line's are `cli::AttestCheckArgs`).
+#[derive(Debug)]
+pub struct AttestCheckOptions {
     /// The release directory: it holds record.json.
-    #[arg(long, value_name = "DIR")]
     pub release: PathBuf,
     /// The evidence (an SEV-SNP attestation report or a TDX quote).
-    #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
     /// The certificates: vcek.der or vcek.pem; optionally ark.pem, ask.pem, cert_chain.pem.
-    #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
     /// The client's nonce (hex) the evidence must be bound to.
-    #[arg(long, value_name = "HEX")]
     pub nonce: String,
     /// The server's public key the evidence must be bound to: SubjectPublicKeyInfo (DER or
     /// PEM `PUBLIC KEY`) or an X.509 certificate (DER or PEM).
-    #[arg(long, value_name = "FILE")]
     pub server_key: PathBuf,
     /// The record's platform profile to compare with (default: its only SNP profile).
-    #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
     /// The evidence kind (default: detected from the bytes).
-    #[arg(long, value_enum)]
     pub kind: Option<EvidenceKind>,
     /// The lowest acceptable reported TCB, e.g. `bootloader=3,tee=0,snp=8,microcode=115`
     /// (Turin also `fmc=N`); components not named are 0.
-    #[arg(long, value_name = "LIST", default_value = "")]
     pub min_tcb: String,
     /// The VMPL the report must come from.
-    #[arg(long, default_value_t = 0)]
     pub vmpl: u32,
     /// Require the guest policy to allow SMT (`on`) or forbid it (`off`); default: either.
-    #[arg(long, value_enum)]
     pub smt: Option<OnOff>,
     /// TDX: the quote's DCAP collateral (JSON `QuoteCollateralV3`, as a PCCS serves it).
-    #[arg(long, value_name = "FILE")]
     pub collateral: Option<PathBuf>,
     /// TDX: the time to check the collateral's validity at, in seconds since the Unix epoch
     /// (default: now).
-    #[arg(long, value_name = "SECONDS")]
     pub time: Option<u64>,
     /// TDX: the platform TCB statuses accepted (comma-separated).
-    #[arg(
-        long,
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "UpToDate"
-    )]
     pub tcb_status: Vec<String>,
     /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
-    #[arg(long, value_name = "HEX")]
     pub xfam: Option<String>,
     /// Print the verdict as JSON on stdout.
-    #[arg(long)]
     pub json: bool,
 }
 
 /// The kinds of evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvidenceKind {
     /// An AMD SEV-SNP attestation report.
     Snp,
@@ -109,7 +63,7 @@ pub enum EvidenceKind {
 }
 
 /// A required setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnOff {
     /// Must be on.
     On,
@@ -127,14 +81,8 @@ pub struct AttestationFailed {
     pub names: String,
 }
 
-/// Runs an `attest` subcommand.
-pub fn run(cmd: &AttestCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    match cmd {
-        AttestCommand::Check(args) => check(args, out),
-    }
-}
-
-fn check(args: &AttestCheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Runs `attest check`: the evidence against the release, every check printed.
+pub fn check(args: &AttestCheckOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let record_path = args.release.join("record.json");
     let record: Record = serde_json::from_slice(
         &fs_err::read(&record_path).context("reading the release's record")?,
@@ -202,7 +150,7 @@ fn finish(verdict: &Verdict) -> anyhow::Result<()> {
 }
 
 fn check_tdx(
-    args: &AttestCheckArgs,
+    args: &AttestCheckOptions,
     record: &Record,
     quote: &[u8],
     binding: &[u8; 64],

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{attest, kernel, measure, release};
 
 /// Build bit-identical confidential-VM images from a pinned manifest and compute the launch
 /// measurements the hardware will report for them.
@@ -105,7 +108,7 @@ pub enum Command {
     Measure {
         /// The platform.
         #[command(subcommand)]
-        command: Box<crate::measure::MeasureCommand>,
+        command: Box<MeasureCommand>,
     },
     /// Publish a release directory to an OCI registry as one artifact.
     ///
@@ -139,7 +142,7 @@ pub enum Command {
     Attest {
         /// What to do.
         #[command(subcommand)]
-        command: Box<crate::attest::AttestCommand>,
+        command: Box<AttestCommand>,
     },
     /// Build the guest kernel reproducibly from pinned source and `kernel-config/`.
     Kernel {
@@ -240,7 +243,7 @@ pub struct ReleaseDiffArgs {
 pub enum KernelCommand {
     /// Compile the pinned kernel source with the checked-in config (about 10 minutes on two
     /// cores), cached by the digest of every input. Prints the bzImage's sha256.
-    Build(Box<crate::kernel::KernelBuildArgs>),
+    Build(Box<KernelBuildArgs>),
 }
 
 /// `build` arguments.
@@ -363,3 +366,389 @@ pub struct PullArgs {
     #[arg(long, short)]
     pub quiet: bool,
 }
+
+/// Implements [`clap::ValueEnum`] for a plain enum of another module, so that module stays
+/// free of clap: each variant's command-line name and `--help` text.
+macro_rules! value_enum {
+    ($t:ty { $($v:path => $name:literal: $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $t {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($v),+]
+            }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($v => PossibleValue::new($name).help($help)),+
+                })
+            }
+        }
+    };
+}
+
+/// `impl From<$args> for $options`: a command line's arguments become the plain options of the
+/// module that runs the subcommand, field by field (the same names on both sides).
+macro_rules! options_from {
+    ($from:ty => $to:ty { $($field:ident),+ $(,)? }) => {
+        impl From<$from> for $to {
+            fn from(a: $from) -> Self {
+                Self {
+                    $($field: a.$field),+
+                }
+            }
+        }
+    };
+}
+
+/// `measure` subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum MeasureCommand {
+    /// AMD SEV-SNP / SEV-ES / SEV launch digest (flags as in sev-snp-measure 0.0.13).
+    Snp(SnpArgs),
+    /// Intel TDX MRTD, RTMR1 and RTMR2 for direct boot with OVMF (TDVF).
+    Tdx(TdxArgs),
+    /// vTPM PCR 11 (systemd-stub, per UKI section and boot phase) and PCR 4.
+    Pcr(PcrArgs),
+}
+
+impl From<MeasureCommand> for measure::MeasureOptions {
+    fn from(c: MeasureCommand) -> Self {
+        match c {
+            MeasureCommand::Snp(a) => Self::Snp(a.into()),
+            MeasureCommand::Tdx(a) => Self::Tdx(a.into()),
+            MeasureCommand::Pcr(a) => Self::Pcr(a.into()),
+        }
+    }
+}
+
+/// Arguments of `measure snp`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Output: the digest on stdout, one line, formatted as sev-snp-measure 0.0.13 prints it (hex by \
+default; `snp:ovmf-hash` is always hex, as in the reference). With --transcript the transcript \
+is written to stdout BEFORE the digest line (with --json it is the \"transcript\" field).")]
+pub struct SnpArgs {
+    /// OVMF image to measure (the whole `OVMF.fd` / `OVMF.amdsev.fd` given to QEMU's -bios).
+    #[arg(long, value_name = "PATH")]
+    pub ovmf: PathBuf,
+    /// Kernel for measured direct boot (QEMU `-kernel` with `kernel-hashes=on`).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initrd (QEMU `-initrd`); needs --kernel.
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (QEMU `-append`); needs --kernel.
+    #[arg(
+        long,
+        value_name = "CMDLINE",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    pub append: Option<String>,
+    /// Number of guest vCPUs (required except in `sev` and `snp:ovmf-hash` modes).
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<std::num::NonZeroU32>,
+    /// QEMU vCPU model: EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, or a -vN alias.
+    #[arg(long, value_name = "CPUTYPE")]
+    pub vcpu_type: Option<measurements::snp::VcpuType>,
+    /// Raw vCPU CPUID(1).EAX signature (0x-prefixed hex or decimal).
+    #[arg(long, value_name = "VALUE", value_parser = measure::parse_u32)]
+    pub vcpu_sig: Option<u32>,
+    /// vCPU family (with --vcpu-model and --vcpu-stepping).
+    #[arg(long, value_name = "FAMILY", requires_all = ["vcpu_model", "vcpu_stepping"])]
+    pub vcpu_family: Option<u32>,
+    /// vCPU model number.
+    #[arg(long, value_name = "MODEL", requires = "vcpu_family")]
+    pub vcpu_model: Option<u32>,
+    /// vCPU stepping.
+    #[arg(long, value_name = "STEPPING", requires = "vcpu_family")]
+    pub vcpu_stepping: Option<u32>,
+    /// VMSA SEV_FEATURES (0x1 = SNP active; 0x21 if the host's kvm_amd has debug_swap on).
+    #[arg(long, value_name = "VALUE", value_parser = measure::parse_u64, default_value = "0x1")]
+    pub guest_features: u64,
+    /// Hypervisor: QEMU (also `qemu`), ec2 or gce.
+    #[arg(long, value_name = "VMMTYPE", value_parser = measure::parse_vmm, default_value = "QEMU")]
+    pub vmm_type: measure::VmmKind,
+    /// Guest mode.
+    #[arg(long, value_enum, default_value = "snp")]
+    pub mode: measure::SnpMode,
+    /// Precomputed OVMF hash (hex SHA-384) to start from, as printed by `--mode snp:ovmf-hash`.
+    #[arg(long, value_name = "HASH")]
+    pub snp_ovmf_hash: Option<measurements::Sha384Digest>,
+    /// Digest output format.
+    #[arg(long, value_enum, default_value = "hex")]
+    pub output_format: measure::OutputFormat,
+    /// Print a JSON object `{"mode", "measurement"[, "transcript"]}` instead of a bare line.
+    #[arg(long)]
+    pub json: bool,
+    /// Print every measured page group (type, GPA range, pages, contents and running digest)
+    /// before the digest. SNP modes only.
+    #[arg(long)]
+    pub transcript: bool,
+}
+
+options_from!(SnpArgs => measure::SnpOptions {
+    ovmf, kernel, initrd, append, vcpus, vcpu_type, vcpu_sig, vcpu_family, vcpu_model,
+    vcpu_stepping, guest_features, vmm_type, mode, snp_ovmf_hash, output_format, json,
+    transcript,
+});
+
+/// Arguments of `measure tdx`.
+#[derive(Debug, Clone, Args)]
+pub struct TdxArgs {
+    /// The OVMF (TDVF) firmware image as given to QEMU `-bios`.
+    #[arg(long, value_name = "FILE")]
+    pub ovmf: PathBuf,
+    /// The kernel as given to QEMU `-kernel` (its Authenticode SHA-384 goes into RTMR1; QEMU
+    /// ≥ 10.1 leaves the file unpatched).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// The initrd as given to QEMU `-initrd` (its SHA-384 goes into RTMR2).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line as given to QEMU `-append` (empty if absent). RTMR2 measures it
+    /// as OVMF hands it to the kernel: with ` initrd=initrd` appended when `--initrd` is given
+    /// and not empty (edk2 X86QemuLoadImageLib, every OVMF since edk2-stable202005).
+    #[arg(long, value_name = "CMDLINE", requires = "kernel")]
+    pub append: Option<String>,
+    /// Measure all page adds of a section before its extends (Intel "upstream-v5" and
+    /// Canonical QEMU 8.2); default is one pass per page (upstream QEMU ≥ 9).
+    #[arg(long)]
+    pub two_pass_add_pages: bool,
+    /// Position of the kernel event in RTMR1 relative to the separator (OVMF-version dependent).
+    #[arg(long, value_enum, default_value_t = measure::tdx::Rtmr1OrderArg::KernelFirst)]
+    pub rtmr1_order: measure::tdx::Rtmr1OrderArg,
+    /// Platform profile for RTMR0: a file of SHA-384 event digests in log order, one hex digest
+    /// per line (`#` starts a comment), e.g. taken from a reference TD's CCEL event log for the
+    /// same QEMU version and VM shape. Without it RTMR0 is not printed.
+    #[arg(long, value_name = "FILE")]
+    pub rtmr0_digests: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print the TDVF sections and every RTMR event with the running register value.
+    #[arg(long)]
+    pub transcript: bool,
+}
+
+options_from!(TdxArgs => measure::tdx::TdxOptions {
+    ovmf, kernel, initrd, append, two_pass_add_pages, rtmr1_order, rtmr0_digests, json,
+    transcript,
+});
+
+/// Arguments of `measure pcr`.
+#[derive(Debug, Clone, Args)]
+pub struct PcrArgs {
+    /// A unified kernel image; its sections are measured as systemd-stub would.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "linux",
+        conflicts_with = "linux"
+    )]
+    pub uki: Option<PathBuf>,
+    /// Kernel image file → `.linux`.
+    #[arg(long, value_name = "FILE")]
+    pub linux: Option<PathBuf>,
+    /// os-release file → `.osrel`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub osrel: Option<PathBuf>,
+    /// File with the kernel command line → `.cmdline`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub cmdline: Option<PathBuf>,
+    /// initrd file → `.initrd`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub initrd: Option<PathBuf>,
+    /// Microcode initrd → `.ucode` (measured by stub ≥ 256).
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub ucode: Option<PathBuf>,
+    /// Splash bitmap → `.splash`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub splash: Option<PathBuf>,
+    /// Devicetree → `.dtb`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub dtb: Option<PathBuf>,
+    /// Kernel release string file → `.uname` (measured by stub ≥ 254).
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub uname: Option<PathBuf>,
+    /// SBAT file → `.sbat` (measured by stub ≥ 254).
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub sbat: Option<PathBuf>,
+    /// PCR signature public key → `.pcrpkey`.
+    #[arg(long, value_name = "FILE", requires = "linux")]
+    pub pcrpkey: Option<PathBuf>,
+    /// PCR bank(s); repeat for several. Default: sha256 and sha384.
+    #[arg(long, value_enum)]
+    pub bank: Vec<measure::pcr::BankArg>,
+    /// Version of the systemd-stub that will measure the sections.
+    #[arg(long, value_enum, default_value_t = measure::pcr::StubArg::V257)]
+    pub stub_version: measure::pcr::StubArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+options_from!(PcrArgs => measure::pcr::PcrOptions {
+    uki, linux, osrel, cmdline, initrd, ucode, splash, dtb, uname, sbat, pcrpkey, bank,
+    stub_version, json,
+});
+
+/// `kernel build` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct KernelBuildArgs {
+    /// The Debian `linux-source-6.12` package (.deb).
+    #[arg(long, value_name = "DEB")]
+    pub source: PathBuf,
+    /// Its expected sha256 (hex); the build refuses any other file.
+    #[arg(long, value_name = "HEX")]
+    pub source_sha256: measurements::Sha256Digest,
+    /// Directory holding the resolved config (`config-6.12`), e.g. kernel-config.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Where to write the bzImage.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Cache directory: results are kept under DIR/<input digest>/bzImage.
+    #[arg(long, value_name = "DIR", default_value = kernel::DEFAULT_CACHE)]
+    pub cache: PathBuf,
+    /// Parallel make jobs (default: the number of CPUs). Does not change the result.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+    /// SOURCE_DATE_EPOCH: the build timestamp the kernel embeds.
+    #[arg(long, value_name = "N", default_value_t = kernel::DEFAULT_EPOCH)]
+    pub epoch: u64,
+}
+
+options_from!(KernelBuildArgs => kernel::KernelBuildOptions {
+    source, source_sha256, config_dir, out, cache, jobs, epoch,
+});
+
+value_enum!(measure::SnpMode {
+    measure::SnpMode::Snp => "snp": "SEV-SNP launch digest (SHA-384)",
+    measure::SnpMode::Seves => "seves": "SEV-ES launch digest (SHA-256)",
+    measure::SnpMode::Sev => "sev": "SEV launch digest (SHA-256)",
+    measure::SnpMode::SnpOvmfHash => "snp:ovmf-hash":
+        "Only the firmware pages: the OVMF hash to pass later as --snp-ovmf-hash",
+});
+value_enum!(measure::OutputFormat {
+    measure::OutputFormat::Hex => "hex": "Lowercase hex",
+    measure::OutputFormat::Base64 => "base64": "Standard base64 with padding",
+});
+value_enum!(measure::tdx::Rtmr1OrderArg {
+    measure::tdx::Rtmr1OrderArg::KernelFirst => "kernel-first":
+        "kernel, \"Calling EFI Application\", separator, exit-boot-services ×2 (dstack-mr)",
+    measure::tdx::Rtmr1OrderArg::KernelAfterSeparator => "kernel-after-separator":
+        "\"Calling EFI Application\", separator, kernel, exit-boot-services ×2",
+});
+value_enum!(measure::pcr::BankArg {
+    measure::pcr::BankArg::Sha256 => "sha256": "SHA-256 bank",
+    measure::pcr::BankArg::Sha384 => "sha384": "SHA-384 bank",
+});
+value_enum!(measure::pcr::StubArg {
+    measure::pcr::StubArg::V252 => "252": "systemd 252 (no `.ucode`, `.uname`, `.sbat`)",
+    measure::pcr::StubArg::V257 => "257": "systemd 254–257",
+});
+value_enum!(release::keys::KeyAlgorithm {
+    release::keys::KeyAlgorithm::Ed25519 =>
+        "ed25519": "Ed25519 (RFC 8032): small, fast, deterministic signatures. The default",
+    release::keys::KeyAlgorithm::P256 =>
+        "p256": "ECDSA over NIST P-256 with SHA-256, for HSMs and policies that require it",
+});
+/// `attest` subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum AttestCommand {
+    /// Check attestation evidence against a release: signature and certificate chain,
+    /// launch measurement, guest policy, TCB, VMPL and the session binding.
+    ///
+    /// TDX: EVIDENCE is the quote (version 4 or 5); --collateral FILE is its DCAP collateral
+    /// (JSON); the quote and collateral must chain to Intel's root at --time (default now);
+    /// MRTD, RTMR1 and RTMR2 must equal the record's TDX profile, RTMR3 and MRCONFIGID,
+    /// MROWNER, MROWNERCONFIG must be zero, TD attributes DEBUG clear, REPORTDATA the binding.
+    ///
+    /// SEV-SNP: EVIDENCE is the 1184-byte attestation report; --certs DIR holds the VCEK
+    /// (vcek.der or vcek.pem, from the AMD KDS or the host's certificate table) and,
+    /// optionally, the ARK and ASK the host served (ark.pem, ask.pem or cert_chain.pem);
+    /// those must equal AMD's, which are pinned in the verifier. REPORT_DATA must equal
+    /// SHA-512("enclave-builder attestation v1\0" || SHA-256(server key SPKI DER) || nonce)
+    /// (docs/verifying.md).
+    ///
+    /// Every check is printed with what was expected and what was found.
+    ///
+    /// Exit codes: 0 every check passed; 8 at least one check failed; 1 the inputs could
+    /// not be read (no record.json, no such profile, no VCEK or collateral, a vTPM quote).
+    Check(AttestCheckArgs),
+}
+
+/// `attest check` arguments.
+#[derive(Debug, Args)]
+pub struct AttestCheckArgs {
+    /// The release directory: it holds record.json.
+    #[arg(long, value_name = "DIR")]
+    pub release: PathBuf,
+    /// The evidence (an SEV-SNP attestation report or a TDX quote).
+    #[arg(long, value_name = "FILE")]
+    pub evidence: PathBuf,
+    /// The certificates: vcek.der or vcek.pem; optionally ark.pem, ask.pem, cert_chain.pem.
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// The client's nonce (hex) the evidence must be bound to.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: String,
+    /// The server's public key the evidence must be bound to: SubjectPublicKeyInfo (DER or
+    /// PEM `PUBLIC KEY`) or an X.509 certificate (DER or PEM).
+    #[arg(long, value_name = "FILE")]
+    pub server_key: PathBuf,
+    /// The record's platform profile to compare with (default: its only SNP profile).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The evidence kind (default: detected from the bytes).
+    #[arg(long, value_enum)]
+    pub kind: Option<attest::EvidenceKind>,
+    /// The lowest acceptable reported TCB, e.g. `bootloader=3,tee=0,snp=8,microcode=115`
+    /// (Turin also `fmc=N`); components not named are 0.
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pub min_tcb: String,
+    /// The VMPL the report must come from.
+    #[arg(long, default_value_t = 0)]
+    pub vmpl: u32,
+    /// Require the guest policy to allow SMT (`on`) or forbid it (`off`); default: either.
+    #[arg(long, value_enum)]
+    pub smt: Option<attest::OnOff>,
+    /// TDX: the quote's DCAP collateral (JSON `QuoteCollateralV3`, as a PCCS serves it).
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// TDX: the time to check the collateral's validity at, in seconds since the Unix epoch
+    /// (default: now).
+    #[arg(long, value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// TDX: the platform TCB statuses accepted (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "UpToDate"
+    )]
+    pub tcb_status: Vec<String>,
+    /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
+    #[arg(long, value_name = "HEX")]
+    pub xfam: Option<String>,
+    /// Print the verdict as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+options_from!(AttestCheckArgs => attest::AttestCheckOptions {
+    release, evidence, certs, nonce, server_key, profile, kind, min_tcb, vmpl, smt, collateral,
+    time, tcb_status, xfam, json,
+});
+
+value_enum!(attest::EvidenceKind {
+    attest::EvidenceKind::Snp => "snp": "An AMD SEV-SNP attestation report",
+    attest::EvidenceKind::Tdx => "tdx": "An Intel TDX quote (version 4 or 5), with --collateral",
+    attest::EvidenceKind::Tpm => "tpm": "A vTPM quote (not supported yet)",
+});
+value_enum!(attest::OnOff {
+    attest::OnOff::On => "on": "Must be on",
+    attest::OnOff::Off => "off": "Must be off",
+});

@@ -29,6 +29,19 @@
 //! is where stages report; [`exit`] names the process exit codes. Launch measurements live in
 //! the `measurements` crate, which has no build machinery.
 //!
+//! # Modules
+//!
+//! | area | modules |
+//! |---|---|
+//! | command line | [`cli`] (the only module that names the argument parser), [`plan`], [`exit`], [`progress`] |
+//! | manifest and inputs | [`manifest`], [`inputs`] (OCI layouts, layers), [`pin`], [`components`] (Rust builds) |
+//! | the pipeline | [`pipeline`] (the sequencer), [`stage_inputs`], [`stage_components`], [`stage_tree`], [`stage_root_image`], [`stage_disks`], [`stage_boot`], [`stage_record`] |
+//! | what the stages use | [`tree`], [`content`], [`placement`], [`workload`], [`seed`], [`verity_image`], [`output`] |
+//! | formats | [`erofs`] (writer, and the reader `check` uses), [`verity`], [`initramfs`] |
+//! | beside the pipeline | [`kernel`] (`kernel build`), [`lint`], [`check`], [`diff`], [`verify`], [`measure`] (`measure snp\|tdx\|pcr` and the launch-measurement stage), [`attest`] (`attest check`), [`release`] (sign, policy check, diff, push/pull) |
+//!
+//! Binary parsers read through `measurements::reader`, the one bounds-checked reader.
+//!
 //! ```
 //! let m = builder::manifest::parse(r#"
 //! schema = 1
@@ -134,38 +147,38 @@ pub fn run(cli: Cli, stdout: &mut dyn Write, progress: &dyn Progress) -> anyhow:
                 Ok(())
             }
         }
-        Command::Push(args) => release_command(
+        Command::Push(args) => registry_command(
+            &args.reference,
+            args.insecure_http,
             args.json,
             stdout,
             if args.quiet { &silent } else { &loud },
-            |progress| {
-                let reference: release::reference::ImageRef = args.reference.parse()?;
-                let conn = connection(&reference, args.insecure_http)?;
-                Ok(if args.attach {
-                    release::publish::attach(&args.dir, &reference, &conn, progress)?
+            |reference, conn, progress| {
+                if args.attach {
+                    release::publish::attach(&args.dir, reference, conn, progress)
                 } else {
-                    release::publish::push(&args.dir, &reference, &conn, progress)?
-                })
+                    release::publish::push(&args.dir, reference, conn, progress)
+                }
             },
         ),
-        Command::Pull(args) => release_command(
+        Command::Pull(args) => registry_command(
+            &args.reference,
+            args.insecure_http,
             args.json,
             stdout,
             if args.quiet { &silent } else { &loud },
-            |progress| {
-                let reference: release::reference::ImageRef = args.reference.parse()?;
-                let conn = connection(&reference, args.insecure_http)?;
-                Ok(release::publish::pull(
-                    &reference, &args.out, &conn, progress,
-                )?)
+            |reference, conn, progress| {
+                release::publish::pull(reference, &args.out, conn, progress)
             },
         ),
-        Command::Measure { command } => measure::run(&command, stdout),
-        Command::Attest { command } => attest::run(&command, stdout),
+        Command::Measure { command } => measure::run(&(*command).into(), stdout),
+        Command::Attest { command } => match *command {
+            cli::AttestCommand::Check(args) => attest::check(&args.into(), stdout),
+        },
         Command::Kernel {
             command: cli::KernelCommand::Build(args),
         } => {
-            let built = kernel::run_build(&args, &|line: &str| progress.message(line))?;
+            let built = kernel::run_build(&(*args).into(), &|line: &str| progress.message(line))?;
             writeln!(stdout, "{}  {}", built.sha256, built.out.display())?;
             Ok(())
         }
@@ -350,13 +363,23 @@ fn connection(
     })
 }
 
-fn release_command(
+/// `push` and `pull`: parses the reference, finds its credentials, runs the transfer and
+/// prints its report (text, or JSON with `json`).
+fn registry_command(
+    reference: &str,
+    insecure_http: bool,
     json: bool,
     stdout: &mut dyn Write,
     progress: &dyn Fn(&str),
-    run: impl FnOnce(&dyn Fn(&str)) -> anyhow::Result<release::publish::Report>,
+    run: impl FnOnce(
+        &release::reference::ImageRef,
+        &release::publish::Connection,
+        &dyn Fn(&str),
+    ) -> Result<release::publish::Report, release::publish::PublishError>,
 ) -> anyhow::Result<()> {
-    let report = run(progress)?;
+    let reference: release::reference::ImageRef = reference.parse()?;
+    let conn = connection(&reference, insecure_http)?;
+    let report = run(&reference, &conn, progress)?;
     if json {
         serde_json::to_writer_pretty(&mut *stdout, &report)?;
         writeln!(stdout)?;

@@ -1,7 +1,8 @@
 //! Stage 0: the command line plus the parsed manifest become a [`Plan`] the pipeline uses.
 //!
-//! Pipeline code never sees a clap type: [`Plan::new`] resolves the manifest's relative paths
-//! against the manifest's directory, so a build works from any working directory.
+//! Pipeline code never sees a command-line type (those live in `cli` alone): [`Plan::new`]
+//! resolves the manifest's relative paths against the manifest's directory, so a build works
+//! from any working directory.
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,6 @@
 //! verifier/tests/data/snp/README.md) against releases, through the binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The Milan report's own MEASUREMENT and REPORT_DATA (read from its bytes by the test).
 fn milan() -> Vec<u8> {
@@ -68,7 +67,7 @@ fn attest(launch_digest: &str, extra: &[&str]) -> Run {
     // Any key will do: the report is someone else's, so its binding cannot match ours.
     let key = dir.path().join("server.der");
     fs_err::copy(data().join("vcek_milan.der"), &key).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_enclave-builder"))
+    let out = crate::util::bin()
         .args(["attest", "check", "--release"])
         .arg(&release)
         .arg("--evidence")
@@ -225,7 +224,7 @@ fn tdx_quote_of_this_release_fails_only_the_binding() {
     fs_err::write(dir.path().join("record.json"), rec.to_string()).unwrap();
     let key = data().join("vcek_milan.der");
     let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_enclave-builder"))
+        let out = crate::util::bin()
             .args(["attest", "check", "--json", "--release"])
             .arg(dir.path())
             .arg("--evidence")

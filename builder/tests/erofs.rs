@@ -276,7 +276,7 @@ fn varied_with(full: bool) -> Fixture {
 }
 
 /// Runs a reference tool, failing with a clear message if it is missing or fails.
-fn run(tool: &str, args: &[&OsStr]) -> String {
+fn reference_tool(tool: &str, args: &[&OsStr]) -> String {
     let output = Command::new(tool).args(args).env("TZ", "UTC").output().unwrap_or_else(|e| {
         panic!("cannot run `{tool}` ({e}): install erofs-utils 1.5 (fsck.erofs, dump.erofs) and attr (getfattr)")
     });
@@ -446,7 +446,7 @@ fn compare(f: &Fixture, root: &Path, kernel: bool) -> usize {
 
 /// All xattrs of `path` (not following symlinks), read with `getfattr`.
 fn getfattr(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let out = run(
+    let out = reference_tool(
         "getfattr",
         &[
             "--absolute-names".as_ref(),
@@ -533,11 +533,11 @@ fn fsck_erofs_passes_and_extracts_the_tree() {
     let bytes = f.write();
     let tmp = tempfile::tempdir().unwrap();
     let image = write_image(tmp.path(), &bytes);
-    let report = run("fsck.erofs", &[image.as_os_str()]);
+    let report = reference_tool("fsck.erofs", &[image.as_os_str()]);
     assert!(!report.to_lowercase().contains("error"), "{report}");
     let out = tmp.path().join("out");
     let arg = format!("--extract={}", out.display());
-    run("fsck.erofs", &[arg.as_ref(), image.as_os_str()]);
+    reference_tool("fsck.erofs", &[arg.as_ref(), image.as_os_str()]);
     let checked = compare(&f, &out, false);
     // The inline rule: data shorter than a block goes inline if inode + data fit a block.
     let listing = erofs::dump(&bytes).unwrap();
@@ -574,7 +574,10 @@ fn dump_erofs_reports_the_superblock() {
     let bytes = f.write();
     let tmp = tempfile::tempdir().unwrap();
     let image = write_image(tmp.path(), &bytes);
-    let sb = fields(&run("dump.erofs", &["-s".as_ref(), image.as_os_str()]));
+    let sb = fields(&reference_tool(
+        "dump.erofs",
+        &["-s".as_ref(), image.as_os_str()],
+    ));
     assert_eq!(sb["Filesystem magic number"], "0xE0F5E1E2");
     assert_eq!(sb["Filesystem blocks"], (bytes.len() / 4096).to_string());
     assert_eq!(sb["Filesystem inode metadata start block"], "0");
@@ -599,7 +602,7 @@ fn dump_erofs_reports_each_inode() {
     let tmp = tempfile::tempdir().unwrap();
     let image = write_image(tmp.path(), &bytes);
     let check = |path: &str, m: &Metadata, links: u64, size: Option<u64>, type_word: &str| {
-        let report = run(
+        let report = reference_tool(
             "dump.erofs",
             &[format!("--path={path}").as_ref(), image.as_os_str()],
         );
@@ -704,7 +707,7 @@ fn dump_erofs_reports_each_inode() {
     check("/tmp", &meta(0o1777, 0, 0), 2, None, "directory");
     // nid of the hard links is one.
     let nid = |p: &str| {
-        fields(&run(
+        fields(&reference_tool(
             "dump.erofs",
             &[format!("--path={p}").as_ref(), image.as_os_str()],
         ))["NID"]
@@ -724,7 +727,7 @@ fn dump_erofs_reports_each_inode() {
                 continue;
             }
             let path = format!("{dir}/{}", std::str::from_utf8(name).unwrap());
-            let report = run(
+            let report = reference_tool(
                 "dump.erofs",
                 &[format!("--path={path}").as_ref(), image.as_os_str()],
             );
@@ -737,7 +740,7 @@ fn dump_erofs_reports_each_inode() {
     };
     lookups("/many", sub("many"), &|path| format!("File : {path}"));
     lookups("/wide", sub("wide"), &|_| "Links: 601".to_owned());
-    let report = run("dump.erofs", &["--path=/-dash".as_ref(), image.as_os_str()]);
+    let report = reference_tool("dump.erofs", &["--path=/-dash".as_ref(), image.as_os_str()]);
     assert!(report.contains("Size: 16"), "{report}");
 }
 
@@ -752,7 +755,7 @@ fn kernel_mount_shows_the_tree() {
     let image = write_image(tmp.path(), &bytes);
     let mnt = tmp.path().join("mnt");
     fs_err::create_dir(&mnt).unwrap();
-    run(
+    reference_tool(
         "mount",
         &[
             "-t".as_ref(),
@@ -764,7 +767,7 @@ fn kernel_mount_shows_the_tree() {
         ],
     );
     let result = std::panic::catch_unwind(|| compare(&f, &mnt, true));
-    run("umount", &[mnt.as_os_str()]);
+    reference_tool("umount", &[mnt.as_os_str()]);
     assert!(result.expect("comparison failed") > 1600);
 }
 
@@ -825,7 +828,7 @@ fn small_image_dump_snapshot_and_digest() {
     let bytes = f.write();
     let tmp = tempfile::tempdir().unwrap();
     let image = write_image(tmp.path(), &bytes);
-    run("fsck.erofs", &[image.as_os_str()]);
+    reference_tool("fsck.erofs", &[image.as_os_str()]);
     insta::assert_snapshot!("erofs_small_dump", erofs::dump(&bytes).unwrap());
     let digest = hex::encode(sha2::Sha256::digest(&bytes));
     assert_eq!(
@@ -993,7 +996,7 @@ fn compare_with_mkfs_erofs() {
     let ours_time = t.elapsed();
 
     let t = std::time::Instant::now();
-    run(
+    reference_tool(
         "mkfs.erofs",
         &[
             "-T0".as_ref(),
@@ -1006,11 +1009,11 @@ fn compare_with_mkfs_erofs() {
     let theirs_size = fs_err::metadata(&theirs).unwrap().len();
 
     for (img, name) in [(&ours, "ours"), (&theirs, "theirs")] {
-        run("fsck.erofs", &[img.as_os_str()]);
+        reference_tool("fsck.erofs", &[img.as_os_str()]);
         let arg = format!("--extract={}", tmp.path().join(name).display());
-        run("fsck.erofs", &[arg.as_ref(), img.as_os_str()]);
+        reference_tool("fsck.erofs", &[arg.as_ref(), img.as_os_str()]);
     }
-    run(
+    reference_tool(
         "diff",
         &[
             "-r".as_ref(),
@@ -1051,7 +1054,7 @@ fn materialize(f: &Fixture, d: &Directory, path: &Path, first: &mut BTreeMap<Lea
                 let dev = |kind: &str, rdev: u64| {
                     let (major, minor) =
                         ((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & !0xff));
-                    run(
+                    reference_tool(
                         "mknod",
                         &[
                             p.as_os_str(),
@@ -1068,7 +1071,7 @@ fn materialize(f: &Fixture, d: &Directory, path: &Path, first: &mut BTreeMap<Lea
                     }
                     LeafKind::CharDevice(r) => dev("c", *r),
                     LeafKind::BlockDevice(r) => dev("b", *r),
-                    LeafKind::Fifo => drop(run("mkfifo", &[p.as_os_str()])),
+                    LeafKind::Fifo => drop(reference_tool("mkfifo", &[p.as_os_str()])),
                     LeafKind::Socket => drop(std::os::unix::net::UnixListener::bind(&p).unwrap()),
                 }
                 set_meta(&p, &leaf.meta, matches!(leaf.kind, LeafKind::Symlink(_)));
@@ -1093,7 +1096,7 @@ fn set_meta(p: &Path, m: &Metadata, symlink: bool) {
         } else {
             value
         };
-        run(
+        reference_tool(
             "setfattr",
             &[
                 "-h".as_ref(),
@@ -1148,7 +1151,7 @@ fn same_listing_as_mkfs_erofs() {
     fs_err::create_dir(&src).unwrap();
     materialize(&f, &f.tree.root, &src, &mut BTreeMap::new());
     let theirs = tmp.path().join("theirs.erofs");
-    run(
+    reference_tool(
         "mkfs.erofs",
         &[
             format!("-T{EPOCH}").as_ref(),

@@ -3,10 +3,12 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use builder::initramfs::{dump, write_newc, CpioEntry, EntryKind, Options};
 use builder::tree::MemoryContent;
+
+use crate::util::run_with_stdin;
 
 const MTIME: u32 = 1_700_000_000;
 
@@ -60,28 +62,10 @@ fn sample_archive(pad: bool) -> Vec<u8> {
     write(&sample(&store, tool), pad)
 }
 
-fn run(cmd: &mut Command, stdin: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is GNU cpio installed?)"));
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 #[test]
 fn cpio_lists_the_archive() {
     let archive = sample_archive(true);
-    let listing = run(
+    let listing = run_with_stdin(
         Command::new("cpio")
             .args(["-itvn", "--quiet"])
             .env("TZ", "UTC"),
@@ -126,7 +110,7 @@ fn cpio_lists_the_archive() {
 fn cpio_extracts_what_was_written() {
     let archive = sample_archive(false);
     let dir = tempfile::tempdir().unwrap();
-    run(
+    run_with_stdin(
         Command::new("cpio")
             .args(["-idm", "--quiet", "--no-absolute-filenames"])
             .current_dir(dir.path()),
@@ -201,7 +185,7 @@ fn gnu_cpio_writes_the_same_records() {
     fs_err::write(p("etc/enclave/workload.json"), b"{}").unwrap();
     std::os::unix::fs::symlink("busybox", p("bin/sh")).unwrap();
     std::os::unix::fs::symlink("bin/busybox", p("init")).unwrap();
-    run(
+    run_with_stdin(
         Command::new("mknod")
             .arg(p("dev/console"))
             .args(["c", "5", "1"]),
@@ -221,13 +205,13 @@ fn gnu_cpio_writes_the_same_records() {
     ] {
         fs_err::set_permissions(p(f), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    run(
+    run_with_stdin(
         Command::new("chown")
             .args(["1000:1001", "etc/empty"])
             .current_dir(root),
         b"",
     );
-    run(
+    run_with_stdin(
         Command::new("chown")
             .args([":1001", "etc/enclave"])
             .current_dir(root),
@@ -247,7 +231,7 @@ fn gnu_cpio_writes_the_same_records() {
         "etc-b",
         "init",
     ];
-    run(
+    run_with_stdin(
         Command::new("touch")
             .args(["-h", "-d", &format!("@{MTIME}")])
             .args(names)
@@ -255,7 +239,7 @@ fn gnu_cpio_writes_the_same_records() {
         b"",
     );
     let list = names.map(|n| format!("{n}\n")).concat();
-    let gnu = run(
+    let gnu = run_with_stdin(
         Command::new("cpio")
             .args(["-o", "-H", "newc", "--reproducible", "--quiet"])
             .current_dir(root),
@@ -303,10 +287,10 @@ fn empty_archive_is_just_the_trailer() {
     let bare = write(&[], false);
     // 110-byte header + "TRAILER!!!\0" (11) = 121, padded to 124.
     assert_eq!(bare.len(), 124);
-    let listing = run(Command::new("cpio").args(["-it", "--quiet"]), &bare);
+    let listing = run_with_stdin(Command::new("cpio").args(["-it", "--quiet"]), &bare);
     assert!(listing.is_empty());
     // GNU cpio writing an empty list: the same trailer, padded to 512.
-    let gnu = run(
+    let gnu = run_with_stdin(
         Command::new("cpio").args(["-o", "-H", "newc", "--quiet"]),
         b"",
     );

@@ -9,14 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use builder::kernel::{self, config, recipe::Recipe, KernelBuild, KernelBuildArgs};
+use builder::kernel::{self, config, recipe::Recipe, KernelBuild, KernelBuildOptions};
 use measurements::Sha256Digest;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const SOURCE_DEB: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/kernel-source/linux-source-6.12_6.12.117-1~deb12u1_all.deb"
-);
+/// The pinned kernel source package, under the fixtures.
+const SOURCE_DEB: &str = "kernel-source/linux-source-6.12_6.12.117-1~deb12u1_all.deb";
 /// The source package's pin (also in shared/fixtures/SHA256SUMS).
 const SOURCE_SHA256: &str = "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703";
 
@@ -260,7 +258,7 @@ fn wrong_source_digest_is_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let deb = dir.path().join("fake.deb");
     fs_err::write(&deb, b"not a package").unwrap();
-    let args = KernelBuildArgs {
+    let args = KernelBuildOptions {
         source: deb.clone(),
         source_sha256: SOURCE_SHA256.parse().unwrap(),
         config_dir: config_dir(),
@@ -293,9 +291,9 @@ fn pinned_bzimage_sha256() -> Sha256Digest {
     first.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-fn args(cache: &Path, out: &Path) -> KernelBuildArgs {
-    KernelBuildArgs {
-        source: PathBuf::from(SOURCE_DEB),
+fn args(cache: &Path, out: &Path) -> KernelBuildOptions {
+    KernelBuildOptions {
+        source: crate::util::fixture(SOURCE_DEB),
         source_sha256: SOURCE_SHA256.parse().unwrap(),
         config_dir: config_dir(),
         out: out.to_owned(),
@@ -349,7 +347,7 @@ fn command_line_parses_with_defaults() {
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
-        args: KernelBuildArgs,
+        args: builder::cli::KernelBuildArgs,
     }
     let w = Wrapper::try_parse_from([
         "x",

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::util::run;
+
 const EXIT_LINT: i32 = 7;
 
 /// A temporary directory holding a manifest and its inputs.
@@ -36,18 +38,6 @@ impl std::fmt::Debug for Run {
             self.code, self.stdout, self.stderr
         )
     }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The digest `sha256sum` prints for `path`.
@@ -135,7 +125,7 @@ impl Case {
 
     fn lint(&self, rootfs: &str, json: bool) -> Run {
         let manifest = self.manifest(rootfs);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-builder"));
+        let mut cmd = crate::util::bin();
         cmd.arg("lint").arg(&manifest);
         if json {
             cmd.arg("--json");

@@ -4,14 +4,15 @@
 //! directory.
 
 use std::path::Path;
-use std::process::Command;
 
-/// A manifest with `image` and `rootfs` sections as given; its inputs do not exist.
-fn manifest(dir: &Path, epoch: &str, rootfs: &str) -> std::path::PathBuf {
+/// A manifest with `image` and `rootfs` sections as given and `boot` lines added to its
+/// `[boot]`; its inputs do not exist.
+fn manifest(dir: &Path, epoch: &str, rootfs: &str, boot: &str) -> std::path::PathBuf {
     let text = format!(
         "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = {epoch}\n\
          [rootfs]\nlayers = []\n{rootfs}\n[boot]\n\
-         kernel = {{ path = \"missing-vmlinuz\" }}\nfirmware = {{ path = \"missing-OVMF.fd\" }}\n"
+         kernel = {{ path = \"missing-vmlinuz\" }}\nfirmware = {{ path = \"missing-OVMF.fd\" }}\n\
+         {boot}"
     );
     let path = dir.join("m.toml");
     fs_err::write(&path, text).unwrap();
@@ -20,9 +21,14 @@ fn manifest(dir: &Path, epoch: &str, rootfs: &str) -> std::path::PathBuf {
 
 /// Runs `build` and checks the refusal; returns stderr.
 fn refused(epoch: &str, rootfs: &str, needles: &[&str]) -> String {
+    refused_boot(epoch, rootfs, "", needles)
+}
+
+/// [`refused`], with `boot` lines in `[boot]`.
+fn refused_boot(epoch: &str, rootfs: &str, boot: &str, needles: &[&str]) -> String {
     let tmp = tempfile::tempdir().unwrap();
-    let m = manifest(tmp.path(), epoch, rootfs);
-    let out = Command::new(env!("CARGO_BIN_EXE_enclave-builder"))
+    let m = manifest(tmp.path(), epoch, rootfs, boot);
+    let out = crate::util::bin()
         .arg("build")
         .arg(&m)
         .arg("--out")
@@ -83,6 +89,23 @@ fn a_rust_component_path_with_dotdot_is_refused() {
     );
 }
 
+/// `[boot] init` names a file in the image: the same rule as every other image path.
+#[test]
+fn a_boot_init_that_is_not_an_image_path_is_refused() {
+    refused_boot(
+        "0",
+        "",
+        "init = \"sbin/init\"\n",
+        &["boot.init: ", "init = \"sbin/init\"", "not absolute"],
+    );
+    refused_boot(
+        "0",
+        "",
+        "init = \"/sbin/../init\"\n",
+        &["boot.init: ", "`..` component"],
+    );
+}
+
 #[test]
 fn an_epoch_newc_cannot_hold_is_refused() {
     refused(
@@ -102,7 +125,7 @@ fn an_epoch_newc_cannot_hold_is_refused() {
 #[test]
 fn verify_checks_the_record_schema_before_rebuilding() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = manifest(tmp.path(), "0", "");
+    let m = manifest(tmp.path(), "0", "", "");
     for (record, shown) in [
         (
             r#"{"schema": "enclave-builder.record.v0"}"#,
@@ -112,7 +135,7 @@ fn verify_checks_the_record_schema_before_rebuilding() {
     ] {
         let r = tmp.path().join("record.json");
         fs_err::write(&r, record).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_enclave-builder"))
+        let out = crate::util::bin()
             .arg("verify")
             .arg(&m)
             .arg("--record")

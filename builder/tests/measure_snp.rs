@@ -2,14 +2,14 @@
 //! the same arguments: every case's argv is given verbatim to both tools.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use builder::measure::{run, MeasureCommand};
+use builder::cli::MeasureCommand;
+use builder::measure::run;
 use clap::Parser;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 const AMDSEV: &str = "OVMF.amdsev-2026.08.fd";
 const OTHER_FIRMWARE: [&str; 3] = [
     "OVMF-2022.11.fd",
@@ -40,7 +40,7 @@ fn ours(args: &[String]) -> Result<String, String> {
         .chain(args.iter().cloned());
     let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    run(&cli.cmd, &mut out).map_err(|e| format!("{e:#}"))?;
+    run(&cli.cmd.into(), &mut out).map_err(|e| format!("{e:#}"))?;
     String::from_utf8(out).map_err(|e| e.to_string())
 }
 
@@ -109,17 +109,7 @@ fn inputs() -> &'static Inputs {
     static INPUTS: OnceLock<Inputs> = OnceLock::new();
     INPUTS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let deb =
-            Path::new(FIXTURES).join("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
-        let status = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(dir.path().join("deb"))
-            .status()
-            .expect("dpkg-deb is required to extract the test kernel");
-        assert!(status.success(), "dpkg-deb -x {} failed", deb.display());
-        let kernel = dir.path().join("deb/boot/vmlinuz-6.1.0-56-cloud-amd64");
-        assert!(kernel.is_file(), "no kernel at {}", kernel.display());
+        let kernel = crate::util::debian_kernel().to_owned();
         // A small newc cpio: one regular file "init" holding a fixed script, then TRAILER!!!.
         let initrd = dir.path().join("initrd.cpio");
         fs_err::write(&initrd, newc(&[("init", b"#!/bin/sh\nexec /bin/sh\n")])).unwrap();
@@ -155,7 +145,10 @@ fn newc(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn firmware(name: &str) -> String {
-    format!("{FIXTURES}/firmware/{name}")
+    crate::util::fixture("firmware")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// The direct-boot variants: none, kernel only, kernel + initrd + command line.

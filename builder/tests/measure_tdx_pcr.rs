@@ -4,11 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use builder::measure::pcr::{run_pcr, PcrArgs};
-use builder::measure::tdx::{run_tdx, TdxArgs};
+use builder::cli::{PcrArgs, TdxArgs};
+use builder::measure::pcr::run_pcr;
+use builder::measure::tdx::run_tdx;
 use clap::Parser;
+
+use crate::util::{debian_kernel, fixture, run, scratch};
 
 #[derive(Parser)]
 struct TdxCli {
@@ -29,71 +31,17 @@ const SCRIPT: &str = concat!(
 );
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
-        .join(rel)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("builder-measure-tdx-pcr")
-        .join(name);
-    let _ = fs_err::remove_dir_all(&d);
-    fs_err::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Debian's signed kernel, extracted once per process from the fixture package.
-fn kernel() -> &'static Path {
-    static K: OnceLock<PathBuf> = OnceLock::new();
-    K.get_or_init(|| {
-        // Extracted once into a private directory, then renamed into place (atomic, so
-        // test binaries running in parallel never see a partial file).
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builder-measure-kernel");
-        let kernel = root.join("vmlinuz-6.1.0-56-cloud-amd64");
-        if !kernel.exists() {
-            let tmp = root.join(format!("tmp-{}", std::process::id()));
-            let _ = fs_err::remove_dir_all(&tmp);
-            fs_err::create_dir_all(&tmp).unwrap();
-            // Only the kernel: `dpkg-deb -x` would also unpack ~100 MB of modules.
-            let deb = fixture("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
-            run(Command::new("sh")
-                .arg("-c")
-                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -xf - -C \"$2\" ./boot/vmlinuz-6.1.0-56-cloud-amd64")
-                .arg("sh")
-                .arg(&deb)
-                .arg(&tmp));
-            let _ = fs_err::rename(tmp.join("boot/vmlinuz-6.1.0-56-cloud-amd64"), &kernel);
-            let _ = fs_err::remove_dir_all(&tmp);
-        }
-        kernel
-    })
-}
-
 fn tdx(argv: &[&str]) -> String {
     let cli = TdxCli::try_parse_from(std::iter::once("tdx").chain(argv.iter().copied())).unwrap();
     let mut out = Vec::new();
-    run_tdx(&cli.args, &mut out).unwrap();
+    run_tdx(&cli.args.into(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
 fn pcr(argv: &[&str]) -> String {
     let cli = PcrCli::try_parse_from(std::iter::once("pcr").chain(argv.iter().copied())).unwrap();
     let mut out = Vec::new();
-    run_pcr(&cli.args, &mut out).unwrap();
+    run_pcr(&cli.args.into(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -121,7 +69,7 @@ fn tdx_cli_matches_reference_script() {
     let fw = fixture(FW);
     let (fw, k, i) = (
         fw.to_str().unwrap(),
-        kernel().to_str().unwrap(),
+        debian_kernel().to_str().unwrap(),
         initrd.to_str().unwrap(),
     );
     let reference = run(Command::new("python3").arg(SCRIPT).arg(fw).args([
@@ -179,7 +127,7 @@ fn tdx_transcript_snapshot() {
         "--ovmf",
         fw.to_str().unwrap(),
         "--kernel",
-        kernel().to_str().unwrap(),
+        debian_kernel().to_str().unwrap(),
         "--append",
         CMDLINE,
         "--transcript",
@@ -220,7 +168,7 @@ fn reference_phases(reference: &serde_json::Value, bank: &str) -> Vec<String> {
 }
 
 fn section_files(dir: &Path) -> Vec<(&'static str, PathBuf)> {
-    let mut files = vec![("linux", kernel().to_path_buf())];
+    let mut files = vec![("linux", debian_kernel().to_path_buf())];
     for (flag, data) in [
         ("osrel", b"ID=enclave\n".to_vec()),
         ("cmdline", CMDLINE.as_bytes().to_vec()),
@@ -353,7 +301,10 @@ fn tdx_rtmr0_from_platform_profile() {
         profile.to_str().unwrap(),
     ])
     .unwrap();
-    let err = format!("{:#}", run_tdx(&cli.args, &mut Vec::new()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        run_tdx(&cli.args.into(), &mut Vec::new()).unwrap_err()
+    );
     assert!(err.contains("rtmr0.txt:1"), "{err}");
 }
 
@@ -371,6 +322,6 @@ fn cli_rejects_bad_combinations_and_inputs() {
     // Not a TDVF image: a typed error with context, not a panic.
     let stub = fixture("uki/linuxx64.efi.stub-257.13");
     let cli = TdxCli::try_parse_from(["tdx", "--ovmf", stub.to_str().unwrap()]).unwrap();
-    let err = run_tdx(&cli.args, &mut Vec::new()).unwrap_err();
+    let err = run_tdx(&cli.args.into(), &mut Vec::new()).unwrap_err();
     assert!(format!("{err:#}").contains("TDVF"), "{err:#}");
 }

@@ -492,3 +492,36 @@ fn the_architecture_names_only_modules_that_exist() {
         "docs/architecture.md names {missing:?}, which do not exist"
     );
 }
+
+/// The command line's types stay in `cli.rs` (STYLE 3): no other file of the library, code
+/// or comment, mentions `clap`; `main.rs` parses with it and nothing else. The modules a
+/// subcommand runs take plain option structs (`cli` converts).
+#[test]
+fn only_the_cli_knows_clap() {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in fs_err::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else if p.extension().is_some_and(|e| e == "rs")
+                && fs_err::read_to_string(&p).unwrap().contains("clap")
+            {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let src = repo().join("builder/src");
+    let mut found = Vec::new();
+    walk(&src, &src, &mut found);
+    found.sort();
+    assert!(
+        found.contains(&"cli.rs".to_owned()),
+        "cli.rs does not mention clap: the scan is broken ({found:?})"
+    );
+    found.retain(|f| f != "cli.rs" && f != "main.rs");
+    assert!(
+        found.is_empty(),
+        "these files under builder/src mention clap; move the command-line types to cli.rs \
+         and pass plain options: {found:?}"
+    );
+}

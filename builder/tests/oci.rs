@@ -16,6 +16,7 @@ use measurements::Sha256Digest;
 use serde_json::{json, Value};
 
 use super::apply::{dump, store, Layer};
+use crate::util::run;
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -664,15 +665,6 @@ fn zstd_flattening_matches_skopeo_then_umoci() {
     umoci_unpack(&gz, &work.path().join("b"));
     let theirs = renumber(dump_disk(&work.path().join("b/rootfs")));
     assert_eq!(ours(&layout, &m), theirs);
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A tree on disk with the entry kinds GNU tar archives: owners, setuid/setgid, xattrs,

@@ -1,5 +1,8 @@
 //! The crate's one integration-test binary: one module per area.
 
+// Test support: fixtures, running tools and the binary, the Debian kernel.
+mod util;
+
 // dm-verity hash area and root hash against the real `veritysetup` (cryptsetup).
 mod verity;
 

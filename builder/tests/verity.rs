@@ -32,15 +32,15 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn run(args: &[&str]) -> Output {
+fn veritysetup(args: &[&str]) -> Output {
     Command::new("veritysetup")
         .args(args)
         .output()
         .expect("veritysetup is installed (cryptsetup-bin)")
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
+fn veritysetup_ok(args: &[&str]) -> String {
+    let out = veritysetup(args);
     assert!(
         out.status.success(),
         "veritysetup {args:?} failed: {}{}",
@@ -110,7 +110,7 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
         path_str(&hash_path).into(),
     ];
     args.extend(format_args(params));
-    let out = run_ok(&str_args(&args));
+    let out = veritysetup_ok(&str_args(&args));
 
     let tree = verity::build(&mut &data[..], data.len() as u64, params).unwrap();
     assert_eq!(
@@ -157,7 +157,7 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
         ),
     ];
     args.extend(format_args(params));
-    let out = run_ok(&str_args(&args));
+    let out = veritysetup_ok(&str_args(&args));
 
     let tree = verity::build(&mut &data[..], data.len() as u64, params).unwrap();
     assert_eq!(tree.root_hash_hex(), field(&out, "Root hash"));
@@ -248,7 +248,7 @@ fn veritysetup_verify_accepts_ours_and_rejects_tampering() {
     };
     let offset = format!("--hash-offset={}", data.len());
     let verify = || {
-        run(&["verify", path_str(&image), path_str(&image), &root, &offset])
+        veritysetup(&["verify", path_str(&image), path_str(&image), &root, &offset])
             .status
             .success()
     };
@@ -276,7 +276,7 @@ fn veritysetup_verify_accepts_ours_and_rejects_tampering() {
     let mut wrong = tree.root_hash;
     wrong[0] ^= 1;
     let wrong = hex::encode(wrong);
-    assert!(!run(&[
+    assert!(!veritysetup(&[
         "verify",
         path_str(&image),
         path_str(&image),
@@ -344,7 +344,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
             "--format=1".into(),
             format!("--salt={salt_hex}"),
         ];
-        run_ok(&str_args(&args));
+        veritysetup_ok(&str_args(&args));
 
         // And independently: in veritysetup's own image, the block at hash_start hashes to the
         // root hash (when there is a tree at all).
@@ -369,7 +369,7 @@ fn superblock_fields_match_veritysetup_dump() {
     let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
     let hash: PathBuf = dir.path().join("ours");
     fs_err::write(&hash, &tree.area).unwrap();
-    let dump = run_ok(&["dump", path_str(&hash)]);
+    let dump = veritysetup_ok(&["dump", path_str(&hash)]);
     assert_eq!(field(&dump, "UUID"), UUID_STR);
     assert_eq!(field(&dump, "Hash type"), "1");
     assert_eq!(field(&dump, "Data blocks"), "200");

@@ -6,7 +6,9 @@
 //!
 //! - [`snp`]: the AMD SEV-SNP launch digest (`MEASUREMENT` in the attestation report);
 //! - [`tdx`]: Intel TDX `MRTD` and the RTMRs;
-//! - [`tpm`]: vTPM PCRs as systemd-stub and the firmware extend them.
+//! - [`tpm`]: vTPM PCRs as systemd-stub and the firmware extend them;
+//! - [`reader`]: the bounds-checked reads every binary parser in the workspace uses;
+//! - [`record`]: the record format that carries these values.
 //!
 //! It has no file system, network, clock or feature flags: verifiers embed it as it is.
 //!
@@ -19,7 +21,7 @@
 
 mod digest;
 mod ovmf_table;
-mod reader;
+pub mod reader;
 pub mod snp;
 pub mod tdx;
 pub mod tpm;

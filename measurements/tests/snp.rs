@@ -11,13 +11,8 @@ use measurements::snp::{
 use measurements::{Sha256Digest, Sha384Digest};
 use proptest::prelude::*;
 
-const FIRMWARE_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/firmware"
-);
-
 fn read_firmware(name: &str) -> Vec<u8> {
-    fs_err::read(format!("{FIRMWARE_DIR}/{name}")).unwrap()
+    fs_err::read(crate::util::fixture("firmware").join(name)).unwrap()
 }
 
 fn vcpus(n: u32) -> NonZeroU32 {

@@ -47,7 +47,7 @@ pub fn guest_kernel(
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<Sha256Digest> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let args = builder::kernel::KernelBuildArgs {
+    let args = builder::kernel::KernelBuildOptions {
         source: fixtures.join(KERNEL_SOURCE_DEB),
         source_sha256: KERNEL_SOURCE_SHA256.parse()?,
         config_dir: root.join("kernel-config"),

@@ -623,49 +623,41 @@ fn push_refuses_a_directory_that_does_not_match_its_record() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let reference = "127.0.0.1:9/enclave/demo:1";
-    let push = |dir: &Path| eb(&["push", dir.to_str().unwrap(), reference], home, &[]);
-
-    let dir = release_dir(tmp.path(), "changed", &bytes(50, 1000));
-    fs_err::write(dir.join("cmdline"), b"console=ttyS0 init=/bin/sh").unwrap();
-    let o = push(&dir);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("cmdline: the record says"),
-        "{}",
-        stderr(&o)
-    );
-
-    let dir = release_dir(tmp.path(), "extra", &bytes(50, 1000));
-    fs_err::write(dir.join("notes.txt"), b"x").unwrap();
-    let o = push(&dir);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("notes.txt: not among the record's outputs"),
-        "{}",
-        stderr(&o)
-    );
-
-    let dir = release_dir(tmp.path(), "missing", &bytes(50, 1000));
-    fs_err::remove_file(dir.join("vmlinuz")).unwrap();
-    let o = push(&dir);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("vmlinuz: listed in the record, missing"),
-        "{}",
-        stderr(&o)
-    );
-
-    let dir = release_dir(tmp.path(), "subdir", &bytes(50, 1000));
-    fs_err::create_dir(dir.join("sub")).unwrap();
-    let o = push(&dir);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
-
-    let dir = release_dir(tmp.path(), "badenv", &bytes(50, 1000));
-    fs_err::write(dir.join("other.intoto.json"), b"{}").unwrap();
-    let o = push(&dir);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("other.intoto.json"), "{}", stderr(&o));
+    // Each case: a release directory spoiled one way, and what the refusal must name.
+    let cases: [(&str, fn(&Path), &str); 5] = [
+        (
+            "changed",
+            |d| fs_err::write(d.join("cmdline"), b"console=ttyS0 init=/bin/sh").unwrap(),
+            "cmdline: the record says",
+        ),
+        (
+            "extra",
+            |d| fs_err::write(d.join("notes.txt"), b"x").unwrap(),
+            "notes.txt: not among the record's outputs",
+        ),
+        (
+            "missing",
+            |d| fs_err::remove_file(d.join("vmlinuz")).unwrap(),
+            "vmlinuz: listed in the record, missing",
+        ),
+        (
+            "subdir",
+            |d| fs_err::create_dir(d.join("sub")).unwrap(),
+            "not a regular file",
+        ),
+        (
+            "badenv",
+            |d| fs_err::write(d.join("other.intoto.json"), b"{}").unwrap(),
+            "other.intoto.json",
+        ),
+    ];
+    for (name, spoil, needle) in cases {
+        let dir = release_dir(tmp.path(), name, &bytes(50, 1000));
+        spoil(&dir);
+        let o = eb(&["push", dir.to_str().unwrap(), reference], home, &[]);
+        assert_eq!(o.status.code(), Some(3), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{name}: {}", stderr(&o));
+    }
 
     let dir = release_dir(tmp.path(), "ok", &bytes(50, 1000));
     let o = eb(

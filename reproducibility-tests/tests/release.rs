@@ -17,7 +17,7 @@ use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 use serde_json::Value;
 
-use crate::util::{builder, builder_bin, ok, tool};
+use crate::util::{builder, builder_bin, diff_statuses, ok, tool};
 
 const EXIT_INPUT_REFUSED: i32 = 3;
 const EXIT_INPUTS_DIFFER: i32 = 5;
@@ -636,19 +636,7 @@ fn release_diff_names_what_a_data_disk_file_changes() {
     ok(&o, "release diff --json");
     let d: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(d["changed"], true);
-    let status = |section: &str| -> BTreeMap<String, String> {
-        d[section]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["name"].as_str().unwrap().to_owned(),
-                    i["status"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
+    let status = |section: &str| diff_statuses(&d, section);
     let inputs = status("inputs");
     assert_eq!(inputs["file data:/notes.txt"], "changed", "{inputs:?}");
     for unchanged in ["layer base.tar", "kernel", "firmware"] {

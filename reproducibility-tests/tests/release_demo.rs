@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::registry_server::TestRegistry;
 use crate::release::{python_verify, sha256sum_dir, subjects};
-use crate::util::{builder_bin, demo_build, demo_manifest, ok, tool};
+use crate::util::{builder_bin, demo_build, demo_manifest, diff_statuses, ok, tool};
 
 const EXIT_RELEASE_REJECTED: i32 = 9;
 
@@ -308,19 +308,7 @@ fn demo_model_change_uploads_only_what_changed_and_release_diff_names_it() {
     );
     ok(&o, "release diff --json");
     let d: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let status = |part: &str| -> BTreeMap<String, String> {
-        d[part]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["name"].as_str().unwrap().to_owned(),
-                    i["status"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
+    let status = |part: &str| diff_statuses(&d, part);
     let inputs = status("inputs");
     let model_inputs: Vec<_> = inputs
         .iter()

@@ -314,3 +314,19 @@ pub(crate) fn listing_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, St
     }
     s
 }
+
+/// One section of a `release diff --json` report (`inputs`, `artifacts`, ...) as
+/// `name → status` (`changed`, `unchanged`, `added`, `removed`).
+pub(crate) fn diff_statuses(report: &serde_json::Value, section: &str) -> BTreeMap<String, String> {
+    report[section]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {section} array in {report}"))
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

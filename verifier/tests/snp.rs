@@ -100,9 +100,6 @@ fn real_milan_report_with_the_host_served_chain() {
 
 #[test]
 fn real_milan_report_fails_after_flipped_bits() {
-    let report = util::milan_report();
-    let mut digest = [0u8; 48];
-    hex::decode_to_slice(MILAN_MEASUREMENT, &mut digest).unwrap();
     // Header, policy, REPORT_DATA, MEASUREMENT, CHIP_ID, the last signed byte, r and s.
     for (pos, bit) in [
         (0x04, 0),
@@ -114,9 +111,7 @@ fn real_milan_report_fails_after_flipped_bits() {
         (0x2A0, 0),
         (0x2E8, 4),
     ] {
-        let mut r = report.clone();
-        r[pos] ^= 1 << bit;
-        let v = milan_verdict(&r, digest);
+        let v = milan_flipped(pos, bit);
         assert!(!v.passed(), "flip at {pos:#x} passed");
         assert!(
             failed(&v).contains(&"snp.signature".to_string()),
@@ -125,15 +120,21 @@ fn real_milan_report_fails_after_flipped_bits() {
     }
 }
 
+/// The verdict on the real Milan report with bit `bit` of byte `pos` flipped, against its
+/// own measurement.
+fn milan_flipped(pos: usize, bit: u8) -> verifier::Verdict {
+    let mut r = util::milan_report();
+    let mut digest = [0u8; 48];
+    hex::decode_to_slice(MILAN_MEASUREMENT, &mut digest).unwrap();
+    r[pos] ^= 1 << bit;
+    milan_verdict(&r, digest)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn any_flipped_bit_in_the_signed_part_or_signature_fails(pos in 0usize..0x2A0 + 144, bit in 0u8..8) {
-        let mut r = util::milan_report();
-        let mut digest = [0u8; 48];
-        hex::decode_to_slice(MILAN_MEASUREMENT, &mut digest).unwrap();
-        r[pos] ^= 1 << bit;
-        let v = milan_verdict(&r, digest);
+        let v = milan_flipped(pos, bit);
         prop_assert!(!v.passed());
         // Flipping VERSION to an unknown value stops at `snp.version`; any other flip
         // must break the signature.
@@ -362,40 +363,31 @@ fn a_chain_under_another_ark_fails() {
     let v = verdict_for(&build_report(&good()), Some(util::OTHER_ARK));
     assert_eq!(failed(&v), ["snp.chain.ark"], "{v}");
     // The test VCEK under AMD's real roots: no pinned ASK issued it.
-    let report = build_report(&good());
+    let v = under_amd_roots(&build_report(&good()), util::TEST_VCEK);
+    assert_eq!(failed(&v), ["snp.chain.ark", "snp.chain.vcek"], "{v}");
+}
+
+/// The verdict on `report` with `vcek` under AMD's real roots (pinned in the verifier).
+fn under_amd_roots(report: &[u8], vcek: &[u8]) -> verifier::Verdict {
     let ev = SnpEvidence {
-        report: &report,
-        vcek: util::TEST_VCEK,
+        report,
+        vcek,
         ark: None,
         ask: None,
     };
-    let v = snp::verify(
+    snp::verify(
         &ev,
         &TrustAnchors::amd(),
         &release(DIGEST),
         &policy(),
         &bound(),
-    );
-    assert_eq!(failed(&v), ["snp.chain.ark", "snp.chain.vcek"], "{v}");
+    )
 }
 
 #[test]
 fn a_signature_by_another_key_fails() {
     // The real Milan VCEK did not sign the built report.
-    let report = build_report(&good());
-    let ev = SnpEvidence {
-        report: &report,
-        vcek: util::MILAN_VCEK,
-        ark: None,
-        ask: None,
-    };
-    let v = snp::verify(
-        &ev,
-        &TrustAnchors::amd(),
-        &release(DIGEST),
-        &policy(),
-        &bound(),
-    );
+    let v = under_amd_roots(&build_report(&good()), util::MILAN_VCEK);
     let f = failed(&v);
     assert!(f.contains(&"snp.signature".to_string()), "{v}");
     assert!(!f.contains(&"snp.chain.vcek".to_string()), "{v}");

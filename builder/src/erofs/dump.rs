@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use measurements::reader;
+
 use super::format::{self, FileType, Inode, SuperBlock};
 
 /// Errors from reading an image. Offsets are bytes from the start of the image.
@@ -118,11 +120,9 @@ impl<'a> Image<'a> {
     /// Like [`Image::open`], for the first bytes of a larger image (the metadata of a
     /// multi-GiB image in tests): reads beyond `bytes` are still errors, one at a time.
     pub fn open_prefix(bytes: &'a [u8]) -> Result<Self, ReadError> {
-        let sb: &[u8; format::SUPER_SIZE] = bytes
-            .get(format::SUPER_OFFSET..format::SUPER_OFFSET + format::SUPER_SIZE)
-            .and_then(|s| s.try_into().ok())
+        let superblock = reader::slice(bytes, format::SUPER_OFFSET, format::SUPER_SIZE)
+            .and_then(SuperBlock::parse)
             .ok_or(ReadError::TooShort { len: bytes.len() })?;
-        let superblock = SuperBlock::from_bytes(sb);
         if superblock.magic != format::SUPER_MAGIC {
             return Err(ReadError::BadMagic {
                 magic: superblock.magic,
@@ -162,10 +162,8 @@ impl<'a> Image<'a> {
     fn slice(&self, what: &'static str, offset: u64, len: u64) -> Result<&'a [u8], ReadError> {
         let oob = || ReadError::OutOfBounds { what, offset, len };
         let start = usize::try_from(offset).map_err(|_| oob())?;
-        let end = start
-            .checked_add(usize::try_from(len).map_err(|_| oob())?)
-            .ok_or_else(oob)?;
-        self.bytes.get(start..end).ok_or_else(oob)
+        let len = usize::try_from(len).map_err(|_| oob())?;
+        reader::slice(self.bytes, start, len).ok_or_else(oob)
     }
 
     /// Reads the inode record at `nid`.
@@ -179,7 +177,8 @@ impl<'a> Image<'a> {
                 len: 0,
             })?;
         let head = self.slice("inode", offset, format::COMPACT_INODE_SIZE as u64)?;
-        let extended = format::le16(head, 0) & format::INODE_VERSION_EXTENDED != 0;
+        let i_format = reader::u16_le(head, 0).unwrap_or_default();
+        let extended = i_format & format::INODE_VERSION_EXTENDED != 0;
         let len = if extended {
             format::EXTENDED_INODE_SIZE
         } else {
@@ -211,7 +210,7 @@ impl<'a> Image<'a> {
             nid: r.nid,
             problem,
         };
-        if body.get(4).copied() != Some(0) {
+        if reader::u8_at(body, 4) != Some(0) {
             return Err(bad("shared xattrs are not supported"));
         }
         let mut rest = body
@@ -220,16 +219,14 @@ impl<'a> Image<'a> {
         let mut out = Vec::new();
         while !rest.is_empty() {
             let [name_len, index, v0, v1] =
-                *rest.first_chunk::<4>().ok_or(bad("truncated xattr"))?;
+                reader::array::<4>(rest, 0).ok_or(bad("truncated xattr"))?;
             let value_len = usize::from(u16::from_le_bytes([v0, v1]));
-            let name_end = 4 + usize::from(name_len);
+            let name_end = format::XATTR_ENTRY_SIZE + usize::from(name_len);
             let value_end = name_end + value_len;
-            let suffix = rest
-                .get(4..name_end)
+            let suffix = reader::slice(rest, format::XATTR_ENTRY_SIZE, usize::from(name_len))
                 .ok_or(bad("xattr name out of bounds"))?;
-            let value = rest
-                .get(name_end..value_end)
-                .ok_or(bad("xattr value out of bounds"))?;
+            let value =
+                reader::slice(rest, name_end, value_len).ok_or(bad("xattr value out of bounds"))?;
             let prefix = format::XATTR_PREFIXES
                 .iter()
                 .find(|(i, _)| *i == index)
@@ -295,11 +292,14 @@ impl<'a> Image<'a> {
         let data = self.data(r)?;
         let mut out = Vec::new();
         let bs = usize::try_from(self.block_size).unwrap_or(usize::MAX);
+        // A dirent's `nameoff` (le16 at +8) is where its name starts and where the previous
+        // one's ends; the first one's also says how many dirents the block holds.
+        let nameoff = |block: &[u8], i: usize| {
+            let at = i.checked_mul(format::DIRENT_SIZE)?.checked_add(8)?;
+            reader::u16_le(block, at).map(usize::from)
+        };
         for block in data.chunks(bs) {
-            let first = block
-                .get(8..10)
-                .ok_or(bad("block too short for a dirent"))?;
-            let first = usize::from(u16::from_le_bytes([first[0], first[1]]));
+            let first = nameoff(block, 0).ok_or(bad("block too short for a dirent"))?;
             if first < format::DIRENT_SIZE
                 || first % format::DIRENT_SIZE != 0
                 || first >= block.len()
@@ -308,24 +308,23 @@ impl<'a> Image<'a> {
             }
             let count = first / format::DIRENT_SIZE;
             for i in 0..count {
-                let d = block
-                    .get(i * 12..i * 12 + 12)
+                let d = reader::slice(block, i * format::DIRENT_SIZE, format::DIRENT_SIZE)
                     .ok_or(bad("dirent out of bounds"))?;
-                let nid = format::le64(d, 0);
-                let nameoff = usize::from(format::le16(d, 8));
+                let (Some(nid), Some(start), Some(file_type)) =
+                    (reader::u64_le(d, 0), nameoff(d, 0), reader::u8_at(d, 10))
+                else {
+                    return Err(bad("dirent out of bounds"));
+                };
                 let end = if i + 1 < count {
-                    let n = block
-                        .get((i + 1) * 12 + 8..(i + 1) * 12 + 10)
-                        .ok_or(bad("dirent"))?;
-                    usize::from(u16::from_le_bytes([n[0], n[1]]))
+                    nameoff(block, i + 1).ok_or(bad("dirent"))?
                 } else {
                     block.len()
                 };
-                let name = block.get(nameoff..end).ok_or(bad("name out of bounds"))?;
-                let name = match name.iter().position(|&b| b == 0) {
-                    Some(n) if i + 1 == count => &name[..n],
-                    Some(_) => return Err(bad("NUL inside a name")),
-                    None => name,
+                let name = block.get(start..end).ok_or(bad("name out of bounds"))?;
+                let name = match name.split(|&b| b == 0).next() {
+                    Some(n) if n.len() == name.len() => name,
+                    Some(n) if i + 1 == count => n,
+                    _ => return Err(bad("NUL inside a name")),
                 };
                 if name.is_empty() {
                     return Err(bad("empty name"));
@@ -333,7 +332,7 @@ impl<'a> Image<'a> {
                 out.push(DirEntry {
                     name: name.to_vec(),
                     nid,
-                    file_type: d[10],
+                    file_type,
                 });
             }
         }

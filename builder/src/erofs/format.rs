@@ -5,6 +5,11 @@
 //! erofs-utils 1.5 `include/erofs_fs.h`. Every field this crate writes is listed; fields of
 //! features it never uses (compression, chunks, extra devices, shared xattrs) are written as
 //! zero and rejected by the reader where they change how bytes are interpreted.
+//!
+//! The parsers here read through [`measurements::reader`]: a short or hostile record is
+//! `None`, never a panic.
+
+use measurements::reader;
 
 /// Byte offset of the superblock in the image (`EROFS_SUPER_OFFSET`).
 pub const SUPER_OFFSET: usize = 1024;
@@ -198,25 +203,27 @@ impl SuperBlock {
         b
     }
 
-    /// Parses the record from exactly [`SUPER_SIZE`] bytes. Does not check the magic.
-    pub fn from_bytes(b: &[u8; SUPER_SIZE]) -> SuperBlock {
-        SuperBlock {
-            magic: le32(b, 0),
-            checksum: le32(b, 4),
-            feature_compat: le32(b, 8),
-            blkszbits: b[12],
-            sb_extslots: b[13],
-            root_nid: le16(b, 14),
-            inos: le64(b, 16),
-            build_time: le64(b, 24),
-            build_time_nsec: le32(b, 32),
-            blocks: le32(b, 36),
-            meta_blkaddr: le32(b, 40),
-            xattr_blkaddr: le32(b, 44),
-            uuid: arr(b, 48),
-            volume_name: arr(b, 64),
-            feature_incompat: le32(b, 80),
-        }
+    /// Parses the record from the first [`SUPER_SIZE`] bytes of `b` (the bytes at
+    /// [`SUPER_OFFSET`]); `None` if `b` is shorter. Does not check the magic.
+    pub fn parse(b: &[u8]) -> Option<SuperBlock> {
+        let b = reader::slice(b, 0, SUPER_SIZE)?;
+        Some(SuperBlock {
+            magic: reader::u32_le(b, 0)?,
+            checksum: reader::u32_le(b, 4)?,
+            feature_compat: reader::u32_le(b, 8)?,
+            blkszbits: reader::u8_at(b, 12)?,
+            sb_extslots: reader::u8_at(b, 13)?,
+            root_nid: reader::u16_le(b, 14)?,
+            inos: reader::u64_le(b, 16)?,
+            build_time: reader::u64_le(b, 24)?,
+            build_time_nsec: reader::u32_le(b, 32)?,
+            blocks: reader::u32_le(b, 36)?,
+            meta_blkaddr: reader::u32_le(b, 40)?,
+            xattr_blkaddr: reader::u32_le(b, 44)?,
+            uuid: reader::array(b, 48)?,
+            volume_name: reader::array(b, 64)?,
+            feature_incompat: reader::u32_le(b, 80)?,
+        })
     }
 }
 
@@ -300,36 +307,35 @@ impl Inode {
     /// Parses a record from the start of `b`: compact or extended as `i_format` bit 0
     /// says. Returns `None` if `b` is shorter than that record.
     pub fn parse(b: &[u8]) -> Option<Inode> {
-        let format = le16(b.get(..2)?, 0);
+        let format = reader::u16_le(b, 0)?;
         let extended = format & INODE_VERSION_EXTENDED != 0;
-        let b = b.get(
-            ..if extended {
-                EXTENDED_INODE_SIZE
-            } else {
-                COMPACT_INODE_SIZE
-            },
-        )?;
+        let len = if extended {
+            EXTENDED_INODE_SIZE
+        } else {
+            COMPACT_INODE_SIZE
+        };
+        let b = reader::slice(b, 0, len)?;
         let mut inode = Inode {
             extended,
             datalayout: (format >> INODE_DATALAYOUT_SHIFT) & 0x7,
-            xattr_icount: le16(b, 2),
-            mode: le16(b, 4),
-            i_u: le32(b, 16),
-            ino: le32(b, 20),
+            xattr_icount: reader::u16_le(b, 2)?,
+            mode: reader::u16_le(b, 4)?,
+            i_u: reader::u32_le(b, 16)?,
+            ino: reader::u32_le(b, 20)?,
             ..Inode::default()
         };
         if extended {
-            inode.size = le64(b, 8);
-            inode.uid = le32(b, 24);
-            inode.gid = le32(b, 28);
-            inode.mtime = le64(b, 32);
-            inode.mtime_nsec = le32(b, 40);
-            inode.nlink = le32(b, 44);
+            inode.size = reader::u64_le(b, 8)?;
+            inode.uid = reader::u32_le(b, 24)?;
+            inode.gid = reader::u32_le(b, 28)?;
+            inode.mtime = reader::u64_le(b, 32)?;
+            inode.mtime_nsec = reader::u32_le(b, 40)?;
+            inode.nlink = reader::u32_le(b, 44)?;
         } else {
-            inode.nlink = u32::from(le16(b, 6));
-            inode.size = u64::from(le32(b, 8));
-            inode.uid = u32::from(le16(b, 24));
-            inode.gid = u32::from(le16(b, 26));
+            inode.nlink = u32::from(reader::u16_le(b, 6)?);
+            inode.size = u64::from(reader::u32_le(b, 8)?);
+            inode.uid = u32::from(reader::u16_le(b, 24)?);
+            inode.gid = u32::from(reader::u16_le(b, 26)?);
         }
         Some(inode)
     }
@@ -369,27 +375,4 @@ pub fn decode_rdev(dev: u32) -> (u32, u32) {
 
 fn put(b: &mut [u8], at: usize, v: &[u8]) {
     b[at..at + v.len()].copy_from_slice(v);
-}
-
-// The readers below take offsets that are constants within records whose length the caller
-// has already checked, so the slicing cannot fail.
-fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[at..at + N]);
-    a
-}
-
-/// Little-endian u16 at a fixed offset of a length-checked record.
-pub fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(arr(b, at))
-}
-
-/// Little-endian u32 at a fixed offset of a length-checked record.
-pub fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(arr(b, at))
-}
-
-/// Little-endian u64 at a fixed offset of a length-checked record.
-pub fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(arr(b, at))
 }

@@ -47,29 +47,22 @@ pub const DEFAULT_CACHE: &str = "target/kernel-cache";
 /// How many lines of tool output an error keeps.
 pub const LOG_TAIL_LINES: usize = 40;
 
-/// `kernel build` arguments.
-#[derive(Debug, Clone, clap::Args)]
-pub struct KernelBuildArgs {
+/// Options of `kernel build` (the command line's are `cli::KernelBuildArgs`).
+#[derive(Debug, Clone)]
+pub struct KernelBuildOptions {
     /// The Debian `linux-source-6.12` package (.deb).
-    #[arg(long, value_name = "DEB")]
     pub source: PathBuf,
     /// Its expected sha256 (hex); the build refuses any other file.
-    #[arg(long, value_name = "HEX")]
     pub source_sha256: Sha256Digest,
     /// Directory holding the resolved config (`config-6.12`), e.g. kernel-config.
-    #[arg(long, value_name = "DIR")]
     pub config_dir: PathBuf,
     /// Where to write the bzImage.
-    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Cache directory: results are kept under DIR/<input digest>/bzImage.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE)]
     pub cache: PathBuf,
     /// Parallel make jobs (default: the number of CPUs). Does not change the result.
-    #[arg(long, value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
     /// SOURCE_DATE_EPOCH: the build timestamp the kernel embeds.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_EPOCH)]
     pub epoch: u64,
 }
 
@@ -162,7 +155,10 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 
 /// CLI entry point: [`build`] with `anyhow` context. `progress` receives one line per step
 /// and a summary of `make`'s output every few hundred lines.
-pub fn run_build(args: &KernelBuildArgs, progress: &dyn Fn(&str)) -> anyhow::Result<KernelBuild> {
+pub fn run_build(
+    args: &KernelBuildOptions,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<KernelBuild> {
     build(args, progress).with_context(|| {
         format!(
             "building the kernel from {} with {}",
@@ -173,7 +169,7 @@ pub fn run_build(args: &KernelBuildArgs, progress: &dyn Fn(&str)) -> anyhow::Res
 }
 
 /// Builds (or fetches from the cache) the bzImage and writes it to `args.out`.
-pub fn build(args: &KernelBuildArgs, progress: &dyn Fn(&str)) -> Result<KernelBuild, Error> {
+pub fn build(args: &KernelBuildOptions, progress: &dyn Fn(&str)) -> Result<KernelBuild, Error> {
     let config_path = args.config_dir.join(CONFIG_FILE);
     let config = fs_err::read(&config_path).map_err(io_err(&config_path))?;
 

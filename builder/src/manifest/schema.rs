@@ -296,7 +296,7 @@ pub struct Boot {
     /// OCI image's config (Entrypoint, Cmd, Env, WorkingDir, User) is written to
     /// `/etc/enclave/workload.json` for it.
     #[serde(default)]
-    pub init: Option<String>,
+    pub init: Option<ImagePath>,
     /// The block device the root image is attached as inside the guest.
     #[serde(default = "default_root_device")]
     pub root_device: String,

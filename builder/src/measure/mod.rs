@@ -1,32 +1,34 @@
-//! `enclave-builder measure ...`: launch measurements from files on disk.
+//! `enclave-builder measure ...`: launch measurements from files on disk, and the build's
+//! launch-measurement stage ([`launch`]).
 //!
 //! This module only reads files and formats results; every digest is computed by the pure
-//! `measurements` crate.
+//! `measurements` crate. The command line is parsed in `cli` (`cli::MeasureCommand`) and
+//! handed over as these plain options.
 
 pub mod launch;
 pub mod pcr;
 mod snp;
 pub mod tdx;
 
-pub use snp::{OutputFormat, SnpArgs, SnpMode, VmmKind};
+pub use snp::{parse_u32, parse_u64, parse_vmm, OutputFormat, SnpMode, SnpOptions, VmmKind};
 
-/// The platforms `measure` can compute a launch measurement for.
-#[derive(Debug, clap::Subcommand)]
+/// What `measure` computes, per platform.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum MeasureCommand {
-    /// AMD SEV-SNP / SEV-ES / SEV launch digest (flags as in sev-snp-measure 0.0.13).
-    Snp(SnpArgs),
-    /// Intel TDX MRTD, RTMR1 and RTMR2 for direct boot with OVMF (TDVF).
-    Tdx(tdx::TdxArgs),
-    /// vTPM PCR 11 (systemd-stub, per UKI section and boot phase) and PCR 4.
-    Pcr(pcr::PcrArgs),
+pub enum MeasureOptions {
+    /// AMD SEV-SNP / SEV-ES / SEV launch digest.
+    Snp(SnpOptions),
+    /// Intel TDX MRTD, RTMR1 and RTMR2.
+    Tdx(tdx::TdxOptions),
+    /// vTPM PCR 11 and PCR 4.
+    Pcr(pcr::PcrOptions),
 }
 
 /// Runs a `measure` subcommand, writing its result to `out`.
-pub fn run(cmd: &MeasureCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub fn run(cmd: &MeasureOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cmd {
-        MeasureCommand::Snp(args) => snp::run(args, out),
-        MeasureCommand::Tdx(args) => tdx::run_tdx(args, out),
-        MeasureCommand::Pcr(args) => pcr::run_pcr(args, out),
+        MeasureOptions::Snp(args) => snp::run(args, out),
+        MeasureOptions::Tdx(args) => tdx::run_tdx(args, out),
+        MeasureOptions::Pcr(args) => pcr::run_pcr(args, out),
     }
 }

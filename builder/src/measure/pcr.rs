@@ -15,60 +15,41 @@ use measurements::tpm::{
 use measurements::{Sha256Digest, Sha384Digest};
 use serde_json::{json, Map, Value};
 
-/// Arguments of `measure pcr`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PcrArgs {
+/// Options of `measure pcr` (the command line's are `cli::PcrArgs`).
+#[derive(Debug, Clone)]
+pub struct PcrOptions {
     /// A unified kernel image; its sections are measured as systemd-stub would.
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "linux",
-        conflicts_with = "linux"
-    )]
     pub uki: Option<PathBuf>,
     /// Kernel image file → `.linux`.
-    #[arg(long, value_name = "FILE")]
     pub linux: Option<PathBuf>,
     /// os-release file → `.osrel`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub osrel: Option<PathBuf>,
     /// File with the kernel command line → `.cmdline`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub cmdline: Option<PathBuf>,
     /// initrd file → `.initrd`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub initrd: Option<PathBuf>,
     /// Microcode initrd → `.ucode` (measured by stub ≥ 256).
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub ucode: Option<PathBuf>,
     /// Splash bitmap → `.splash`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub splash: Option<PathBuf>,
     /// Devicetree → `.dtb`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub dtb: Option<PathBuf>,
     /// Kernel release string file → `.uname` (measured by stub ≥ 254).
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub uname: Option<PathBuf>,
     /// SBAT file → `.sbat` (measured by stub ≥ 254).
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub sbat: Option<PathBuf>,
     /// PCR signature public key → `.pcrpkey`.
-    #[arg(long, value_name = "FILE", requires = "linux")]
     pub pcrpkey: Option<PathBuf>,
     /// PCR bank(s); repeat for several. Default: sha256 and sha384.
-    #[arg(long, value_enum)]
     pub bank: Vec<BankArg>,
     /// Version of the systemd-stub that will measure the sections.
-    #[arg(long, value_enum, default_value_t = StubArg::V257)]
     pub stub_version: StubArg,
     /// Print JSON instead of text.
-    #[arg(long)]
     pub json: bool,
 }
 
 /// `--bank` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BankArg {
     /// SHA-256 bank.
     Sha256,
@@ -77,18 +58,16 @@ pub enum BankArg {
 }
 
 /// `--stub-version` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StubArg {
     /// systemd 252 (no `.ucode`, `.uname`, `.sbat`).
-    #[value(name = "252")]
     V252,
     /// systemd 254–257.
-    #[value(name = "257")]
     V257,
 }
 
 /// Runs `measure pcr`, writing the result to `out`.
-pub fn run_pcr(args: &PcrArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn run_pcr(args: &PcrOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let stub = match args.stub_version {
         StubArg::V252 => StubVersion::Systemd252,
         StubArg::V257 => StubVersion::Systemd257,

@@ -9,74 +9,48 @@ use anyhow::{bail, Context as _};
 use measurements::snp::{self, CpuSignature, Firmware, KernelHashes, SnpInputs, VcpuType, Vmm};
 use measurements::Sha384Digest;
 
-/// Arguments of `measure snp`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "\
-Output: the digest on stdout, one line, formatted as sev-snp-measure 0.0.13 prints it (hex by \
-default; `snp:ovmf-hash` is always hex, as in the reference). With --transcript the transcript \
-is written to stdout BEFORE the digest line (with --json it is the \"transcript\" field).")]
-pub struct SnpArgs {
+/// Options of `measure snp` (the command line's are `cli::SnpArgs`).
+#[derive(Debug, Clone)]
+pub struct SnpOptions {
     /// OVMF image to measure (the whole `OVMF.fd` / `OVMF.amdsev.fd` given to QEMU's -bios).
-    #[arg(long, value_name = "PATH")]
     pub ovmf: PathBuf,
     /// Kernel for measured direct boot (QEMU `-kernel` with `kernel-hashes=on`).
-    #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
     /// Initrd (QEMU `-initrd`); needs --kernel.
-    #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Kernel command line (QEMU `-append`); needs --kernel.
-    #[arg(
-        long,
-        value_name = "CMDLINE",
-        requires = "kernel",
-        allow_hyphen_values = true
-    )]
     pub append: Option<String>,
     /// Number of guest vCPUs (required except in `sev` and `snp:ovmf-hash` modes).
-    #[arg(long, value_name = "N")]
     pub vcpus: Option<NonZeroU32>,
     /// QEMU vCPU model: EPYC, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, or a -vN alias.
-    #[arg(long, value_name = "CPUTYPE")]
     pub vcpu_type: Option<VcpuType>,
     /// Raw vCPU CPUID(1).EAX signature (0x-prefixed hex or decimal).
-    #[arg(long, value_name = "VALUE", value_parser = parse_u32)]
     pub vcpu_sig: Option<u32>,
     /// vCPU family (with --vcpu-model and --vcpu-stepping).
-    #[arg(long, value_name = "FAMILY", requires_all = ["vcpu_model", "vcpu_stepping"])]
     pub vcpu_family: Option<u32>,
     /// vCPU model number.
-    #[arg(long, value_name = "MODEL", requires = "vcpu_family")]
     pub vcpu_model: Option<u32>,
     /// vCPU stepping.
-    #[arg(long, value_name = "STEPPING", requires = "vcpu_family")]
     pub vcpu_stepping: Option<u32>,
     /// VMSA SEV_FEATURES (0x1 = SNP active; 0x21 if the host's kvm_amd has debug_swap on).
-    #[arg(long, value_name = "VALUE", value_parser = parse_u64, default_value = "0x1")]
     pub guest_features: u64,
     /// Hypervisor: QEMU (also `qemu`), ec2 or gce.
-    #[arg(long, value_name = "VMMTYPE", value_parser = parse_vmm, default_value = "QEMU")]
     pub vmm_type: VmmKind,
     /// Guest mode.
-    #[arg(long, value_enum, default_value = "snp")]
     pub mode: SnpMode,
     /// Precomputed OVMF hash (hex SHA-384) to start from, as printed by `--mode snp:ovmf-hash`.
-    #[arg(long, value_name = "HASH")]
     pub snp_ovmf_hash: Option<Sha384Digest>,
     /// Digest output format.
-    #[arg(long, value_enum, default_value = "hex")]
     pub output_format: OutputFormat,
     /// Print a JSON object `{"mode", "measurement"[, "transcript"]}` instead of a bare line.
-    #[arg(long)]
     pub json: bool,
     /// Print every measured page group (type, GPA range, pages, contents and running digest)
     /// before the digest. SNP modes only.
-    #[arg(long)]
     pub transcript: bool,
 }
 
 /// The guest mode, named as sev-snp-measure names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnpMode {
     /// SEV-SNP launch digest (SHA-384).
     Snp,
@@ -85,12 +59,11 @@ pub enum SnpMode {
     /// SEV launch digest (SHA-256).
     Sev,
     /// Only the firmware pages: the OVMF hash to pass later as --snp-ovmf-hash.
-    #[value(name = "snp:ovmf-hash")]
     SnpOvmfHash,
 }
 
 /// How the digest is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     /// Lowercase hex.
     Hex,
@@ -109,7 +82,8 @@ pub enum VmmKind {
     Gce,
 }
 
-fn parse_vmm(s: &str) -> Result<VmmKind, String> {
+/// `--vmm-type`: `QEMU` (or `qemu`), `ec2` or `gce`.
+pub fn parse_vmm(s: &str) -> Result<VmmKind, String> {
     match s {
         "QEMU" | "qemu" => Ok(VmmKind::Qemu),
         "ec2" => Ok(VmmKind::Ec2),
@@ -121,7 +95,7 @@ fn parse_vmm(s: &str) -> Result<VmmKind, String> {
 }
 
 /// An integer in Python `int(s, 0)` syntax: decimal, or 0x/0o/0b-prefixed.
-fn parse_u64(s: &str) -> Result<u64, String> {
+pub fn parse_u64(s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");
     let lower = t.to_ascii_lowercase();
     let r = if let Some(h) = lower.strip_prefix("0x") {
@@ -136,18 +110,12 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     r.map_err(|e| format!("invalid integer {s:?}: {e}"))
 }
 
-fn parse_u32(s: &str) -> Result<u32, String> {
+/// [`parse_u64`], for a value that must fit 32 bits.
+pub fn parse_u32(s: &str) -> Result<u32, String> {
     u32::try_from(parse_u64(s)?).map_err(|_| format!("{s:?} does not fit in 32 bits"))
 }
 
-impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, false)
-    }
-}
-
-impl SnpArgs {
+impl SnpOptions {
     fn mode_name(&self) -> &'static str {
         match self.mode {
             SnpMode::Snp => "snp",
@@ -206,7 +174,7 @@ impl SnpArgs {
 }
 
 /// Runs `measure snp`.
-pub(super) fn run(args: &SnpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(super) fn run(args: &SnpOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let bytes = fs_err::read(&args.ovmf)?;
     let fw = Firmware::parse(&bytes)
         .with_context(|| format!("parsing firmware {}", args.ovmf.display()))?;

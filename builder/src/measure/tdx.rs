@@ -14,46 +14,37 @@ use measurements::tpm::{Event, Register};
 use measurements::Sha384Digest;
 use serde_json::json;
 
-/// Arguments of `measure tdx`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TdxArgs {
+/// Options of `measure tdx` (the command line's are `cli::TdxArgs`).
+#[derive(Debug, Clone)]
+pub struct TdxOptions {
     /// The OVMF (TDVF) firmware image as given to QEMU `-bios`.
-    #[arg(long, value_name = "FILE")]
     pub ovmf: PathBuf,
     /// The kernel as given to QEMU `-kernel` (its Authenticode SHA-384 goes into RTMR1; QEMU
     /// ≥ 10.1 leaves the file unpatched).
-    #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
     /// The initrd as given to QEMU `-initrd` (its SHA-384 goes into RTMR2).
-    #[arg(long, value_name = "FILE", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// The kernel command line as given to QEMU `-append` (empty if absent). RTMR2 measures it
     /// as OVMF hands it to the kernel: with ` initrd=initrd` appended when `--initrd` is given
     /// and not empty (edk2 X86QemuLoadImageLib, every OVMF since edk2-stable202005).
-    #[arg(long, value_name = "CMDLINE", requires = "kernel")]
     pub append: Option<String>,
     /// Measure all page adds of a section before its extends (Intel "upstream-v5" and
     /// Canonical QEMU 8.2); default is one pass per page (upstream QEMU ≥ 9).
-    #[arg(long)]
     pub two_pass_add_pages: bool,
     /// Position of the kernel event in RTMR1 relative to the separator (OVMF-version dependent).
-    #[arg(long, value_enum, default_value_t = Rtmr1OrderArg::KernelFirst)]
     pub rtmr1_order: Rtmr1OrderArg,
     /// Platform profile for RTMR0: a file of SHA-384 event digests in log order, one hex digest
     /// per line (`#` starts a comment), e.g. taken from a reference TD's CCEL event log for the
     /// same QEMU version and VM shape. Without it RTMR0 is not printed.
-    #[arg(long, value_name = "FILE")]
     pub rtmr0_digests: Option<PathBuf>,
     /// Print JSON instead of text.
-    #[arg(long)]
     pub json: bool,
     /// Also print the TDVF sections and every RTMR event with the running register value.
-    #[arg(long)]
     pub transcript: bool,
 }
 
 /// `--rtmr1-order` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rtmr1OrderArg {
     /// kernel, "Calling EFI Application", separator, exit-boot-services ×2 (dstack-mr).
     KernelFirst,
@@ -71,7 +62,7 @@ impl From<Rtmr1OrderArg> for Rtmr1Order {
 }
 
 /// Runs `measure tdx`, writing the result to `out`.
-pub fn run_tdx(args: &TdxArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn run_tdx(args: &TdxOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let fw = fs_err::read(&args.ovmf)?;
     let tdvf = Tdvf::parse(&fw)
         .with_context(|| format!("reading TDVF metadata of {}", args.ovmf.display()))?;

@@ -11,7 +11,7 @@ use super::{io, ReleaseError};
 use verifier::release::PublicKey;
 
 /// Which kind of key `keygen` makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyAlgorithm {
     /// Ed25519 (RFC 8032): small, fast, deterministic signatures. The default.
     Ed25519,

@@ -222,23 +222,17 @@ fn scan(dir: &Path) -> Result<Scanned, PublishError> {
     for entry in fs_err::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
-        let bad = |why: String| PublishError::BadEntry {
-            path: path.clone(),
-            why,
-        };
         let name = entry
             .file_name()
             .into_string()
-            .map_err(|_| bad("the name is not UTF-8".to_owned()))?;
-        let title: Title = name.parse().map_err(|e: LayoutError| bad(e.to_string()))?;
+            .map_err(|_| bad_entry(&path, "the name is not UTF-8".to_owned()))?;
+        let title = title(&path, &name)?;
         let meta = fs_err::symlink_metadata(&path).map_err(io)?;
         if !meta.file_type().is_file() {
-            return Err(bad("not a regular file".to_owned()));
+            return Err(bad_entry(&path, "not a regular file".to_owned()));
         }
         if EnvelopeKind::is_attachment_name(&name) {
-            let kind =
-                EnvelopeKind::of(&name).ok_or_else(|| bad(EnvelopeKind::NAMES.to_owned()))?;
-            envelopes.push((title, kind));
+            envelopes.push((title, envelope_kind(&path, &name)?));
         } else {
             files.push(title);
         }
@@ -246,6 +240,47 @@ fn scan(dir: &Path) -> Result<Scanned, PublishError> {
     files.sort();
     envelopes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Scanned { files, envelopes })
+}
+
+/// Refuses the entry `path` of a release directory, saying why.
+fn bad_entry(path: &Path, why: String) -> PublishError {
+    PublishError::BadEntry {
+        path: path.to_owned(),
+        why,
+    }
+}
+
+/// The layer title of the file `path`, named `name`.
+fn title(path: &Path, name: &str) -> Result<Title, PublishError> {
+    name.parse()
+        .map_err(|e: LayoutError| bad_entry(path, e.to_string()))
+}
+
+/// The kind of the envelope `path`, named `name` (its name says which).
+fn envelope_kind(path: &Path, name: &str) -> Result<EnvelopeKind, PublishError> {
+    EnvelopeKind::of(name).ok_or_else(|| bad_entry(path, EnvelopeKind::NAMES.to_owned()))
+}
+
+/// The manifest digest a reference pins (`REF@sha256:...`); attach and pull need one.
+fn pinned_digest(reference: &ImageRef) -> Result<OciDigest, PublishError> {
+    reference.digest.ok_or_else(|| PublishError::NoDigest {
+        reference: reference.to_string(),
+    })
+}
+
+/// Connects to the release's registry (logged in to push when `push`), fetches the release
+/// manifest `digest` and parses its files.
+fn open_release(
+    reference: &ImageRef,
+    digest: &OciDigest,
+    conn: &Connection,
+    push: bool,
+) -> Result<(Registry, Vec<u8>, Vec<Blob>), PublishError> {
+    let reg = Registry::connect(reference, conn.credentials.clone(), conn.insecure_http)?;
+    reg.login(push)?;
+    let manifest = reg.get_manifest(digest)?;
+    let blobs = layout::parse_release(&manifest, digest)?;
+    Ok((reg, manifest, blobs))
 }
 
 /// Checks the hashed files against record.json's outputs.
@@ -400,23 +435,14 @@ pub fn attach(
     conn: &Connection,
     progress: &dyn Fn(&str),
 ) -> Result<Report, PublishError> {
-    let digest = reference.digest.ok_or_else(|| PublishError::NoDigest {
-        reference: reference.to_string(),
-    })?;
-    let bad = |why: String| PublishError::BadEntry {
-        path: file.to_owned(),
-        why,
-    };
+    let digest = pinned_digest(reference)?;
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| bad("no file name".to_owned()))?;
-    let title: Title = name.parse().map_err(|e: LayoutError| bad(e.to_string()))?;
-    let kind = EnvelopeKind::of(name).ok_or_else(|| bad(EnvelopeKind::NAMES.to_owned()))?;
-    let reg = Registry::connect(reference, conn.credentials.clone(), conn.insecure_http)?;
-    reg.login(true)?;
-    let manifest = reg.get_manifest(&digest)?;
-    let blobs = layout::parse_release(&manifest, &digest)?;
+        .ok_or_else(|| bad_entry(file, "no file name".to_owned()))?;
+    let title = title(file, name)?;
+    let kind = envelope_kind(file, name)?;
+    let (reg, manifest, blobs) = open_release(reference, &digest, conn, true)?;
     let subject = layout::manifest_descriptor(&manifest, Some(RELEASE_ARTIFACT_TYPE));
     let att = attach_envelope(&reg, &subject, &digest, file, &title, kind, progress)?;
     Ok(Report {
@@ -508,14 +534,9 @@ pub fn pull(
     conn: &Connection,
     progress: &dyn Fn(&str),
 ) -> Result<Report, PublishError> {
-    let digest = reference.digest.ok_or_else(|| PublishError::NoDigest {
-        reference: reference.to_string(),
-    })?;
+    let digest = pinned_digest(reference)?;
     let staging = crate::output::Staging::new(out, false)?;
-    let reg = Registry::connect(reference, conn.credentials.clone(), conn.insecure_http)?;
-    reg.login(false)?;
-    let manifest = reg.get_manifest(&digest)?;
-    let blobs = layout::parse_release(&manifest, &digest)?;
+    let (reg, _manifest, blobs) = open_release(reference, &digest, conn, false)?;
     let mut names: BTreeSet<Title> = blobs.iter().map(|b| b.title.clone()).collect();
 
     let mut envelopes = Vec::new();

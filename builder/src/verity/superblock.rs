@@ -20,6 +20,8 @@
 //!
 //! Changing any constant here changes every image's hash area.
 
+use measurements::reader;
+
 use super::Error;
 
 /// Size of the superblock in bytes.
@@ -103,56 +105,59 @@ impl Superblock {
         Ok(b)
     }
 
-    /// Decodes a superblock from the first [`SUPERBLOCK_SIZE`] bytes of `bytes`. Never panics;
-    /// checks the signature, the superblock version and the salt size.
+    /// Decodes a superblock from the first [`SUPERBLOCK_SIZE`] bytes of `bytes`. Never panics
+    /// (every read goes through [`measurements::reader`]); checks the signature, the
+    /// superblock version and the salt size.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let b: &[u8; SUPERBLOCK_SIZE] = bytes
-            .get(..SUPERBLOCK_SIZE)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(Error::Superblock {
-                field: "length",
-                value: bytes.len() as u64,
-            })?;
-        if b[..8] != SIGNATURE {
+        let b = reader::slice(bytes, 0, SUPERBLOCK_SIZE).ok_or(Error::Superblock {
+            field: "length",
+            value: bytes.len() as u64,
+        })?;
+        // Every field below lies inside the 512 bytes just checked; `field` names the one a
+        // short read would be (it cannot happen).
+        let field = |name: &'static str| Error::Superblock {
+            field: name,
+            value: SUPERBLOCK_SIZE as u64,
+        };
+        let signature: [u8; 8] = reader::array(b, 0).ok_or(field("signature"))?;
+        if signature != SIGNATURE {
             return Err(Error::Superblock {
                 field: "signature",
-                value: u64_le(&b[..8]),
+                value: u64::from_le_bytes(signature),
             });
         }
-        let version = u32_at(b, OFF_VERSION);
+        let version = reader::u32_le(b, OFF_VERSION).ok_or(field("version"))?;
         if version != SUPERBLOCK_VERSION {
             return Err(Error::Superblock {
                 field: "version",
                 value: version.into(),
             });
         }
-        let salt_size = u16::from_le_bytes([b[OFF_SALT_SIZE], b[OFF_SALT_SIZE + 1]]);
+        let salt_size = reader::u16_le(b, OFF_SALT_SIZE).ok_or(field("salt_size"))?;
         if usize::from(salt_size) > MAX_SALT_SIZE {
             return Err(Error::Superblock {
                 field: "salt_size",
                 value: salt_size.into(),
             });
         }
-        let algorithm = &b[OFF_ALGORITHM..OFF_ALGORITHM + ALGORITHM_LEN];
-        let name_len = algorithm
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(ALGORITHM_LEN);
-        let algorithm =
-            std::str::from_utf8(&algorithm[..name_len]).map_err(|_| Error::Superblock {
-                field: "algorithm",
-                value: name_len as u64,
-            })?;
-        let mut uuid = [0u8; 16];
-        uuid.copy_from_slice(&b[OFF_UUID..OFF_UUID + 16]);
+        let algorithm = reader::slice(b, OFF_ALGORITHM, ALGORITHM_LEN).ok_or(field("algorithm"))?;
+        let name = algorithm.split(|&c| c == 0).next().unwrap_or_default();
+        let algorithm = std::str::from_utf8(name).map_err(|_| Error::Superblock {
+            field: "algorithm",
+            value: name.len() as u64,
+        })?;
         Ok(Superblock {
-            hash_type: u32_at(b, OFF_HASH_TYPE),
-            uuid,
+            hash_type: reader::u32_le(b, OFF_HASH_TYPE).ok_or(field("hash_type"))?,
+            uuid: reader::array(b, OFF_UUID).ok_or(field("uuid"))?,
             algorithm: algorithm.to_owned(),
-            data_block_size: u32_at(b, OFF_DATA_BLOCK_SIZE),
-            hash_block_size: u32_at(b, OFF_HASH_BLOCK_SIZE),
-            data_blocks: u64_le(&b[OFF_DATA_BLOCKS..OFF_DATA_BLOCKS + 8]),
-            salt: b[OFF_SALT..OFF_SALT + usize::from(salt_size)].to_vec(),
+            data_block_size: reader::u32_le(b, OFF_DATA_BLOCK_SIZE)
+                .ok_or(field("data_block_size"))?,
+            hash_block_size: reader::u32_le(b, OFF_HASH_BLOCK_SIZE)
+                .ok_or(field("hash_block_size"))?,
+            data_blocks: reader::u64_le(b, OFF_DATA_BLOCKS).ok_or(field("data_blocks"))?,
+            salt: reader::slice(b, OFF_SALT, usize::from(salt_size))
+                .ok_or(field("salt"))?
+                .to_vec(),
         })
     }
 }
@@ -161,18 +166,6 @@ impl Superblock {
 /// whose ranges lie inside the 512-byte block; the salt is checked to be ≤ 256 bytes first).
 fn put(block: &mut [u8; SUPERBLOCK_SIZE], offset: usize, src: &[u8]) {
     block[offset..offset + src.len()].copy_from_slice(src);
-}
-
-fn u32_at(b: &[u8; SUPERBLOCK_SIZE], offset: usize) -> u32 {
-    u32::from_le_bytes([b[offset], b[offset + 1], b[offset + 2], b[offset + 3]])
-}
-
-/// Little-endian value of up to 8 bytes (used for the 8-byte fields).
-fn u64_le(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! u32 Type, u32 Attributes}`.
 
 use crate::ovmf_table::{self, TableError};
+use crate::reader::{self, u32_le, u64_le};
 
 /// `e47a6535-984a-4798-865e-4685a7bf8ec2`: the footer-table entry pointing at the descriptor.
 const TDX_METADATA_OFFSET_GUID: [u8; 16] = ovmf_table::guid(
@@ -192,29 +193,18 @@ pub struct Tdvf<'a> {
     sections: Vec<TdvfSection>,
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off.checked_add(4)?)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-}
-
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    b.get(off..off.checked_add(8)?)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-}
-
 impl<'a> Tdvf<'a> {
     /// Parses the TDVF metadata of the firmware image `fw` (the whole `OVMF.fd`).
     pub fn parse(fw: &'a [u8]) -> Result<Self, TdvfError> {
         let len = fw.len();
         let entry = find_entry(fw, &TDX_METADATA_OFFSET_GUID)?.ok_or(TdvfError::NoTdxMetadata)?;
-        let value = <[u8; 4]>::try_from(entry)
-            .map(u32::from_le_bytes)
-            .map_err(|_| TdvfError::BadMetadataOffset {
-                value: entry.len() as u64,
-                len,
-            })?;
+        let value =
+            u32_le(entry, 0)
+                .filter(|_| entry.len() == 4)
+                .ok_or(TdvfError::BadMetadataOffset {
+                    value: entry.len() as u64,
+                    len,
+                })?;
         let desc = len
             .checked_sub(value as usize)
             .ok_or(TdvfError::BadMetadataOffset {
@@ -226,12 +216,12 @@ impl<'a> Tdvf<'a> {
             what,
         };
         let header = fw.get(desc..).ok_or(bad("beyond the end of the image"))?;
-        if header.get(..4) != Some(b"TDVF") {
+        if reader::slice(header, 0, 4) != Some(b"TDVF") {
             return Err(bad("signature is not \"TDVF\""));
         }
-        let length = u32_at(header, 4).ok_or(bad("truncated header"))?;
-        let version = u32_at(header, 8).ok_or(bad("truncated header"))?;
-        let count = u32_at(header, 12).ok_or(bad("truncated header"))?;
+        let length = u32_le(header, 4).ok_or(bad("truncated header"))?;
+        let version = u32_le(header, 8).ok_or(bad("truncated header"))?;
+        let count = u32_le(header, 12).ok_or(bad("truncated header"))?;
         if version != 1 {
             return Err(bad("version is not 1"));
         }
@@ -255,12 +245,12 @@ impl<'a> Tdvf<'a> {
                 Some(ty),
                 Some(attrs),
             ) = (
-                u32_at(header, at),
-                u32_at(header, at + 4),
-                u64_at(header, at + 8),
-                u64_at(header, at + 16),
-                u32_at(header, at + 24),
-                u32_at(header, at + 28),
+                u32_le(header, at),
+                u32_le(header, at + 4),
+                u64_le(header, at + 8),
+                u64_le(header, at + 16),
+                u32_le(header, at + 24),
+                u32_le(header, at + 28),
             )
             else {
                 return Err(bad("truncated"));
@@ -320,10 +310,7 @@ impl<'a> Tdvf<'a> {
             let n = (raw - offset).min(256) as usize;
             let start = (u64::from(section.data_offset) + offset) as usize;
             // In bounds: DataOffset + RawDataSize <= len was checked in `parse`.
-            if let (Some(dst), Some(src)) = (
-                out.get_mut(..n),
-                self.fw.get(start..start.saturating_add(n)),
-            ) {
+            if let (Some(dst), Some(src)) = (out.get_mut(..n), reader::slice(self.fw, start, n)) {
                 dst.copy_from_slice(src);
             }
         }

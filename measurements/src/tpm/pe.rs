@@ -9,6 +9,7 @@
 //! no zero padding is appended to files whose length is not a multiple of 8.
 
 use super::pcr::Bank;
+use crate::reader;
 
 /// Why bytes are not a PE image this crate can hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,28 +113,29 @@ pub struct PeFile<'a> {
     sections: Vec<PeSection>,
 }
 
+/// The `N` bytes of `field` at `offset` ([`reader::array`]), or the error naming the field.
 fn read<const N: usize>(
     data: &[u8],
     offset: usize,
     field: &'static str,
 ) -> Result<[u8; N], PeError> {
-    offset
-        .checked_add(N)
-        .and_then(|end| data.get(offset..end))
-        .and_then(|s| <[u8; N]>::try_from(s).ok())
-        .ok_or(PeError::Truncated {
-            field,
-            offset: offset as u64,
-            len: data.len(),
-        })
+    reader::array(data, offset).ok_or(truncated(data, offset, field))
 }
 
 fn u16_at(data: &[u8], offset: usize, field: &'static str) -> Result<u16, PeError> {
-    read::<2>(data, offset, field).map(u16::from_le_bytes)
+    reader::u16_le(data, offset).ok_or(truncated(data, offset, field))
 }
 
 fn u32_at(data: &[u8], offset: usize, field: &'static str) -> Result<u32, PeError> {
-    read::<4>(data, offset, field).map(u32::from_le_bytes)
+    reader::u32_le(data, offset).ok_or(truncated(data, offset, field))
+}
+
+fn truncated(data: &[u8], offset: usize, field: &'static str) -> PeError {
+    PeError::Truncated {
+        field,
+        offset: offset as u64,
+        len: data.len(),
+    }
 }
 
 fn add(a: usize, b: usize, field: &'static str, len: usize) -> Result<usize, PeError> {
@@ -276,8 +278,7 @@ impl<'a> PeFile<'a> {
     /// The section's raw bytes (`SizeOfRawData` from `PointerToRawData`; checked at parse).
     pub fn raw_data(&self, section: &PeSection) -> &'a [u8] {
         let start = section.pointer_to_raw_data as usize;
-        let end = start.saturating_add(section.size_of_raw_data as usize);
-        self.data.get(start..end).unwrap_or_default()
+        reader::slice(self.data, start, section.size_of_raw_data as usize).unwrap_or_default()
     }
 
     /// The Authenticode hash of the image in bank `D`.
@@ -285,7 +286,9 @@ impl<'a> PeFile<'a> {
         let d = self.data;
         let mut parts: Vec<&[u8]> = Vec::new();
         // Every range below was checked in `parse`; `get` keeps this panic-free regardless.
-        let mut header = |from: usize, to: usize| parts.push(d.get(from..to).unwrap_or_default());
+        let mut header = |from: usize, to: usize| {
+            parts.push(reader::slice(d, from, to.saturating_sub(from)).unwrap_or_default())
+        };
         match self.cert_dir_offset {
             Some(cert) => {
                 header(0, self.checksum_offset);
@@ -312,7 +315,7 @@ impl<'a> PeFile<'a> {
         // (edk2: `ImageSize - CertSize - SumOfBytesHashed`).
         let end = d.len().saturating_sub(self.cert_size);
         if end > hashed {
-            parts.push(d.get(hashed..end).unwrap_or_default());
+            parts.push(reader::slice(d, hashed, end - hashed).unwrap_or_default());
         }
         D::hash_parts(parts)
     }
