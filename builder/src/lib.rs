@@ -78,6 +78,7 @@ pub mod stage_record;
 pub mod stage_root_image;
 pub mod stage_tree;
 pub mod tree;
+pub mod uki;
 pub mod verify;
 pub mod verity;
 pub mod verity_image;
