@@ -6,6 +6,10 @@
 //! log is decoded with `tpm2_eventlog` (tpm2-tools) in any failure message, so a wrong
 //! prediction can be traced to its event. A changed command line must change PCR 11 in the
 //! record and in the guest alike.
+//!
+//! The second test boots a UKI the builder's writer makes from Debian's signed cloud kernel
+//! (which has TPM TIS/CRB built in) and a busybox initrd, against `measure pcr --uki`: the
+//! same calculators on a kernel built by someone else.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -276,6 +280,84 @@ fn replayed(decoded: &str, pcr: u32) -> Option<String> {
     })
 }
 
+/// The guest's PCR 4 and PCR 11 against predictions, with the event log on failure.
+fn assert_seen(work: &Path, seen: &Seen, pcr4: &str, pcr11: &str, cmdline: &str) {
+    let log = decoded(work, &seen.eventlog);
+    // The event log replays to what the TPM holds (the log is complete).
+    assert_eq!(
+        replayed(&log, 4).as_deref(),
+        Some(seen.pcr4.as_str()),
+        "PCR 4 replayed from the event log differs from the TPM's:\n{log}"
+    );
+    assert!(
+        seen.cmdline.starts_with(cmdline),
+        "the guest ran with {:?}, built with {cmdline:?}",
+        seen.cmdline
+    );
+    assert_eq!(seen.pcr4, pcr4, "PCR 4: guest vs prediction; the event log:\n{log}");
+    assert_eq!(seen.pcr11, pcr11, "PCR 11: guest vs prediction; the event log:\n{log}");
+}
+
+#[test]
+fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixtures = reproducibility_tests::demo::fixtures_dir();
+    let deb = fixtures.join("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
+    let unpacked = dir.join("deb");
+    ok(
+        &tool("dpkg-deb", &["-x", deb.to_str().unwrap(), unpacked.to_str().unwrap()]),
+        "dpkg-deb -x",
+    );
+    let kernel = fs_err::read(unpacked.join("boot/vmlinuz-6.1.0-56-cloud-amd64")).unwrap();
+    // The initrd: busybox and the same init (newc, written by GNU cpio).
+    let root = dir.join("initrd");
+    for d in ["bin", "sbin", "proc", "sys", "dev"] {
+        fs_err::create_dir_all(root.join(d)).unwrap();
+    }
+    fs_err::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("/bin/busybox (Debian package busybox-static) must be installed");
+    let init = INIT.replace(
+        "$b mount -t securityfs",
+        "$b mount -t devtmpfs devtmpfs /dev\n$b mount -t securityfs",
+    );
+    fs_err::write(root.join("init"), init).unwrap();
+    ok(&tool("chmod", &["0755", root.join("init").to_str().unwrap()]), "chmod");
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg("find . | LC_ALL=C sort | cpio -o -H newc --quiet")
+        .current_dir(&root)
+        .output()
+        .expect("cpio (Debian package cpio) must be installed");
+    ok(&cpio, "cpio");
+    let stub = fs_err::read(fixtures.join(STUB.0)).unwrap();
+    let mut seen_pcr11 = Vec::new();
+    for (name, cmdline) in [("a", "console=ttyS0 panic=-1"), ("b", "console=ttyS0 panic=-1 quiet")] {
+        let uki = builder::uki::build_uki(
+            &stub,
+            &builder::uki::UkiParts {
+                osrel: builder::uki::osrel("vtpm-debian", "1").as_bytes(),
+                cmdline: cmdline.as_bytes(),
+                initrd: Some(&cpio.stdout),
+                linux: &kernel,
+            },
+        )
+        .unwrap();
+        let path = dir.join(format!("uki-{name}.efi"));
+        fs_err::write(&path, &uki).unwrap();
+        let out = builder(&["measure", "pcr", "--uki", path.to_str().unwrap(), "--bank", "sha256", "--json"]);
+        ok(&out, "measure pcr");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let pcr4 = v["sha256"]["pcr4"].as_str().unwrap().to_owned();
+        let pcr11 = v["sha256"]["pcr11"]["after-stub"].as_str().unwrap().to_owned();
+        let work = dir.join(format!("boot-{name}"));
+        let seen = boot(&work, &path, &fixtures.join(OVMF.0));
+        assert_seen(&work, &seen, &pcr4, &pcr11, cmdline);
+        seen_pcr11.push(seen.pcr11);
+    }
+    assert_ne!(seen_pcr11[0], seen_pcr11[1], "guest PCR 11");
+}
+
 #[test]
 fn a_uki_measured_boot_gives_the_predicted_pcr4_and_pcr11() {
     let tmp = tempfile::tempdir().unwrap();
@@ -292,26 +374,7 @@ fn a_uki_measured_boot_gives_the_predicted_pcr4_and_pcr11() {
         let (uki, pcr4, pcr11) = predicted(&record);
         let work = dir.join(format!("boot-{name}"));
         let seen = boot(&work, &out.join(&uki), &firmware);
-        let log = decoded(&work, &seen.eventlog);
-        // The event log replays to what the TPM holds (the log is complete).
-        assert_eq!(
-            replayed(&log, 4).as_deref(),
-            Some(seen.pcr4.as_str()),
-            "PCR 4 replayed from the event log differs from the TPM's:\n{log}"
-        );
-        assert!(
-            seen.cmdline.starts_with(cmdline),
-            "the guest ran with {:?}, built with {cmdline:?}",
-            seen.cmdline
-        );
-        assert_eq!(
-            seen.pcr4, pcr4,
-            "PCR 4: guest vs record ({name}); the event log:\n{log}"
-        );
-        assert_eq!(
-            seen.pcr11, pcr11,
-            "PCR 11: guest vs record ({name}); the event log:\n{log}"
-        );
+        assert_seen(&work, &seen, &pcr4, &pcr11, cmdline);
         seen_pcr11.push(seen.pcr11);
         predicted_pcr11.push(pcr11);
     }
