@@ -273,10 +273,9 @@ fn check_tpm(
         .as_deref()
         .context("a vTPM quote needs its signature: pass --signature FILE (TPMT_SIGNATURE)")?;
     let signature = fs_err::read(signature)?;
-    let ak = args
-        .ak
-        .as_deref()
-        .context("a vTPM quote needs the attestation key: pass --ak FILE (public key, PEM or DER)")?;
+    let ak = args.ak.as_deref().context(
+        "a vTPM quote needs the attestation key: pass --ak FILE (public key, PEM or DER)",
+    )?;
     let ak = fs_err::read(ak)?;
     let mut release = tpm_release(record, args.profile.as_deref())?;
     for p in &args.pcr {
@@ -288,7 +287,11 @@ fn check_tpm(
             .parse()
             .ok()
             .filter(|n| *n < 24 && *n != 4 && *n != 11)
-            .with_context(|| format!("--pcr {p:?}: N must be 0..23 other than 4 and 11 (those come from the record)"))?;
+            .with_context(|| {
+                format!(
+                    "--pcr {p:?}: N must be 0..23 other than 4 and 11 (those come from the record)"
+                )
+            })?;
         let mut value = [0u8; 32];
         hex::decode_to_slice(v.trim(), &mut value)
             .with_context(|| format!("--pcr {p:?}: the value must be 64 hex digits (sha256)"))?;
@@ -309,7 +312,10 @@ fn check_tpm(
 }
 
 /// The chosen vTPM profile's predicted PCR 4 and PCR 11.
-fn tpm_release(record: &Record, profile: Option<&str>) -> anyhow::Result<verifier::tpm::TpmRelease> {
+fn tpm_release(
+    record: &Record,
+    profile: Option<&str>,
+) -> anyhow::Result<verifier::tpm::TpmRelease> {
     let all: Vec<_> = record
         .measurements
         .iter()
@@ -333,7 +339,9 @@ fn tpm_release(record: &Record, profile: Option<&str>) -> anyhow::Result<verifie
             .iter()
             .find(|r| r.profile == p)
             .cloned()
-            .with_context(|| format!("the record has no vTPM profile {p:?} (vTPM profiles: {names})")),
+            .with_context(|| {
+                format!("the record has no vTPM profile {p:?} (vTPM profiles: {names})")
+            }),
         None => match all.as_slice() {
             [one] => Ok(one.clone()),
             [] => bail!("the record has no vTPM profile"),

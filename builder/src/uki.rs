@@ -97,7 +97,9 @@ pub fn build_uki(stub: &[u8], parts: &UkiParts<'_>) -> Result<Vec<u8>, UkiBuildE
     let file_alignment = u64::from(rd32(stub, opt + 36)?);
     let size_of_headers = rd32(stub, opt + 60)?;
     if !section_alignment.is_power_of_two() || !file_alignment.is_power_of_two() {
-        return Err(UkiBuildError::Stub("alignments are not powers of two".into()));
+        return Err(UkiBuildError::Stub(
+            "alignments are not powers of two".into(),
+        ));
     }
     let table = opt + opt_size;
     let table_end = table + nsections * SECTION_HEADER;
@@ -168,7 +170,9 @@ pub fn build_uki(stub: &[u8], parts: &UkiParts<'_>) -> Result<Vec<u8>, UkiBuildE
 
 /// The `.osrel` text for an image: `NAME`, `VERSION` and `ID` (os-release(5)).
 pub fn osrel(name: &str, version: &str) -> String {
-    format!("ID=enclave\nNAME=\"{name}\"\nVERSION=\"{version}\"\nPRETTY_NAME=\"{name} {version}\"\n")
+    format!(
+        "ID=enclave\nNAME=\"{name}\"\nVERSION=\"{version}\"\nPRETTY_NAME=\"{name} {version}\"\n"
+    )
 }
 
 #[cfg(test)]

@@ -158,14 +158,22 @@ fn boot(work: &Path, uki: &Path, firmware: &Path) -> Seen {
     let esp = work.join("esp.img");
     let esp_s = esp.to_str().unwrap();
     ok(
-        &tool("mformat", &["-i", esp_s, "-C", "-T", "131072", "-v", "ESP", "::"]),
+        &tool(
+            "mformat",
+            &["-i", esp_s, "-C", "-T", "131072", "-v", "ESP", "::"],
+        ),
         "mformat",
     );
     ok(&tool("mmd", &["-i", esp_s, "::/EFI", "::/EFI/BOOT"]), "mmd");
     ok(
         &tool(
             "mcopy",
-            &["-i", esp_s, uki.to_str().unwrap(), "::/EFI/BOOT/BOOTX64.EFI"],
+            &[
+                "-i",
+                esp_s,
+                uki.to_str().unwrap(),
+                "::/EFI/BOOT/BOOTX64.EFI",
+            ],
         ),
         "mcopy",
     );
@@ -184,14 +192,19 @@ fn boot(work: &Path, uki: &Path, firmware: &Path) -> Seen {
     );
     let started = Instant::now();
     while !sock.exists() {
-        assert!(started.elapsed() < Duration::from_secs(20), "swtpm did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "swtpm did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let console = work.join("console.log");
     let log = fs_err::File::create(&console).unwrap();
     let mut qemu = Killed(
         Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512"])
+            .args([
+                "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512",
+            ])
             .args(["-smp", "1", "-nographic", "-no-reboot", "-nic", "none"])
             .arg("-bios")
             .arg(firmware)
@@ -272,11 +285,8 @@ fn replayed(decoded: &str, pcr: u32) -> Option<String> {
     let sha256 = decoded.split("pcrs:").nth(1)?.split("sha256:").nth(1)?;
     sha256.lines().find_map(|l| {
         let (k, v) = l.trim().split_once(':')?;
-        (k.trim() == pcr.to_string()).then(|| {
-            v.trim()
-                .trim_start_matches("0x")
-                .to_ascii_lowercase()
-        })
+        (k.trim() == pcr.to_string())
+            .then(|| v.trim().trim_start_matches("0x").to_ascii_lowercase())
     })
 }
 
@@ -294,8 +304,14 @@ fn assert_seen(work: &Path, seen: &Seen, pcr4: &str, pcr11: &str, cmdline: &str)
         "the guest ran with {:?}, built with {cmdline:?}",
         seen.cmdline
     );
-    assert_eq!(seen.pcr4, pcr4, "PCR 4: guest vs prediction; the event log:\n{log}");
-    assert_eq!(seen.pcr11, pcr11, "PCR 11: guest vs prediction; the event log:\n{log}");
+    assert_eq!(
+        seen.pcr4, pcr4,
+        "PCR 4: guest vs prediction; the event log:\n{log}"
+    );
+    assert_eq!(
+        seen.pcr11, pcr11,
+        "PCR 11: guest vs prediction; the event log:\n{log}"
+    );
 }
 
 #[test]
@@ -306,7 +322,10 @@ fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
     let deb = fixtures.join("kernel/linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb");
     let unpacked = dir.join("deb");
     ok(
-        &tool("dpkg-deb", &["-x", deb.to_str().unwrap(), unpacked.to_str().unwrap()]),
+        &tool(
+            "dpkg-deb",
+            &["-x", deb.to_str().unwrap(), unpacked.to_str().unwrap()],
+        ),
         "dpkg-deb -x",
     );
     let kernel = fs_err::read(unpacked.join("boot/vmlinuz-6.1.0-56-cloud-amd64")).unwrap();
@@ -322,7 +341,10 @@ fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
         "$b mount -t devtmpfs devtmpfs /dev\n$b mount -t securityfs",
     );
     fs_err::write(root.join("init"), init).unwrap();
-    ok(&tool("chmod", &["0755", root.join("init").to_str().unwrap()]), "chmod");
+    ok(
+        &tool("chmod", &["0755", root.join("init").to_str().unwrap()]),
+        "chmod",
+    );
     let cpio = Command::new("sh")
         .arg("-c")
         .arg("find . | LC_ALL=C sort | cpio -o -H newc --quiet")
@@ -332,7 +354,10 @@ fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
     ok(&cpio, "cpio");
     let stub = fs_err::read(fixtures.join(STUB.0)).unwrap();
     let mut seen_pcr11 = Vec::new();
-    for (name, cmdline) in [("a", "console=ttyS0 panic=-1"), ("b", "console=ttyS0 panic=-1 quiet")] {
+    for (name, cmdline) in [
+        ("a", "console=ttyS0 panic=-1"),
+        ("b", "console=ttyS0 panic=-1 quiet"),
+    ] {
         let uki = builder::uki::build_uki(
             &stub,
             &builder::uki::UkiParts {
@@ -345,11 +370,22 @@ fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
         .unwrap();
         let path = dir.join(format!("uki-{name}.efi"));
         fs_err::write(&path, &uki).unwrap();
-        let out = builder(&["measure", "pcr", "--uki", path.to_str().unwrap(), "--bank", "sha256", "--json"]);
+        let out = builder(&[
+            "measure",
+            "pcr",
+            "--uki",
+            path.to_str().unwrap(),
+            "--bank",
+            "sha256",
+            "--json",
+        ]);
         ok(&out, "measure pcr");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let pcr4 = v["sha256"]["pcr4"].as_str().unwrap().to_owned();
-        let pcr11 = v["sha256"]["pcr11"]["after-stub"].as_str().unwrap().to_owned();
+        let pcr11 = v["sha256"]["pcr11"]["after-stub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let work = dir.join(format!("boot-{name}"));
         let seen = boot(&work, &path, &fixtures.join(OVMF.0));
         assert_seen(&work, &seen, &pcr4, &pcr11, cmdline);

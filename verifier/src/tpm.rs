@@ -402,7 +402,12 @@ pub fn verify(evidence: &TpmEvidence<'_>, release: &TpmRelease, qualifying: &[u8
             return v;
         }
     };
-    v.record("tpm.attest", true, "a TPMS_ATTEST quote", "a TPMS_ATTEST quote");
+    v.record(
+        "tpm.attest",
+        true,
+        "a TPMS_ATTEST quote",
+        "a TPMS_ATTEST quote",
+    );
     v.check(
         "tpm.magic",
         format!("{MAGIC:#010x}"),

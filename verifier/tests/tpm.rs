@@ -44,7 +44,10 @@ fn release() -> TpmRelease {
 
 fn qualifying() -> Vec<u8> {
     let spki = verifier::binding::server_key_der(&read("server.pem")).unwrap();
-    let binding = verifier::binding::report_data(&spki, &hex::decode("00112233445566778899aabbccddeeff").unwrap());
+    let binding = verifier::binding::report_data(
+        &spki,
+        &hex::decode("00112233445566778899aabbccddeeff").unwrap(),
+    );
     let q = verifier::binding::tpm_qualifying_data(&binding).to_vec();
     // The convention as Python's hashlib computed it (make.sh).
     let py = String::from_utf8(read("qualifying.hex")).unwrap();
@@ -137,7 +140,11 @@ fn hostile_bytes_never_pass() {
     let sig = read("quote-ecc.sig");
     for cut in 0..msg.len() {
         let f = failures("ecc", &msg[..cut], &sig, &release(), &qualifying());
-        assert_eq!(f.first().map(String::as_str), Some("tpm.attest"), "cut {cut}");
+        assert_eq!(
+            f.first().map(String::as_str),
+            Some("tpm.attest"),
+            "cut {cut}"
+        );
     }
     for cut in 0..sig.len() {
         let f = failures("ecc", &msg, &sig[..cut], &release(), &qualifying());

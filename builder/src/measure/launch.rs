@@ -119,16 +119,12 @@ pub fn measure(
 /// loads the UKI, systemd-stub measures its sections into PCR 11 and loads `kernel` (its
 /// `.linux`) through the firmware, which measures it into PCR 4.
 fn vtpm(uki: Uki<'_>, kernel: &[u8]) -> anyhow::Result<PlatformMeasurement> {
-    let pcr4 = tpm::pcr4_events::<measurements::Sha256Digest>(&[
-        ("UKI", uki.bytes),
-        (".linux", kernel),
-    ])
-    .with_context(|| format!("PCR 4: {} or its kernel is not a PE image", uki.name))?;
-    let pcr11 = tpm::uki_pcr11::<measurements::Sha256Digest>(
-        uki.bytes,
-        tpm::StubVersion::Systemd257,
-    )
-    .with_context(|| format!("PCR 11 of {}", uki.name))?;
+    let pcr4 =
+        tpm::pcr4_events::<measurements::Sha256Digest>(&[("UKI", uki.bytes), (".linux", kernel)])
+            .with_context(|| format!("PCR 4: {} or its kernel is not a PE image", uki.name))?;
+    let pcr11 =
+        tpm::uki_pcr11::<measurements::Sha256Digest>(uki.bytes, tpm::StubVersion::Systemd257)
+            .with_context(|| format!("PCR 11 of {}", uki.name))?;
     Ok(PlatformMeasurement::Vtpm {
         uki: uki.name.to_owned(),
         uki_sha256: measurements::Sha256Digest::of(uki.bytes),
