@@ -2,7 +2,8 @@
 //!
 //! This module only reads files and formats the verdict; every decision is made by the
 //! client-side `verifier` crate (the same code a client embeds). The expected values come
-//! from the release's `record.json`: the launch digest of the chosen SNP profile.
+//! from the release's `record.json`: the launch digest of the chosen SNP profile, the TDX
+//! profile's MRTD and RTMRs, or the vTPM profile's PCR 4 and PCR 11.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,12 @@ pub struct AttestCheckOptions {
     pub tcb_status: Vec<String>,
     /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
     pub xfam: Option<String>,
+    /// vTPM: the quote's signature (TPMT_SIGNATURE, `tpm2_quote --signature`).
+    pub signature: Option<PathBuf>,
+    /// vTPM: the attestation key's public key (SubjectPublicKeyInfo, PEM or DER).
+    pub ak: Option<PathBuf>,
+    /// vTPM: another sha256 PCR the quote must cover, with its expected value (repeatable).
+    pub pcr: Vec<String>,
     /// Print the verdict as JSON on stdout.
     pub json: bool,
 }
@@ -58,7 +65,7 @@ pub enum EvidenceKind {
     Snp,
     /// An Intel TDX quote (version 4 or 5), with --collateral.
     Tdx,
-    /// A vTPM quote (not supported yet).
+    /// A vTPM quote (TPMS_ATTEST), with --signature and --ak.
     Tpm,
 }
 
@@ -98,9 +105,6 @@ pub fn check(args: &AttestCheckOptions, out: &mut dyn Write) -> anyhow::Result<(
             )
         })?,
     };
-    if kind == EvidenceKind::Tpm {
-        bail!("vTPM quotes are not supported yet: only SEV-SNP reports and TDX quotes are checked");
-    }
     let nonce = hex::decode(args.nonce.trim())
         .with_context(|| format!("--nonce {:?} is not hex", args.nonce))?;
     let key_bytes = fs_err::read(&args.server_key)?;
@@ -113,6 +117,9 @@ pub fn check(args: &AttestCheckOptions, out: &mut dyn Write) -> anyhow::Result<(
     let binding = verifier::binding::report_data(&spki, &nonce);
     if kind == EvidenceKind::Tdx {
         return check_tdx(args, &record, &evidence, &binding, out);
+    }
+    if kind == EvidenceKind::Tpm {
+        return check_tpm(args, &record, &evidence, &binding, out);
     }
     let release = snp_release(&record, args.profile.as_deref(), &evidence)?;
     let certs = args
@@ -189,6 +196,95 @@ fn check_tdx(
     let verdict = verifier::tdx::verify(quote, &collateral, now, &release, &policy, binding);
     render(&verdict, "tdx", &release.profile, args.json, out)?;
     finish(&verdict)
+}
+
+fn check_tpm(
+    args: &AttestCheckArgs,
+    record: &Record,
+    attest: &[u8],
+    binding: &[u8; 64],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let signature = args
+        .signature
+        .as_deref()
+        .context("a vTPM quote needs its signature: pass --signature FILE (TPMT_SIGNATURE)")?;
+    let signature = fs_err::read(signature)?;
+    let ak = args.ak.as_deref().context(
+        "a vTPM quote needs the attestation key: pass --ak FILE (public key, PEM or DER)",
+    )?;
+    let ak = fs_err::read(ak)?;
+    let mut release = tpm_release(record, args.profile.as_deref())?;
+    for p in &args.pcr {
+        let (n, v) = p
+            .split_once('=')
+            .with_context(|| format!("--pcr {p:?} is not N=HEX"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n < 24 && *n != 4 && *n != 11)
+            .with_context(|| {
+                format!(
+                    "--pcr {p:?}: N must be 0..23 other than 4 and 11 (those come from the record)"
+                )
+            })?;
+        let mut value = [0u8; 32];
+        hex::decode_to_slice(v.trim(), &mut value)
+            .with_context(|| format!("--pcr {p:?}: the value must be 64 hex digits (sha256)"))?;
+        release.other.insert(n, value);
+    }
+    let evidence = verifier::tpm::TpmEvidence {
+        attest,
+        signature: &signature,
+        ak: &ak,
+    };
+    let verdict = verifier::tpm::verify(
+        &evidence,
+        &release,
+        &verifier::binding::tpm_qualifying_data(binding),
+    );
+    render(&verdict, "tpm", &release.profile, args.json, out)?;
+    finish(&verdict)
+}
+
+/// The chosen vTPM profile's predicted PCR 4 and PCR 11.
+fn tpm_release(
+    record: &Record,
+    profile: Option<&str>,
+) -> anyhow::Result<verifier::tpm::TpmRelease> {
+    let all: Vec<_> = record
+        .measurements
+        .iter()
+        .filter_map(|m| match &m.platform {
+            PlatformMeasurement::Vtpm { pcr4, pcr11, .. } => Some(verifier::tpm::TpmRelease {
+                profile: m.profile.clone(),
+                pcr4: pcr4.0,
+                pcr11: pcr11.0,
+                other: Default::default(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let names = all
+        .iter()
+        .map(|r| r.profile.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match profile {
+        Some(p) => all
+            .iter()
+            .find(|r| r.profile == p)
+            .cloned()
+            .with_context(|| {
+                format!("the record has no vTPM profile {p:?} (vTPM profiles: {names})")
+            }),
+        None => match all.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("the record has no vTPM profile"),
+            _ => bail!("the record has several vTPM profiles ({names}); choose one with --profile"),
+        },
+    }
 }
 
 /// The chosen TDX profile's MRTD, RTMR1 and RTMR2.

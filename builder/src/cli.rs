@@ -673,10 +673,18 @@ pub enum AttestCommand {
     /// SHA-512("enclave-builder attestation v1\0" || SHA-256(server key SPKI DER) || nonce)
     /// (docs/verifying.md).
     ///
+    /// vTPM: EVIDENCE is the quote's attestation data (TPMS_ATTEST, `tpm2_quote --message`);
+    /// --signature FILE its TPMT_SIGNATURE (`tpm2_quote --signature`), --ak FILE the
+    /// attestation key's public key (PEM or DER SubjectPublicKeyInfo, `tpm2_createak -f pem`)
+    /// the client trusts. The signature must verify with the AK (ECDSA P-256 or RSASSA, SHA-256),
+    /// extraData must equal the first 32 bytes of the binding, and the quote must select
+    /// exactly sha256 PCRs 4 and 11 (plus each --pcr N=HEX) with pcrDigest = SHA-256 of the
+    /// record's vTPM profile's PCR 4 and PCR 11 (and those values) in PCR order.
+    ///
     /// Every check is printed with what was expected and what was found.
     ///
     /// Exit codes: 0 every check passed; 8 at least one check failed; 1 the inputs could
-    /// not be read (no record.json, no such profile, no VCEK or collateral, a vTPM quote).
+    /// not be read (no record.json, no such profile, no VCEK, collateral, signature or AK).
     Check(AttestCheckArgs),
 }
 
@@ -686,7 +694,7 @@ pub struct AttestCheckArgs {
     /// The release directory: it holds record.json.
     #[arg(long, value_name = "DIR")]
     pub release: PathBuf,
-    /// The evidence (an SEV-SNP attestation report or a TDX quote).
+    /// The evidence (an SEV-SNP attestation report, a TDX quote or a vTPM quote's TPMS_ATTEST).
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
     /// The certificates: vcek.der or vcek.pem; optionally ark.pem, ask.pem, cert_chain.pem.
@@ -733,6 +741,15 @@ pub struct AttestCheckArgs {
     /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
     #[arg(long, value_name = "HEX")]
     pub xfam: Option<String>,
+    /// vTPM: the quote's signature (TPMT_SIGNATURE, `tpm2_quote --signature`).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+    /// vTPM: the attestation key's public key (SubjectPublicKeyInfo, PEM or DER).
+    #[arg(long, value_name = "FILE")]
+    pub ak: Option<PathBuf>,
+    /// vTPM: another sha256 PCR the quote must cover, with its expected value (repeatable).
+    #[arg(long, value_name = "N=HEX")]
+    pub pcr: Vec<String>,
     /// Print the verdict as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -740,13 +757,13 @@ pub struct AttestCheckArgs {
 
 options_from!(AttestCheckArgs => attest::AttestCheckOptions {
     release, evidence, certs, nonce, server_key, profile, kind, min_tcb, vmpl, smt, collateral,
-    time, tcb_status, xfam, json,
+    time, tcb_status, xfam, signature, ak, pcr, json,
 });
 
 value_enum!(attest::EvidenceKind {
     attest::EvidenceKind::Snp => "snp": "An AMD SEV-SNP attestation report",
     attest::EvidenceKind::Tdx => "tdx": "An Intel TDX quote (version 4 or 5), with --collateral",
-    attest::EvidenceKind::Tpm => "tpm": "A vTPM quote (not supported yet)",
+    attest::EvidenceKind::Tpm => "tpm": "A vTPM quote (TPMS_ATTEST), with --signature and --ak",
 });
 value_enum!(attest::OnOff {
     attest::OnOff::On => "on": "Must be on",

@@ -91,6 +91,7 @@ pub mod stage_record;
 pub mod stage_root_image;
 pub mod stage_tree;
 pub mod tree;
+pub mod uki;
 pub mod verify;
 pub mod verity;
 pub mod verity_image;

@@ -1,6 +1,6 @@
 //! Stage 5: the verity images + the pinned kernel and firmware → the boot artifacts
-//! (`cmdline`, `vmlinuz`, `initrd.img`, `OVMF.fd`, `run-qemu.sh`) and each profile's launch
-//! measurement over exactly those bytes.
+//! (`cmdline`, `vmlinuz`, `initrd.img`, `OVMF.fd`, `run-qemu.sh`, and `uki-PROFILE.efi` for
+//! each vTPM profile) and each profile's launch measurement over exactly those bytes.
 
 use std::path::Path;
 
@@ -86,10 +86,45 @@ pub fn write_boot(
         cmdline: &full,
     };
     let mut measurements = Vec::new();
-    for (profile, fw) in m.profiles.iter().zip(&inputs.profile_firmware) {
+    for ((profile, fw), stub) in m
+        .profiles
+        .iter()
+        .zip(&inputs.profile_firmware)
+        .zip(&inputs.profile_stubs)
+    {
+        // A vTPM profile boots a UKI: the stub with this image's kernel, command line and
+        // initrd as sections.
+        let uki = match stub {
+            Some(stub) => {
+                let name = format!("uki-{}.efi", profile.name());
+                progress.message(&format!("writing {name}"));
+                let osrel = crate::uki::osrel(&m.image.name, &m.image.version);
+                let bytes = crate::uki::build_uki(
+                    &read_pinned(stub)?,
+                    &crate::uki::UkiParts {
+                        osrel: osrel.as_bytes(),
+                        cmdline: full.as_bytes(),
+                        initrd: Some(&initrd),
+                        linux: &kernel,
+                    },
+                )
+                .with_context(|| format!("building {name} from {}", stub.source))?;
+                fs_err::write(dir.join(&name), &bytes)?;
+                outputs.push(record::Output {
+                    name: name.clone(),
+                    size: bytes.len() as u64,
+                    sha256: Sha256Digest::of(&bytes),
+                });
+                Some((name, bytes))
+            }
+            None => None,
+        };
         progress.message(&format!("measuring profile {}", profile.name()));
+        let uki = uki
+            .as_ref()
+            .map(|(name, bytes)| crate::measure::launch::Uki { name, bytes });
         measurements.extend(
-            crate::measure::launch::measure(profile, fw, &boot)
+            crate::measure::launch::measure(profile, fw, &boot, uki)
                 .with_context(|| format!("measuring profile {}", profile.name()))?,
         );
     }

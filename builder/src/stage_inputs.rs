@@ -33,6 +33,8 @@ pub struct VerifiedInputs {
     pub firmware: PinnedFile,
     /// Each profile's firmware, in profile order.
     pub profile_firmware: Vec<PinnedFile>,
+    /// Each profile's UKI stub (vTPM profiles only), in profile order.
+    pub profile_stubs: Vec<Option<PinnedFile>>,
     /// `workload.json` for the guest init, from the last OCI image's config.
     pub workload: Option<Vec<u8>>,
 }
@@ -186,6 +188,22 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             Err(e) => problems.push(e),
         }
     }
+    let mut profile_stubs = Vec::new();
+    for (i, p) in m.profiles.iter().enumerate() {
+        let crate::manifest::Profile::Vtpm(v) = p else {
+            profile_stubs.push(None);
+            continue;
+        };
+        match pin::check(
+            base,
+            &v.stub.path,
+            v.stub.sha256.as_ref(),
+            &format!("profiles[{i}].stub"),
+        ) {
+            Ok(f) => profile_stubs.push(Some(f)),
+            Err(e) => problems.push(e),
+        }
+    }
     let kernel = pin::check(
         base,
         &m.boot.kernel.path,
@@ -235,6 +253,18 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             });
         }
     }
+    for f in profile_stubs.iter().flatten() {
+        let known = records
+            .iter()
+            .any(|r| matches!(r, record::Input::UkiStub { sha256, .. } if *sha256 == f.sha256));
+        if !known {
+            records.push(record::Input::UkiStub {
+                source: f.source.clone(),
+                sha256: f.sha256,
+                size: f.size,
+            });
+        }
+    }
     Ok(VerifiedInputs {
         layers,
         records,
@@ -245,6 +275,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         kernel,
         firmware,
         profile_firmware,
+        profile_stubs,
         workload: if m.boot.init.is_some() {
             workload
         } else {

@@ -83,6 +83,19 @@ pub enum PlatformMeasurement {
         /// RTMR2 (command line, initrd).
         rtmr2: Sha384Digest,
     },
+    /// A TPM 2.0 (vTPM) with UEFI measured boot of a unified kernel image: the SHA-256 bank's
+    /// PCR 4 and PCR 11 when the kernel starts.
+    Vtpm {
+        /// The UKI output file the firmware boots (`uki-PROFILE.efi`).
+        uki: String,
+        /// sha256 of the UKI file.
+        uki_sha256: Sha256Digest,
+        /// PCR 4: the firmware's boot-option events, then the Authenticode hashes of the UKI
+        /// and of the kernel systemd-stub loads from it.
+        pcr4: Sha256Digest,
+        /// PCR 11: systemd-stub's measurements of the UKI sections (before any boot phase).
+        pcr11: Sha256Digest,
+    },
 }
 
 /// Which builder wrote the record.
@@ -187,6 +200,15 @@ pub enum Input {
     },
     /// The kernel's configuration (the resolved `.config` the kernel was built with).
     KernelConfig {
+        /// As the manifest names it.
+        source: String,
+        /// sha256 of the file.
+        sha256: Sha256Digest,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The systemd EFI stub a vTPM profile's unified kernel image is built on.
+    UkiStub {
         /// As the manifest names it.
         source: String,
         /// sha256 of the file.

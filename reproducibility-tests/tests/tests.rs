@@ -34,3 +34,5 @@ mod release;
 mod registry;
 // The whole release path on the demo: sign, push, pull, attest, check; a model-only release.
 mod release_demo;
+// The one real measured boot: a UKI under OVMF + swtpm, guest PCR 4 and PCR 11 vs the record.
+mod vtpm;

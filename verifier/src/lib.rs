@@ -7,6 +7,7 @@
 //!
 //! Evidence: [`snp::verify`] (an SEV-SNP report and its AMD chain vs a release's launch
 //! digest); `tdx::verify` (feature `std`: a TDX quote with its DCAP collateral vs MRTD, RTMR1, RTMR2);
+//! [`tpm::verify`] (a vTPM `TPM2_Quote` and its AK vs a release's PCR 4 and PCR 11);
 //! [`binding`] is the one convention tying evidence to a session.
 //!
 //! Every check is reported by name with the expected and the actual value; a verdict passes
@@ -33,6 +34,7 @@ pub mod release;
 pub mod snp;
 #[cfg(feature = "std")]
 pub mod tdx;
+pub mod tpm;
 mod verdict;
 
 pub use verdict::{Check, Verdict};

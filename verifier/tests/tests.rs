@@ -8,3 +8,5 @@ mod snp;
 mod tdx;
 // Shared helpers: test data, the report builder.
 mod util;
+// vTPM: real swtpm quotes (ECDSA and RSA AKs) and their tamperings.
+mod tpm;

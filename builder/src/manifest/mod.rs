@@ -9,7 +9,7 @@ mod types;
 
 pub use schema::{
     Boot, Disk, FileEntry, Image, InputFile, LayerSource, Manifest, PageAddOrder, Profile, Rootfs,
-    RustEntry, SnpProfile, TdxProfile, VmmType, WheelEntry, SCHEMA_VERSION,
+    RustEntry, SnpProfile, TdxProfile, VmmType, VtpmProfile, WheelEntry, SCHEMA_VERSION,
 };
 pub use types::{Epoch, ImagePath, Mode, VcpuCounts, NAME_MAX};
 
@@ -131,6 +131,23 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest, Error> {
                     p.name()
                 ),
             });
+        }
+        if let Profile::Vtpm(v) = p {
+            let ok = !v.name.is_empty()
+                && v.name.len() <= 64
+                && v.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !ok {
+                return Err(Error::Field {
+                    origin: origin.to_owned(),
+                    field: format!("profiles[{i}].name"),
+                    problem: format!(
+                        "{:?} names the output file uki-NAME.efi: use 1 to 64 of a-z, 0-9, '-' and '_'",
+                        v.name
+                    ),
+                });
+            }
         }
         if let Profile::Snp(s) = p {
             if let Some(t) = &s.vcpu_type {

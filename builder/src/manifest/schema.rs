@@ -92,6 +92,9 @@ pub enum Profile {
     Snp(SnpProfile),
     /// Intel TDX with QEMU and TDVF (OVMF), direct boot.
     Tdx(TdxProfile),
+    /// A TPM 2.0 (vTPM) with measured boot: OVMF starts a unified kernel image (UKI) built
+    /// from the image's kernel, command line and initrd; PCR 4 and PCR 11 identify it.
+    Vtpm(VtpmProfile),
 }
 
 impl Profile {
@@ -100,6 +103,7 @@ impl Profile {
         match self {
             Profile::Snp(p) => &p.name,
             Profile::Tdx(p) => &p.name,
+            Profile::Vtpm(p) => &p.name,
         }
     }
 
@@ -108,6 +112,7 @@ impl Profile {
         match self {
             Profile::Snp(p) => &p.firmware,
             Profile::Tdx(p) => &p.firmware,
+            Profile::Vtpm(p) => &p.firmware,
         }
     }
 }
@@ -161,6 +166,18 @@ pub struct TdxProfile {
     /// How the VMM orders TDH.MEM.PAGE.ADD and TDH.MR.EXTEND (QEMU version dependent).
     #[serde(default)]
     pub page_add_order: PageAddOrder,
+}
+
+/// A vTPM platform: UEFI firmware with TPM 2.0 measured boot of a UKI.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtpmProfile {
+    /// Name, unique in the manifest; the UKI is written as `uki-NAME.efi`.
+    pub name: String,
+    /// The UEFI firmware (an OVMF build with TPM 2.0 measured boot).
+    pub firmware: InputFile,
+    /// The systemd EFI stub the UKI is built on (systemd 257: `linuxx64.efi.stub`).
+    pub stub: InputFile,
 }
 
 /// MRTD page-add ordering.

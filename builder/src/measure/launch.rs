@@ -23,12 +23,23 @@ pub struct BootImage<'a> {
     pub cmdline: &'a str,
 }
 
-/// Computes one profile's measurements: one for a TDX profile, one per listed vCPU count for an
-/// SEV-SNP profile. `firmware` is the profile's pinned firmware file.
+/// A unified kernel image written for a vTPM profile.
+#[derive(Debug, Clone, Copy)]
+pub struct Uki<'a> {
+    /// Its output file name.
+    pub name: &'a str,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+}
+
+/// Computes one profile's measurements: one for a TDX or vTPM profile, one per listed vCPU
+/// count for an SEV-SNP profile. `firmware` is the profile's pinned firmware file; `uki` the
+/// UKI written for a vTPM profile.
 pub fn measure(
     profile: &Profile,
     firmware: &PinnedFile,
     image: &BootImage<'_>,
+    uki: Option<Uki<'_>>,
 ) -> anyhow::Result<Vec<ProfileMeasurement>> {
     let fw = fs_err::read(&firmware.path)?;
     anyhow::ensure!(
@@ -100,6 +111,10 @@ pub fn measure(
                 rtmr2: tpm::replay(&rtmr2),
             }]
         }
+        Profile::Vtpm(_) => {
+            let uki = uki.context("a vTPM profile is measured over its UKI, and none was built")?;
+            vec![vtpm(uki, image.kernel)?]
+        }
     };
     Ok(platforms
         .into_iter()
@@ -109,4 +124,22 @@ pub fn measure(
             platform,
         })
         .collect())
+}
+
+/// PCR 4 and PCR 11 (SHA-256 bank) for booting `uki` from a UEFI boot option: the firmware
+/// loads the UKI, systemd-stub measures its sections into PCR 11 and loads `kernel` (its
+/// `.linux`) through the firmware, which measures it into PCR 4.
+fn vtpm(uki: Uki<'_>, kernel: &[u8]) -> anyhow::Result<PlatformMeasurement> {
+    let pcr4 =
+        tpm::pcr4_events::<measurements::Sha256Digest>(&[("UKI", uki.bytes), (".linux", kernel)])
+            .with_context(|| format!("PCR 4: {} or its kernel is not a PE image", uki.name))?;
+    let pcr11 =
+        tpm::uki_pcr11::<measurements::Sha256Digest>(uki.bytes, tpm::StubVersion::Systemd257)
+            .with_context(|| format!("PCR 11 of {}", uki.name))?;
+    Ok(PlatformMeasurement::Vtpm {
+        uki: uki.name.to_owned(),
+        uki_sha256: measurements::Sha256Digest::of(uki.bytes),
+        pcr4: tpm::replay(&pcr4),
+        pcr11: pcr11.after_stub,
+    })
 }

@@ -197,6 +197,7 @@ fn input_entry(input: &Input) -> (String, Value) {
         Input::Kernel { .. } => "kernel".into(),
         Input::KernelConfig { .. } => "kernel-config".into(),
         Input::Firmware { .. } => "firmware".into(),
+        Input::UkiStub { source, .. } => format!("uki-stub {source}"),
     };
     (key, to_value(input))
 }

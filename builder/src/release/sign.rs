@@ -185,6 +185,7 @@ fn dependency(input: &Input) -> Value {
         Input::Kernel { source, sha256, .. } => (format!("kernel:{source}"), sha256),
         Input::KernelConfig { source, sha256, .. } => (format!("kernel-config:{source}"), sha256),
         Input::Firmware { source, sha256, .. } => (format!("firmware:{source}"), sha256),
+        Input::UkiStub { source, sha256, .. } => (format!("uki-stub:{source}"), sha256),
     };
     json!({ "name": name, "digest": { "sha256": digest.to_hex() } })
 }
