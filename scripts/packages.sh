@@ -61,6 +61,13 @@ cmd unshare util-linux
 cmd docker-registry docker-registry
 cmd htpasswd apache2-utils
 cmd curl curl
+# a real measured boot: a software TPM 2.0 for QEMU, its event log decoder and quote tools,
+# the ESP (FAT) the UKI boots from, a static busybox for the test guest's init
+cmd swtpm swtpm
+cmd swtpm_setup swtpm-tools
+cmd tpm2_eventlog tpm2-tools
+cmd mcopy mtools
+file /bin/busybox busybox-static
 # SEV-SNP reference; the numpy BERT reference; an independent DSSE verifier (cryptography)
 py sevsnpmeasure sev-snp-measure==0.0.13
 py numpy numpy==2.4.6

@@ -199,7 +199,7 @@ fn check_tdx(
 }
 
 fn check_tpm(
-    args: &AttestCheckArgs,
+    args: &AttestCheckOptions,
     record: &Record,
     attest: &[u8],
     binding: &[u8; 64],

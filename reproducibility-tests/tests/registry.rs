@@ -624,7 +624,8 @@ fn push_refuses_a_directory_that_does_not_match_its_record() {
     let home = tmp.path();
     let reference = "127.0.0.1:9/enclave/demo:1";
     // Each case: a release directory spoiled one way, and what the refusal must name.
-    let cases: [(&str, fn(&Path), &str); 5] = [
+    type Spoil = fn(&Path);
+    let cases: [(&str, Spoil, &str); 5] = [
         (
             "changed",
             |d| fs_err::write(d.join("cmdline"), b"console=ttyS0 init=/bin/sh").unwrap(),

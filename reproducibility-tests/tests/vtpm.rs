@@ -395,6 +395,7 @@ fn a_uki_of_debians_kernel_measures_as_measure_pcr_predicts() {
 }
 
 #[test]
+#[ignore = "needs the guest kernel with TPM drivers (kernel-config's TPM group, not yet pinned)"]
 fn a_uki_measured_boot_gives_the_predicted_pcr4_and_pcr11() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
