@@ -4,7 +4,7 @@
 # directory; nothing is written into the repository). A crash or a panic fails the script and
 # libFuzzer leaves the input under verifier/fuzz/artifacts/TARGET/.
 #
-#   bash scripts/fuzz.sh            # every target, FUZZ_SECONDS (default 20) each
+#   bash scripts/fuzz.sh            # every target, FUZZ_SECONDS (default 15) each
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh snp_report
 #
 # Needs the nightly toolchain and cargo-fuzz (scripts/packages.sh, set `fuzz`). Built without
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/packages.sh ensure fuzz
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 data=verifier/tests/data
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT

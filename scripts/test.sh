@@ -28,5 +28,5 @@ cargo build --locked -p enclave-builder --features test-inject
 cargo test --workspace --exclude demo-server --locked --no-fail-fast
 # The verifier as a browser or a phone embeds it: no_std + alloc, without the `std` feature.
 cargo check --locked -p enclave-verifier --no-default-features
-# Every fuzz target of the client's parsers, bounded (FUZZ_SECONDS each, default 20).
+# Every fuzz target of the client's parsers, bounded (FUZZ_SECONDS each, default 15).
 bash scripts/fuzz.sh

@@ -185,7 +185,11 @@ fn bad_inputs_name_the_input() {
     );
     let run = attest(&"ab".repeat(48), &["--kind", "tpm"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pass --signature FILE"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -20,7 +20,9 @@ use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 use serde_json::{json, Value};
 
-use crate::util::{builder, listing_diff, ok, run_builder, tool, tree_listing, Conditions};
+use crate::util::{
+    builder, listing_diff, ok, run_builder, sev_snp_measure, tool, tree_listing, Conditions,
+};
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
 ///
@@ -723,32 +725,9 @@ fn snp_digest_checked(out: &Path) -> String {
         "one SNP measurement per listed vCPU count, in manifest order"
     );
     let fw = fixture(OVMF_SNP.0);
-    let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
     let mut digests = Vec::new();
     for (m, vcpus) in entries.iter().zip(SNP_VCPUS) {
-        let o = tool(
-            "sev-snp-measure",
-            &[
-                "--mode",
-                "snp",
-                "--ovmf",
-                fw.to_str().unwrap(),
-                "--vcpus",
-                &vcpus.to_string(),
-                "--vcpu-type",
-                SNP_VCPU_TYPE,
-                "--guest-features",
-                "0x1",
-                "--kernel",
-                out.join("vmlinuz").to_str().unwrap(),
-                "--initrd",
-                out.join("initrd.img").to_str().unwrap(),
-                "--append",
-                &cmdline,
-            ],
-        );
-        ok(&o, "sev-snp-measure");
-        let theirs = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+        let theirs = sev_snp_measure(out, &fw, vcpus.into(), SNP_VCPU_TYPE, 0x1);
         let ours = m["platform"]["launch_digest"].as_str().unwrap();
         assert_eq!(
             ours,

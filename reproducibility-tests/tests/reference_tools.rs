@@ -2,7 +2,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{demo_build, demo_manifest, listing_diff, ok, repo, tool, tree_listing};
+use crate::util::{
+    demo_build, demo_manifest, listing_diff, ok, repo, sev_snp_measure, tool, tree_listing,
+};
 
 fn record(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
@@ -335,33 +337,14 @@ fn record_snp_measurement_matches_sev_snp_measure() {
         m["firmware_sha256"].as_str().unwrap(),
         measurements::Sha256Digest::of(&fs_err::read(&fw).unwrap()).to_hex()
     );
-    let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
-    let o = tool(
-        "sev-snp-measure",
-        &[
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw.to_str().unwrap(),
-            "--vcpus",
-            &p["vcpus"].to_string(),
-            "--vcpu-type",
-            p["vcpu_type"].as_str().unwrap(),
-            "--guest-features",
-            &format!("{:#x}", p["guest_features"].as_u64().unwrap()),
-            "--kernel",
-            out.join("vmlinuz").to_str().unwrap(),
-            "--initrd",
-            out.join("initrd.img").to_str().unwrap(),
-            "--append",
-            &cmdline,
-        ],
+    let theirs = sev_snp_measure(
+        out,
+        &fw,
+        p["vcpus"].as_u64().unwrap(),
+        p["vcpu_type"].as_str().unwrap(),
+        p["guest_features"].as_u64().unwrap(),
     );
-    ok(&o, "sev-snp-measure");
-    assert_eq!(
-        String::from_utf8(o.stdout).unwrap().trim(),
-        p["launch_digest"].as_str().unwrap()
-    );
+    assert_eq!(theirs, p["launch_digest"].as_str().unwrap());
 }
 
 /// The demo record's TDX profile measurement.

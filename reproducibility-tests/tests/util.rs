@@ -92,6 +92,42 @@ pub(crate) fn tool(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// `sev-snp-measure --mode snp` (the reference) over a build output's `vmlinuz`, `initrd.img`
+/// and `cmdline`, for one SNP profile's firmware, vCPU count, vCPU type and guest features:
+/// its launch digest, hex.
+pub(crate) fn sev_snp_measure(
+    out: &Path,
+    firmware: &Path,
+    vcpus: u64,
+    vcpu_type: &str,
+    guest_features: u64,
+) -> String {
+    let cmdline = fs_err::read_to_string(out.join("cmdline")).unwrap();
+    let o = tool(
+        "sev-snp-measure",
+        &[
+            "--mode",
+            "snp",
+            "--ovmf",
+            firmware.to_str().unwrap(),
+            "--vcpus",
+            &vcpus.to_string(),
+            "--vcpu-type",
+            vcpu_type,
+            "--guest-features",
+            &format!("{guest_features:#x}"),
+            "--kernel",
+            out.join("vmlinuz").to_str().unwrap(),
+            "--initrd",
+            out.join("initrd.img").to_str().unwrap(),
+            "--append",
+            &cmdline,
+        ],
+    );
+    ok(&o, "sev-snp-measure");
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
 /// The demo build, built once per test process into a temporary directory.
 pub(crate) fn demo_build() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
