@@ -78,7 +78,9 @@ EOF
 
 fuzz_needs() {
 	cat <<'EOF'
-# libFuzzer driver for verifier/fuzz (the nightly toolchain is part of the machine)
+# libFuzzer driver for verifier/fuzz (the nightly toolchain is part of the machine); libFuzzer
+# itself is C++, compiled by libfuzzer-sys
+cmd c++ g++
 crate fuzz cargo-fuzz@0.13.2
 EOF
 }
