@@ -31,6 +31,7 @@
 //! assert_eq!(verifier::binding::tpm_qualifying_data(&b), b[..32]);
 //! ```
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use sha2::{Digest as _, Sha256, Sha512};
@@ -47,17 +48,22 @@ pub fn report_data(server_spki_der: &[u8], nonce: &[u8]) -> [u8; 64] {
     h.finalize().into()
 }
 
+/// The DER inside `bytes`: the body of its one PEM block when it starts with `-----BEGIN`
+/// (leading white space allowed), else `bytes` as they are; `None` for a malformed PEM block.
+pub(crate) fn pem_or_der(bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        Some(Cow::Owned(der::pem::decode_vec(bytes.trim_ascii()).ok()?.1))
+    } else {
+        Some(Cow::Borrowed(bytes))
+    }
+}
+
 /// The SubjectPublicKeyInfo DER of a server key given as an SPKI or an X.509 certificate,
 /// each DER or PEM (`PUBLIC KEY`, `CERTIFICATE`); `None` for anything else.
 pub fn server_key_der(bytes: &[u8]) -> Option<Vec<u8>> {
     use der::{Decode as _, Encode as _};
-    let owned;
-    let der: &[u8] = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-        owned = der::pem::decode_vec(bytes.trim_ascii()).ok()?.1;
-        &owned
-    } else {
-        bytes
-    };
+    let der = pem_or_der(bytes)?;
+    let der: &[u8] = &der;
     if let Ok(cert) = x509_cert::Certificate::from_der(der) {
         return cert.tbs_certificate.subject_public_key_info.to_der().ok();
     }

@@ -292,13 +292,8 @@ impl AkPublic {
     /// writes it. `None` for anything else.
     pub fn from_spki(bytes: &[u8]) -> Option<Self> {
         use p256::pkcs8::DecodePublicKey as _;
-        let owned;
-        let der: &[u8] = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            owned = der::pem::decode_vec(bytes.trim_ascii()).ok()?.1;
-            &owned
-        } else {
-            bytes
-        };
+        let der = crate::binding::pem_or_der(bytes)?;
+        let der: &[u8] = &der;
         if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
             return Some(AkPublic::P256(k));
         }
