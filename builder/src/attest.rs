@@ -266,25 +266,13 @@ fn tpm_release(
             _ => None,
         })
         .collect();
-    let names = all
+    let names: Vec<&str> = all.iter().map(|r| r.profile.as_str()).collect();
+    let chosen = choose_profile(&names, profile, "vTPM")?;
+    Ok(all
         .iter()
-        .map(|r| r.profile.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    match profile {
-        Some(p) => all
-            .iter()
-            .find(|r| r.profile == p)
-            .cloned()
-            .with_context(|| {
-                format!("the record has no vTPM profile {p:?} (vTPM profiles: {names})")
-            }),
-        None => match all.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => bail!("the record has no vTPM profile"),
-            _ => bail!("the record has several vTPM profiles ({names}); choose one with --profile"),
-        },
-    }
+        .find(|r| r.profile == chosen)
+        .cloned()
+        .expect("chosen from these"))
 }
 
 /// The chosen TDX profile's MRTD, RTMR1 and RTMR2.
@@ -304,23 +292,40 @@ fn tdx_release(record: &Record, profile: Option<&str>) -> anyhow::Result<TdxRele
             _ => None,
         })
         .collect();
-    let names = tdx
+    let names: Vec<&str> = tdx.iter().map(|r| r.profile.as_str()).collect();
+    let chosen = choose_profile(&names, profile, "TDX")?;
+    Ok(tdx
         .iter()
-        .map(|r| r.profile.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+        .find(|r| r.profile == chosen)
+        .cloned()
+        .expect("chosen from these"))
+}
+
+/// The profile to check against: `--profile NAME` if the record has it, else the record's only
+/// profile of this kind. `names` are the record's profiles of the kind, in record order (a
+/// name may repeat: one SEV-SNP entry per vCPU count).
+fn choose_profile<'r>(
+    names: &[&'r str],
+    profile: Option<&str>,
+    kind: &str,
+) -> anyhow::Result<&'r str> {
+    let mut distinct = names.to_vec();
+    distinct.dedup();
+    let list = || distinct.join(", ");
     match profile {
-        Some(p) => tdx
-            .iter()
-            .find(|r| r.profile == p)
-            .cloned()
-            .with_context(|| {
-                format!("the record has no TDX profile {p:?} (TDX profiles: {names})")
-            }),
-        None => match tdx.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => bail!("the record has no TDX profile"),
-            _ => bail!("the record has several TDX profiles ({names}); choose one with --profile"),
+        Some(p) => distinct.iter().copied().find(|n| *n == p).with_context(|| {
+            format!(
+                "the record has no {kind} profile {p:?} ({kind} profiles: {})",
+                list()
+            )
+        }),
+        None => match distinct.as_slice() {
+            [one] => Ok(one),
+            [] => bail!("the record has no {kind} profile"),
+            _ => bail!(
+                "the record has several {kind} profiles ({}); choose one with --profile",
+                list()
+            ),
         },
     }
 }
@@ -387,24 +392,8 @@ fn snp_release(
             _ => None,
         })
         .collect();
-    let mut names: Vec<&str> = snp.iter().map(|(n, _, _)| *n).collect();
-    names.dedup();
-    let chosen = match profile {
-        Some(p) => names.iter().copied().find(|n| *n == p).with_context(|| {
-            format!(
-                "the record has no SEV-SNP profile {p:?} (SEV-SNP profiles: {})",
-                names.join(", ")
-            )
-        })?,
-        None => match names.as_slice() {
-            [one] => *one,
-            [] => bail!("the record has no SEV-SNP profile"),
-            _ => bail!(
-                "the record has several SEV-SNP profiles ({}); choose one with --profile",
-                names.join(", ")
-            ),
-        },
-    };
+    let names: Vec<&str> = snp.iter().map(|(n, _, _)| *n).collect();
+    let chosen = choose_profile(&names, profile, "SEV-SNP")?;
     let entries: Vec<_> = snp.iter().filter(|(n, _, _)| *n == chosen).collect();
     let reported = verifier::snp::Report::parse(report)
         .ok()
