@@ -8,6 +8,11 @@
 //! writing 50,000 small files costs one sequential write instead of 50,000 file creations, and
 //! identical contents are kept once. The pack lives in the build's staging directory and is
 //! deleted with it; it is a private spool, never a copy of the image tree.
+//!
+//! A pinned local file (a data disk's weights) is not copied into the pack: [`ContentStore::adopt`]
+//! records where it is, and [`ContentSource::open`] streams it from there, checking its sha256
+//! again as it goes, so a file changed after its pin was checked fails the build instead of
+//! reaching the image.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -46,6 +51,8 @@ struct State {
     end: u64,
     /// Digest → offset of its bytes in the pack (the length is the content's size).
     index: HashMap<[u8; 32], u64>,
+    /// Digest → a pinned file outside the pack holding those bytes ([`ContentStore::adopt`]).
+    adopted: HashMap<[u8; 32], PathBuf>,
 }
 
 impl ContentStore {
@@ -120,6 +127,22 @@ impl ContentStore {
         Ok(Content { size, sha256 })
     }
 
+    /// Serves `content` from the file at `path` (checked against its pin, which `content`
+    /// carries) instead of copying it into the pack. Reading it back re-checks its size and
+    /// sha256; a change is an error of kind `InvalidData`.
+    pub fn adopt(&self, path: &Path, content: Content) -> io::Result<()> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("content store poisoned"))?;
+        // Only looked up, never iterated (as `index`).
+        state
+            .adopted
+            .entry(content.sha256)
+            .or_insert_with(|| path.to_owned());
+        Ok(())
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -132,6 +155,17 @@ impl ContentSource for ContentStore {
             .state
             .lock()
             .map_err(|_| io::Error::other("content store poisoned"))?;
+        if !state.index.contains_key(&content.sha256) {
+            if let Some(path) = state.adopted.get(&content.sha256) {
+                let file = fs_err::File::open(path)?;
+                return Ok(Box::new(Checked {
+                    file,
+                    hasher: Sha256::new(),
+                    content: *content,
+                    seen: 0,
+                }));
+            }
+        }
         let offset = *state.index.get(&content.sha256).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -183,6 +217,45 @@ impl Read for Extent<'_> {
     }
 }
 
+/// An adopted file read back: its bytes pass through, and when its declared size has been
+/// read, their sha256 must be the pinned one (bytes after that pass through unchecked, for
+/// the caller's length check to refuse).
+struct Checked {
+    file: fs_err::File,
+    hasher: Sha256,
+    content: Content,
+    seen: u64,
+}
+
+impl Read for Checked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let in_content = usize::try_from(self.content.size.saturating_sub(self.seen))
+            .unwrap_or(usize::MAX)
+            .min(n);
+        if in_content > 0 {
+            // `in_content` ≤ `n` ≤ `buf.len()`.
+            self.hasher
+                .update(buf.get(..in_content).unwrap_or_default());
+            self.seen += in_content as u64;
+            if self.seen == self.content.size {
+                let found: [u8; 32] = self.hasher.clone().finalize().into();
+                if found != self.content.sha256 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{} changed after its pin was checked (sha256 is now {}); rebuild",
+                            self.file.path().display(),
+                            hex::encode(found)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +293,39 @@ mod tests {
         assert_eq!(read_back(&store, &c), b"hello");
         assert_eq!(read_back(&store, &w), b"world, longer");
         assert_eq!(read_back(&store, &e), b"");
+    }
+
+    #[test]
+    fn adopted_files_are_read_in_place_and_rechecked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let path = dir.path().join("weights");
+        fs_err::write(&path, b"hello").unwrap();
+        // sha256("hello"), as above; the pin, not a digest computed here.
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            &mut sha256,
+        )
+        .unwrap();
+        let c = Content { size: 5, sha256 };
+        store.adopt(&path, c).unwrap();
+        assert_eq!(read_back(&store, &c), b"hello");
+        // Not copied: the pack is empty.
+        assert_eq!(
+            fs_err::metadata(dir.path().join("objects/pack"))
+                .unwrap()
+                .len(),
+            0
+        );
+        // Changed after the pin was checked: the read fails when the content is complete.
+        fs_err::write(&path, b"jello").unwrap();
+        let err = store
+            .open(&c)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("changed after its pin"), "{err}");
     }
 }

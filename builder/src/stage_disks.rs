@@ -10,13 +10,13 @@ use std::path::Path;
 use anyhow::Context as _;
 use measurements::record;
 
-use crate::content::ContentStore;
-use crate::placement::{one_input_per_path, place_file, NewFile};
+use crate::content::{Content, ContentStore};
+use crate::placement::one_input_per_path;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::seed::{Part, Seed};
 use crate::stage_inputs::VerifiedInputs;
-use crate::tree::{wheel, Tree};
+use crate::tree::{self, wheel, Leaf, LeafKind, Metadata, Tree};
 use crate::verity_image::{write_verity_image, VerityImage};
 
 /// One data disk, written.
@@ -105,15 +105,24 @@ pub fn build_disks(
             &format!("disk {}", disk.name),
         )?;
         for (i, (f, p)) in disk.files.iter().zip(&pinned.files).enumerate() {
-            let mut file = fs_err::File::open(&p.path)?;
-            let new = NewFile {
-                path: &f.path,
-                mode: f.mode.bits(),
-                uid: f.uid,
-                gid: f.gid,
+            // Weights are large: the pinned file is read in place when the image is written
+            // (and its sha256 checked again then), not copied into the store first.
+            let content = Content {
+                size: p.size,
+                sha256: p.sha256.0,
             };
-            place_file(&mut tree, &store, &mut file, p.size, Some(&p.sha256), &new)
-                .with_context(|| format!("{field}.files[{i}]: {}", f.source))?;
+            store.adopt(&p.path, content)?;
+            let leaf = Leaf {
+                meta: Metadata {
+                    mode: f.mode.bits(),
+                    uid: f.uid,
+                    gid: f.gid,
+                    xattrs: Default::default(),
+                },
+                kind: LeafKind::Regular(content),
+            };
+            tree::apply::insert_file(&mut tree, f.path.as_bytes(), leaf)
+                .with_context(|| format!("{field}.files[{i}]: {}: placing {}", f.source, f.path))?;
         }
 
         let mut parts = vec![Part::Disk(&disk.name)];

@@ -34,10 +34,11 @@ pub fn assemble_tree(
             l.digest,
             l.size
         ));
-        let mut reader = layer::open_layer(l)?;
-        tree::apply::apply_layer(&mut tree, &mut reader, &name, store)?;
-        // The same pass: the uncompressed stream against the config's rootfs.diff_ids.
-        reader.finish()?;
+        // One read of the blob: its digest and the uncompressed stream's diff_id are checked
+        // when the layer ends (a wrong digest is reported even if applying failed).
+        layer::apply_checked(l, |reader| {
+            tree::apply::apply_layer(&mut tree, reader, &name, store)
+        })?;
     }
     for (i, pinned) in &inputs.files {
         let entry = &plan.manifest.rootfs.files[*i];

@@ -1,12 +1,12 @@
 //! Stages 3 and 4, one function for the root and every data disk: a tree → an EROFS image
-//! with its dm-verity hash area appended, hashed as it is written.
+//! with its dm-verity hash area appended, hashed as it is written (never read back).
 
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use measurements::Sha256Digest;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::content::ContentStore;
 use crate::progress::Progress;
@@ -50,40 +50,47 @@ pub fn write_verity_image(
 ) -> anyhow::Result<VerityImage> {
     let fs_uuid = seed.uuid("erofs");
 
-    progress.message(&format!("writing the EROFS {what}"));
-    let file = fs_err::File::create(path)?;
-    let mut hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let info = erofs::write(
-        tree,
-        &erofs::Options {
-            epoch,
-            uuid: fs_uuid,
-        },
-        store,
-        &mut hashing,
-    )
-    .context("writing the EROFS image")?;
-    hashing.flush()?;
-
-    progress.message(&format!(
-        "computing the dm-verity tree over {} bytes",
-        info.size
-    ));
+    progress.message(&format!("writing the EROFS {what} and its dm-verity tree"));
     let params = verity::Params {
         salt,
         uuid: seed.uuid("verity"),
         data_block_size: 4096,
         hash_block_size: 4096,
     };
-    let mut data = fs_err::File::open(path)?;
-    let vtree = {
-        let mut r = io::BufReader::with_capacity(1 << 20, &mut data).take(info.size);
-        verity::build(&mut r, info.size, &params).context("computing the dm-verity tree")?
-    };
-    hashing.write_all(&vtree.area)?;
-    let (mut buffered, sha256, size) = hashing.finish();
-    buffered.flush()?;
-    let file = buffered.into_inner().map_err(|e| e.into_error())?;
+    let mut file = fs_err::File::create(path)?;
+    // One pass: the EROFS writer's bytes go to the file and, on the other core, into the
+    // dm-verity level 0 and the file's sha256; the image is never read back.
+    let (info, teed) = verity::tee(
+        &mut file,
+        verity::BlockSize::DEFAULT,
+        &params.salt,
+        |w| -> anyhow::Result<erofs::ImageInfo> {
+            erofs::write(
+                tree,
+                &erofs::Options {
+                    epoch,
+                    uuid: fs_uuid,
+                },
+                store,
+                w,
+            )
+            .context("writing the EROFS image")
+        },
+    )?;
+    anyhow::ensure!(
+        teed.size == info.size,
+        "the EROFS writer wrote {} bytes, its layout says {}",
+        teed.size,
+        info.size
+    );
+    let vtree = verity::from_level0(&params, info.size, &teed.level0)
+        .context("computing the dm-verity tree")?;
+    drop(teed.level0);
+    file.write_all(&vtree.area)?;
+    let mut hasher = teed.sha256;
+    hasher.update(&vtree.area);
+    let sha256 = Sha256Digest(hasher.finalize().into());
+    let size = info.size + vtree.area.len() as u64;
     file.sync_all()?;
     // Guard: the file on disk is exactly what was hashed.
     let mut check = fs_err::File::open(path)?;
@@ -102,42 +109,4 @@ pub fn write_verity_image(
         sha256,
         size,
     })
-}
-
-/// A writer that hashes and counts what passes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    fn finish(self) -> (W, Sha256Digest, u64) {
-        (
-            self.inner,
-            Sha256Digest(self.hasher.finalize().into()),
-            self.size,
-        )
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }

@@ -758,3 +758,41 @@ fn pax_sparse_files_are_refused() {
     .unwrap_err();
     assert!(matches!(&err, ApplyError::PaxSparse { .. }), "{err}");
 }
+
+#[test]
+fn apply_checked_reads_once_and_refuses_a_wrong_digest_at_the_end() {
+    use builder::inputs::layer::{apply_checked, CheckedError};
+    let dir = tempfile::tempdir().unwrap();
+    let t = Layer::new().file("f", b"x").finish();
+    let g = gzip(&t);
+    let path = dir.path().join("layer");
+    fs_err::write(&path, &g).unwrap();
+    let (_d, store) = store();
+    // The pinned blob applies.
+    let blob = tar_blob(&path, &sha(&g)).unwrap();
+    let mut tree = Tree::new();
+    apply_checked(&blob, |r| apply_layer(&mut tree, r, "l", &store)).unwrap();
+    assert_eq!(
+        dump(&tree, &store),
+        ["/ dir 755 0:0", "/f file \"x\" 644 0:0"]
+    );
+    // A valid layer that is not the pinned one: applied, then refused by digest.
+    let blob = tar_blob(&path, &sha(b"the pinned bytes")).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::Digest { found, .. }) if *found == sha(&g)),
+        "{err}"
+    );
+    // Garbage that fails to parse: the digest error wins over the parse error.
+    fs_err::write(&path, b"\x1f\x8bgarbage").unwrap();
+    let blob = tar_blob(&path, &sha(b"something else")).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::Digest { found, .. }) if *found == sha(b"\x1f\x8bgarbage")),
+        "{err}"
+    );
+    // Pinned but corrupt: the parse error is reported.
+    let blob = tar_blob(&path, &sha(b"\x1f\x8bgarbage")).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(matches!(&err, CheckedError::Apply(_)), "{err}");
+}

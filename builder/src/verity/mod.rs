@@ -389,6 +389,30 @@ pub enum Error {
 /// [`HashTree::dm_table`] refuses other offsets.
 pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<HashTree, Error> {
     let layout = Layout::new(params, data_size)?;
+    let salted = Sha256::new_with_prefix(&params.salt);
+    let dbs = layout.data_block_size.bytes();
+    let mut level0 = Vec::new();
+    // `Layout::new` checked that the area (larger than level 0) fits in a usize.
+    level0
+        .try_reserve_exact(layout.data_blocks as usize * DIGEST_SIZE)
+        .map_err(|_| Error::TooLarge { data_size })?;
+    level0.resize(layout.data_blocks as usize * DIGEST_SIZE, 0);
+    hash_stream(data, data_size, dbs, &salted, &mut level0)?;
+    from_level0(params, data_size, &level0)
+}
+
+/// Builds the hash area from the data blocks' digests (`sha256(salt ‖ block)` for each data
+/// block of `data_size` bytes, in order: what [`tee`] computes while the data is
+/// written). The result is the same as [`build`] over the data.
+pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<HashTree, Error> {
+    let layout = Layout::new(params, data_size)?;
+    if level0.len() as u64 != layout.data_blocks * DIGEST_SIZE as u64 {
+        return Err(Error::Truncated {
+            offset: level0.len() as u64 / DIGEST_SIZE as u64
+                * u64::from(layout.data_block_size.get()),
+            data_size,
+        });
+    }
     let sb = Superblock {
         hash_type: superblock::HASH_TYPE,
         uuid: params.uuid,
@@ -408,23 +432,16 @@ pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<Has
     area[..SUPERBLOCK_SIZE].copy_from_slice(&sb);
 
     let salted = Sha256::new_with_prefix(&params.salt);
-    let dbs = layout.data_block_size.bytes();
     let hbs = layout.hash_block_size.bytes();
     let root_hash = if layout.levels() == 0 {
-        // One data block: the root is its digest and there is no tree.
-        let mut block = vec![0u8; dbs];
-        read_exact_at(data, &mut block, 0, data_size)?;
-        digest(&salted, &block)
+        // One data block: the root is its digest and there is no tree. The length check
+        // above makes `level0` exactly one digest.
+        let mut root = [0u8; DIGEST_SIZE];
+        root.copy_from_slice(level0);
+        root
     } else {
-        let level0 = layout.level_range(0);
-        let digests = level0.start + layout.data_blocks as usize * DIGEST_SIZE;
-        hash_stream(
-            data,
-            data_size,
-            dbs,
-            &salted,
-            &mut area[level0.start..digests],
-        )?;
+        let level0_range = layout.level_range(0);
+        area[level0_range.start..level0_range.start + level0.len()].copy_from_slice(level0);
         for i in 1..layout.levels() {
             let below = layout.level_range(i - 1);
             let this = layout.level_range(i);
@@ -444,6 +461,133 @@ pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<Has
         salt: params.salt.clone(),
         layout,
     })
+}
+
+/// What [`tee`] computed over the bytes written through it.
+#[derive(Debug)]
+pub struct Teed {
+    /// `sha256(salt ‖ block)` of each data block, in order (the last block may be partial
+    /// if the byte count is not a multiple of the block size: [`from_level0`] refuses that).
+    pub level0: Vec<u8>,
+    /// Plain sha256 of every byte so far; keep updating it to digest a whole file.
+    pub sha256: Sha256,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// Runs `write` with a writer that passes every byte to `out` in large chunks and, on a
+/// second thread (with rayon), computes the dm-verity level-0 digests (`data_block_size`,
+/// `salt`) and the plain sha256 of the bytes: the data is hashed as it is written, never read
+/// back. Returns `write`'s result and the digests. If `write` fails, its error is returned
+/// and the digests are dropped.
+pub fn tee<T, E: From<io::Error>>(
+    out: &mut dyn io::Write,
+    data_block_size: BlockSize,
+    salt: &[u8],
+    write: impl FnOnce(&mut dyn io::Write) -> Result<T, E>,
+) -> Result<(T, Teed), E> {
+    let block = data_block_size.bytes();
+    let salted = Sha256::new_with_prefix(salt);
+    // Two chunks in flight (one being hashed, one queued) plus the one being filled.
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let hasher = s.spawn(move || {
+            let mut teed = Teed {
+                level0: Vec::new(),
+                sha256: Sha256::new(),
+                size: 0,
+            };
+            for chunk in chunks {
+                let start = teed.level0.len();
+                teed.level0
+                    .resize(start + chunk.len().div_ceil(block) * DIGEST_SIZE, 0);
+                let out = &mut teed.level0[start..];
+                let whole = &mut teed.sha256;
+                rayon::join(
+                    || whole.update(&chunk),
+                    || hash_blocks(&chunk, block, &salted, out),
+                );
+                teed.size += chunk.len() as u64;
+                // The writer may be gone already (it only takes spares while writing).
+                let _ = recycle.send(chunk);
+            }
+            teed
+        });
+        let mut w = TeeWriter {
+            out,
+            chunk: Vec::with_capacity(TEE_CHUNK_BYTES),
+            to_hasher: Some(to_hasher),
+            spare,
+        };
+        let result = write(&mut w).and_then(|t| w.finish().map(|()| t).map_err(E::from));
+        // Ends the hasher's loop (also after an error).
+        drop(w);
+        let teed = match hasher.join() {
+            Ok(t) => t,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        result.map(|t| (t, teed))
+    })
+}
+
+/// Bytes the tee writes and hashes per step.
+const TEE_CHUNK_BYTES: usize = 4 << 20;
+
+/// The writer [`tee`] hands out: fills a chunk, writes it to the output, then queues it for
+/// hashing and continues with a spare one.
+struct TeeWriter<'o> {
+    out: &'o mut dyn io::Write,
+    chunk: Vec<u8>,
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl TeeWriter<'_> {
+    /// Writes and queues the current chunk.
+    fn ship(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.out.write_all(&self.chunk)?;
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(TEE_CHUNK_BYTES));
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.chunk.clear();
+        let gone = || io::Error::other("the dm-verity hashing thread stopped");
+        self.to_hasher
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(full)
+            .map_err(|_| gone())
+    }
+
+    /// Ships the last (partial) chunk, flushes the output and ends the hashing.
+    fn finish(&mut self) -> io::Result<()> {
+        self.ship()?;
+        self.out.flush()?;
+        self.to_hasher = None;
+        Ok(())
+    }
+}
+
+impl io::Write for TeeWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = TEE_CHUNK_BYTES - self.chunk.len();
+        let n = room.min(buf.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == TEE_CHUNK_BYTES {
+            self.ship()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Chunks are written whole; the final flush is `finish`'s.
+        Ok(())
+    }
 }
 
 /// Hashes `data_size` bytes of `data` in blocks of `block`, writing the digests to `out`

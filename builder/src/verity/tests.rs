@@ -1,4 +1,4 @@
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use super::*;
 
@@ -301,4 +301,44 @@ proptest::proptest! {
         area.truncate(cut);
         let _ = dump(&area);
     }
+}
+
+#[test]
+fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
+    // 3 chunks and a bit of data (crossing the tee's 4 MiB chunks), in uneven writes.
+    let data: Vec<u8> = (0..(3 * TEE_CHUNK_BYTES + 5 * 4096) as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let p = params();
+    let mut out = Vec::new();
+    let ((), teed) = tee(&mut out, BlockSize::DEFAULT, &p.salt, |w| {
+        for piece in data.chunks(777_777) {
+            w.write_all(piece)?;
+        }
+        Ok::<(), io::Error>(())
+    })
+    .unwrap();
+    assert_eq!(out, data, "the bytes pass through unchanged");
+    assert_eq!(teed.size, data.len() as u64);
+    assert_eq!(
+        <[u8; 32]>::from(teed.sha256.finalize()),
+        <[u8; 32]>::from(Sha256::digest(&data))
+    );
+    let streamed = from_level0(&p, data.len() as u64, &teed.level0).unwrap();
+    let read = build(&mut &data[..], data.len() as u64, &p).unwrap();
+    assert_eq!(streamed.root_hash, read.root_hash);
+    assert_eq!(streamed.area, read.area);
+    // A level 0 of the wrong length is refused, not padded.
+    assert!(from_level0(&p, data.len() as u64 + 4096, &teed.level0).is_err());
+}
+
+#[test]
+fn tee_returns_the_writers_error() {
+    let mut out = Vec::new();
+    let err = tee(&mut out, BlockSize::DEFAULT, b"", |w| {
+        w.write_all(&[1; 10_000])?;
+        Err::<(), io::Error>(io::Error::other("the writer failed"))
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the writer failed");
 }
