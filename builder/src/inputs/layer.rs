@@ -11,6 +11,7 @@
 //!   staging directory and the in-memory tree, which a refused layer ends with the build. If
 //!   applying fails, the rest of the blob is still hashed and a wrong digest is reported
 //!   instead of the parse error, so a tampered blob is always named as such.
+//!
 //! Decompression errors (corrupt or truncated gzip/zstd) surface from [`LayerReader::read`] as
 //! `io::Error`s of kind `InvalidData` whose payload is a [`LayerError::Decompress`] naming the
 //! layer and the decompressed offset, so whoever parses the tar can report both.
