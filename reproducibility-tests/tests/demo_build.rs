@@ -181,14 +181,10 @@ fn changing_the_model_changes_its_disk_and_the_launch_digest_but_not_the_root_im
     fs_err::write(variant.path(), changed).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("variant");
-    let o = crate::util::builder(&[
-        "build",
-        variant.path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    ok(&o, "build of the model variant");
+    ok(
+        &crate::util::build_quiet(variant.path(), &out),
+        "build of the model variant",
+    );
 
     let read = |dir: &Path| -> serde_json::Value {
         serde_json::from_slice(&fs_err::read(dir.join("record.json")).unwrap()).unwrap()

@@ -21,7 +21,8 @@ use reproducibility_tests::Layer;
 use serde_json::{json, Value};
 
 use crate::util::{
-    builder, listing_diff, ok, run_builder, sev_snp_measure, tool, tree_listing, Conditions,
+    assert_refused, build_ok, build_quiet, builder, listing_diff, manifest_head, ok, run_builder,
+    sev_snp_measure, tool, tree_listing, write_in, Conditions,
 };
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
@@ -271,16 +272,7 @@ impl Project {
             .map(|t| format!("take = \"{t}\"\n"))
             .unwrap_or_default();
         let text = format!(
-            r#"schema = 1
-[image]
-name = "disks-test"
-version = "1"
-source_date_epoch = 1735689600
-
-[[rootfs.layers]]
-tar = "base.tar"
-sha256 = "{base}"
-
+            r#"{head}
 [boot]
 kernel = {{ path = "vmlinuz", sha256 = "{kernel}" }}
 firmware = {fw}
@@ -311,7 +303,7 @@ mode = 0o640
 uid = 1000
 gid = 100
 {extra}"#,
-            base = pin("base.tar"),
+            head = manifest_head("disks-test", "base.tar", &pin("base.tar")),
             kernel = pin("vmlinuz"),
             fw = fw(OVMF),
             fw_snp = fw(OVMF_SNP),
@@ -319,52 +311,19 @@ gid = 100
             wheel_sha = wheel.sha256,
             note_sha = pin(note),
         );
-        let path = p.join(name);
-        fs_err::write(&path, text).unwrap();
-        path
+        write_in(p, name, &text)
     }
 
     /// Builds `manifest` into `out` (a name in the project), asserting success.
     fn build(&self, manifest: &Path, out: &str) -> PathBuf {
-        let out = self.path().join(out);
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        ok(&o, "enclave-builder build");
-        out
+        build_ok(manifest, self.path().join(out))
     }
 
     /// Builds `manifest`, expecting refusal: exit code 3, no output directory and no staging
     /// directory left, and stderr naming every one of `needles`.
     fn refused(&self, manifest: &Path, needles: &[&str]) {
         let out = self.path().join("refused-out");
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            o.status.code(),
-            Some(3),
-            "expected exit code 3 (input refused); stderr:\n{err}"
-        );
-        assert!(!out.exists(), "a refused build left {}", out.display());
-        let leftovers: Vec<_> = fs_err::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.contains("partial"))
-            .collect();
-        assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
-        for n in needles {
-            assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
-        }
+        assert_refused(&build_quiet(manifest, &out), &out, self.path(), needles);
     }
 }
 

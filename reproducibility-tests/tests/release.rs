@@ -17,7 +17,9 @@ use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 use serde_json::Value;
 
-use crate::util::{builder, builder_bin, diff_statuses, ok, tool};
+use crate::util::{
+    build_ok, builder, builder_bin, diff_statuses, keygen, manifest_head, ok, tool, write_in,
+};
 
 const EXIT_INPUT_REFUSED: i32 = 3;
 const EXIT_INPUTS_DIFFER: i32 = 5;
@@ -90,16 +92,7 @@ impl Project {
             format!("{{ path = \"{}\", sha256 = \"{sha}\" }}", name_of(f))
         };
         let text = format!(
-            r#"schema = 1
-[image]
-name = "release-test"
-version = "1"
-source_date_epoch = 1735689600
-
-[[rootfs.layers]]
-tar = "base.tar"
-sha256 = "{base}"
-
+            r#"{head}
 [boot]
 kernel = {kernel}
 firmware = {boot_fw}
@@ -128,46 +121,24 @@ name = "tdx"
 platform = "tdx"
 firmware = {tdx_fw}
 "#,
-            base = pin("base.tar"),
+            head = manifest_head("release-test", "base.tar", &pin("base.tar")),
             kernel = fw(3),
             boot_fw = fw(0),
             snp_fw = fw(1),
             tdx_fw = fw(2),
             note_sha = pin(note),
         );
-        let path = p.join(name);
-        fs_err::write(&path, text).unwrap();
-        path
+        write_in(p, name, &text)
     }
 
     fn build(&self, manifest: &Path, out: &str) -> PathBuf {
-        let out = self.path().join(out);
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        ok(&o, "enclave-builder build");
-        out
+        build_ok(manifest, self.path().join(out))
     }
 
     /// `keygen --out DIR/NAME [--algorithm ALG]`; returns the key path and the printed
     /// fingerprint.
     fn keygen(&self, name: &str, algorithm: &str) -> (PathBuf, String) {
-        let key = self.path().join(name);
-        let o = builder(&[
-            "keygen",
-            "--out",
-            key.to_str().unwrap(),
-            "--algorithm",
-            algorithm,
-            "--json",
-        ]);
-        ok(&o, "enclave-builder keygen");
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        (key, v["fingerprint"].as_str().unwrap().to_owned())
+        keygen(builder, self.path().join(name), algorithm)
     }
 
     /// Copies a release directory (to alter the copy).

@@ -70,6 +70,86 @@ pub(crate) fn builder(args: &[&str]) -> Output {
     Command::new(builder_bin()).args(args).output().unwrap()
 }
 
+/// The start of a test manifest, up to its `[boot]` table: `[image]` named `name` (version 1,
+/// epoch 2025-01-01) with one root layer, `tar` pinned to `sha256`.
+pub(crate) fn manifest_head(name: &str, tar: &str, sha256: &str) -> String {
+    format!(
+        r#"schema = 1
+[image]
+name = "{name}"
+version = "1"
+source_date_epoch = 1735689600
+
+[[rootfs.layers]]
+tar = "{tar}"
+sha256 = "{sha256}"
+"#
+    )
+}
+
+/// `enclave-builder keygen --out KEY --algorithm ALGORITHM --json` through `run` (which runs
+/// the builder with these arguments), asserting success; returns `key` and the printed
+/// fingerprint.
+pub(crate) fn keygen(
+    run: impl Fn(&[&str]) -> Output,
+    key: PathBuf,
+    algorithm: &str,
+) -> (PathBuf, String) {
+    let o = run(&[
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--algorithm",
+        algorithm,
+        "--json",
+    ]);
+    ok(&o, "enclave-builder keygen");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (key, v["fingerprint"].as_str().unwrap().to_owned())
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub(crate) fn write_in(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs_err::write(&path, text).unwrap();
+    path
+}
+
+/// Builds `manifest` into `out` (with [`build_quiet`]), asserting success; returns `out`.
+pub(crate) fn build_ok(manifest: &Path, out: PathBuf) -> PathBuf {
+    ok(&build_quiet(manifest, &out), "enclave-builder build");
+    out
+}
+
+/// `enclave-builder build MANIFEST --out OUT --quiet`, run plainly (like [`builder`]).
+pub(crate) fn build_quiet(manifest: &Path, out: &Path) -> Output {
+    let (manifest, out) = (manifest.to_str().unwrap(), out.to_str().unwrap());
+    builder(&["build", manifest, "--out", out, "--quiet"])
+}
+
+/// Checks a build was refused: exit code 3, neither `out` nor a staging (`partial`)
+/// directory left in `dir`, and stderr naming every one of `needles`; returns stderr.
+pub(crate) fn assert_refused(o: &Output, out: &Path, dir: &Path, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "expected exit code 3 (input refused), got {:?}; stderr:\n{err}",
+        o.status.code()
+    );
+    assert!(!out.exists(), "a refused build left {}", out.display());
+    let leftovers: Vec<_> = fs_err::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
+    for n in needles {
+        assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
+    }
+    err
+}
+
 /// Asserts a command succeeded, printing its output otherwise.
 pub(crate) fn ok(out: &Output, what: &str) {
     assert!(
@@ -135,13 +215,7 @@ pub(crate) fn demo_build() -> &'static Path {
         let manifest = demo_manifest();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("demo");
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let o = build_quiet(&manifest, &out);
         ok(&o, "demo build");
         (tmp, out)
     })
