@@ -17,12 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use measurements::Sha256Digest;
-use reproducibility_tests::Layer;
 use serde_json::{json, Value};
 
 use crate::util::{
-    assert_refused, build_ok, build_quiet, builder, listing_diff, manifest_head, ok, run_builder,
-    sev_snp_measure, tool, tree_listing, write_in, Conditions,
+    assert_refused, build_ok, build_quiet, builder, listing_diff, manifest_head, ok, project_dir,
+    run_builder, sev_snp_measure, tool, tree_listing, write_in, Conditions,
 };
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
@@ -216,15 +215,11 @@ struct Project {
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = project_dir(b"disks\n", |l| {
+            l.dir("usr", 0o755)
+                .file("usr/hello", 0o755, b"#!/bin/sh\necho hello\n");
+        });
         let p = dir.path();
-        let layer = Layer::new()
-            .dir("etc", 0o755)
-            .file("etc/hostname", 0o644, b"disks\n")
-            .dir("usr", 0o755)
-            .file("usr/hello", 0o755, b"#!/bin/sh\necho hello\n")
-            .finish();
-        fs_err::write(p.join("base.tar"), layer).unwrap();
         // Any pinned bytes serve as the kernel: the build copies them and SNP hashes them.
         fs_err::write(p.join("vmlinuz"), b"a kernel stand-in for the disk tests\n").unwrap();
         let fixtures = reproducibility_tests::demo::fixtures_dir();

@@ -10,6 +10,18 @@ fn record(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
 }
 
+/// `install FLAGS -m MODE -o 0 -g 0 PATHS` (root-owned copies or directories), asserting
+/// success.
+fn install_as_root(flags: &[&str], mode: &str, paths: [&Path; 2]) {
+    let mut args = flags.to_vec();
+    args.extend(["-m", mode, "-o", "0", "-g", "0"]);
+    args.extend(paths.map(|p| p.to_str().unwrap()));
+    ok(
+        &tool("install", &args),
+        &format!("install {}", args.join(" ")),
+    );
+}
+
 #[test]
 fn veritysetup_verifies_and_detects_a_flipped_byte() {
     let out = demo_build();
@@ -167,78 +179,20 @@ fn reference_rootfs(work: &Path) -> PathBuf {
         "tar -x extra.tar",
     );
     let motd = repo().join("manifests/files/motd");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-m",
-                "0644",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                motd.to_str().unwrap(),
-                rootfs.join("etc/motd").to_str().unwrap(),
-            ],
-        ),
-        "install motd",
-    );
+    install_as_root(&[], "0644", [&motd, &rootfs.join("etc/motd")]);
     // The guest init the builder compiled (the same file the build placed), and the workload
     // description the init reads, built here with Python's json module from the OCI config.
     let init =
         repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/enclave-init");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-D",
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                init.to_str().unwrap(),
-                rootfs.join("sbin/enclave-init").to_str().unwrap(),
-            ],
-        ),
-        "install enclave-init",
-    );
+    install_as_root(&["-D"], "0755", [&init, &rootfs.join("sbin/enclave-init")]);
     // The workload (the second Rust component) and the model disk's mount point.
     let server =
         repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/demo-server");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                server.to_str().unwrap(),
-                rootfs.join("usr/bin/demo-server").to_str().unwrap(),
-            ],
-        ),
-        "install demo-server",
-    );
-    ok(
-        &tool(
-            "install",
-            &[
-                "-d",
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                rootfs.join("models").to_str().unwrap(),
-                rootfs.join("models/minilm").to_str().unwrap(),
-            ],
-        ),
-        "install -d /models/minilm",
+    install_as_root(&[], "0755", [&server, &rootfs.join("usr/bin/demo-server")]);
+    install_as_root(
+        &["-d"],
+        "0755",
+        [&rootfs.join("models"), &rootfs.join("models/minilm")],
     );
     let config = blob(manifest["config"]["digest"].as_str().unwrap());
     let script = "import json,sys\nc=json.load(open(sys.argv[1]))['config']\nkeys=['Entrypoint','Cmd','Env','WorkingDir','User']\nsys.stdout.write(json.dumps({k:c[k] for k in keys if k in c},indent=2)+'\\n')";

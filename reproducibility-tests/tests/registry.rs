@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::registry_server::{auth_file, Fault, Proxy, TestRegistry};
-use crate::util::{builder_bin, ok, tool};
+use crate::util::{builder_bin, ok, tool, DEMO_OUTPUT_FILES};
 
 /// Runs the builder with a clean credentials environment (`env` adds to it).
 fn eb(args: &[&str], home: &Path, env: &[(&str, &Path)]) -> Output {
@@ -27,6 +27,16 @@ fn eb(args: &[&str], home: &Path, env: &[(&str, &Path)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
+}
+
+/// `pull REFERENCE --out OUT` with a clean credentials environment, asserting success.
+fn pull_ok(reference: &str, out: &Path, home: &Path, what: &str) {
+    let o = eb(
+        &["pull", reference, "--out", out.to_str().unwrap()],
+        home,
+        &[],
+    );
+    ok(&o, what);
 }
 
 fn stdout(o: &Output) -> String {
@@ -206,19 +216,7 @@ fn push_pull_round_trip_layout_and_dedup() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(
-        titles,
-        [
-            "OVMF.fd",
-            "cmdline",
-            "disk-model.img",
-            "initrd.img",
-            "record.json",
-            "rootfs.img",
-            "run-qemu.sh",
-            "vmlinuz"
-        ]
-    );
+    assert_eq!(titles, DEMO_OUTPUT_FILES);
     for l in layers {
         let t = l["annotations"]["org.opencontainers.image.title"]
             .as_str()
@@ -308,19 +306,7 @@ fn push_pull_round_trip_layout_and_dedup() {
 
     // Pull in another process into a fresh directory: identical, scripts executable.
     let out = tmp.path().join("pulled");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{repo}@{d1}"),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
-        "pull",
-    );
+    pull_ok(&format!("{repo}@{d1}"), &out, home, "pull");
     diff_r(&dir, &out);
     let mode = fs_err::metadata(out.join("run-qemu.sh"))
         .unwrap()
@@ -347,19 +333,7 @@ fn push_pull_round_trip_layout_and_dedup() {
     );
     assert_eq!(pushed_digest(&o), d1);
     let out2 = tmp.path().join("pulled2");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{repo}@{d1}"),
-                "--out",
-                out2.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
-        "pull after attach",
-    );
+    pull_ok(&format!("{repo}@{d1}"), &out2, home, "pull after attach");
     fs_err::copy(&prov, dir.join("provenance.intoto.json")).unwrap();
     diff_r(&dir, &out2);
     fs_err::remove_file(dir.join("provenance.intoto.json")).unwrap();
@@ -601,17 +575,10 @@ fn interrupted_push_completes_on_rerun() {
         "{commits:?}"
     );
     let out = tmp.path().join("out");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{}/enclave/demo@{d}", reg.addr),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
+    pull_ok(
+        &format!("{}/enclave/demo@{d}", reg.addr),
+        &out,
+        home,
         "pull",
     );
     diff_r(&dir, &out);

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use measurements::Sha256Digest;
-use reproducibility_tests::Layer;
 use serde_json::Value;
 
 use crate::util::{
-    build_ok, builder, builder_bin, diff_statuses, keygen, manifest_head, ok, tool, write_in,
+    build_ok, builder, builder_bin, diff_statuses, keygen, manifest_head, ok, project_dir, tool,
+    write_in,
 };
 
 const EXIT_INPUT_REFUSED: i32 = 3;
@@ -62,13 +62,8 @@ fn name_of(f: &str) -> &str {
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = project_dir(b"release\n", |_| {});
         let p = dir.path();
-        let layer = Layer::new()
-            .dir("etc", 0o755)
-            .file("etc/hostname", 0o644, b"release\n")
-            .finish();
-        fs_err::write(p.join("base.tar"), layer).unwrap();
         let fixtures = reproducibility_tests::demo::fixtures_dir();
         for (f, sha) in FIXTURES {
             fs_err::copy(fixtures.join(f), p.join(name_of(f))).unwrap();

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use reproducibility_tests::Layer;
+
 /// The workspace root.
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,6 +70,19 @@ pub(crate) fn run_builder(c: &Conditions, args: &[&str]) -> Output {
 /// Runs `enclave-builder ARGS` plainly.
 pub(crate) fn builder(args: &[&str]) -> Output {
     Command::new(builder_bin()).args(args).output().unwrap()
+}
+
+/// A new temporary project directory holding `base.tar`: a root layer with `/etc/hostname`
+/// (`hostname`), then whatever `more` adds.
+pub(crate) fn project_dir(hostname: &[u8], more: impl FnOnce(&mut Layer)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = Layer::new();
+    layer
+        .dir("etc", 0o755)
+        .file("etc/hostname", 0o644, hostname);
+    more(&mut layer);
+    fs_err::write(dir.path().join("base.tar"), layer.finish()).unwrap();
+    dir
 }
 
 /// The start of a test manifest, up to its `[boot]` table: `[image]` named `name` (version 1,
@@ -208,6 +223,18 @@ pub(crate) fn sev_snp_measure(
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// The files a demo build writes to its output directory, sorted.
+pub(crate) const DEMO_OUTPUT_FILES: [&str; 8] = [
+    "OVMF.fd",
+    "cmdline",
+    "disk-model.img",
+    "initrd.img",
+    "record.json",
+    "rootfs.img",
+    "run-qemu.sh",
+    "vmlinuz",
+];
+
 /// The demo build, built once per test process into a temporary directory.
 pub(crate) fn demo_build() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
@@ -231,12 +258,7 @@ pub(crate) fn demo_component(demo: &Path, bin: &str) -> PathBuf {
     let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
     let record: serde_json::Value =
         serde_json::from_slice(&fs_err::read(demo.join("record.json")).unwrap()).unwrap();
-    let recorded = record["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
-        .unwrap_or_else(|| panic!("the demo record lists no {bin} component"));
+    let recorded = rust_component(&record, bin);
     assert_eq!(
         recorded["sha256"],
         digest.as_str(),
@@ -244,6 +266,19 @@ pub(crate) fn demo_component(demo: &Path, bin: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The record's `rust-component` input for the binary `bin`.
+pub(crate) fn rust_component<'r>(
+    record: &'r serde_json::Value,
+    bin: &str,
+) -> &'r serde_json::Value {
+    record["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
+        .unwrap_or_else(|| panic!("the record lists no {bin} component"))
 }
 
 /// `fsck.erofs --extract=DIR IMAGE` (checks the image, then writes its tree to `dir`).
