@@ -20,8 +20,9 @@ use measurements::Sha256Digest;
 use serde_json::{json, Value};
 
 use crate::util::{
-    assert_refused, build_ok, build_quiet, builder, listing_diff, manifest_head, ok, project_dir,
-    run_builder, sev_snp_measure, tool, tree_listing, write_in, Conditions,
+    assert_refused, build_ok, build_quiet, builder, flipped_copy, fsck_extract, listing_diff,
+    manifest_head, ok, project_dir, run_builder, sev_snp_measure, tool, tree_listing, write_in,
+    Conditions, OVMF, OVMF_SNP,
 };
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
@@ -96,15 +97,6 @@ const NOTE_PATH: &str = "/notes/README.txt";
 const NOTE_V1: &[u8] = b"model notes, version 1\n";
 const NOTE_V2: &[u8] = b"model notes, version 2\n";
 
-/// Fixture firmware: the boot firmware and the SNP profile's (pins from fixtures/SHA256SUMS).
-const OVMF: (&str, &str) = (
-    "firmware/OVMF-2025.02.fd",
-    "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-);
-const OVMF_SNP: (&str, &str) = (
-    "firmware/OVMF.amdsev-2026.08.fd",
-    "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
-);
 /// The SNP profile is measured for each of these vCPU counts (one launch digest each).
 const SNP_VCPUS: [u32; 6] = [1, 2, 4, 8, 16, 64];
 const SNP_VCPU_TYPE: &str = "EPYC-Milan";
@@ -426,10 +418,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     );
     // ... and rejects a flipped byte in the file system.
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.img");
-    let mut bytes = fs_err::read(&img).unwrap();
-    bytes[(data_size / 2) as usize] ^= 0x40;
-    fs_err::write(&bad, &bytes).unwrap();
+    let bad = flipped_copy(&img, data_size / 2, 0x40, tmp.path());
     let bad_s = bad.to_str().unwrap();
     assert!(
         !tool("veritysetup", &["verify", &off_arg, bad_s, bad_s, root])
@@ -637,16 +626,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     // The root image carries only the empty mount point.
     let root_x = tmp.path().join("root");
     let root_img = out.join("rootfs.img");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", root_x.display()),
-                root_img.to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract rootfs.img",
-    );
+    fsck_extract(&root_img, &root_x);
     let mount = root_x.join(MOUNT.trim_start_matches('/'));
     assert!(mount.is_dir(), "no mount point {MOUNT} in rootfs.img");
     assert_eq!(fs_err::read_dir(&mount).unwrap().count(), 0);

@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{
-    demo_build, demo_manifest, listing_diff, ok, repo, sev_snp_measure, tool, tree_listing,
+    demo_build, demo_manifest, flipped_copy, listing_diff, ok, repo, sev_snp_measure, tool,
+    tree_listing,
 };
 
 fn record(out: &Path) -> serde_json::Value {
@@ -64,10 +65,7 @@ fn veritysetup_verifies_and_detects_a_flipped_byte() {
 
     // One flipped byte in the data area (in the middle of the file system).
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.img");
-    let mut bytes = fs_err::read(&img).unwrap();
-    bytes[(offset / 2) as usize] ^= 0x01;
-    fs_err::write(&bad, &bytes).unwrap();
+    let bad = flipped_copy(&img, offset / 2, 0x01, tmp.path());
     let bad_s = bad.to_str().unwrap();
     let o = tool("veritysetup", &["verify", &off_arg, bad_s, bad_s, root]);
     assert!(

@@ -80,6 +80,18 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A registry without authentication, and a temporary directory (also the credentials
+/// home) holding the release directory `name` made by [`release_dir`].
+fn open_registry_and_release(
+    name: &str,
+    model: &[u8],
+) -> (TestRegistry, tempfile::TempDir, PathBuf) {
+    let reg = TestRegistry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = release_dir(tmp.path(), name, model);
+    (reg, tmp, dir)
+}
+
 /// A release directory like `build` writes (record.json's outputs from `sha256sum`), with a
 /// model disk of `model` and two envelopes.
 fn release_dir(root: &Path, name: &str, model: &[u8]) -> PathBuf {
@@ -173,10 +185,8 @@ fn nothing_left(parent: &Path, name: &str) {
 
 #[test]
 fn push_pull_round_trip_layout_and_dedup() {
-    let reg = TestRegistry::start(None);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, tmp, dir) = open_registry_and_release("rel1", &bytes(10, 1 << 20));
     let home = tmp.path();
-    let dir = release_dir(tmp.path(), "rel1", &bytes(10, 1 << 20));
     let repo = format!("{}/enclave/demo", reg.addr);
 
     let d1 = pushed_digest(&eb(
@@ -533,10 +543,8 @@ fn credentials_from_auth_files() {
 
 #[test]
 fn interrupted_push_completes_on_rerun() {
-    let reg = TestRegistry::start(None);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, tmp, dir) = open_registry_and_release("rel", &bytes(40, 24 << 20));
     let home = tmp.path();
-    let dir = release_dir(tmp.path(), "rel", &bytes(40, 24 << 20));
     let big = sha256sum(&dir.join("disk-model.img"));
 
     // The proxy cuts every connection once 10 MiB have gone up: mid-way through the model.

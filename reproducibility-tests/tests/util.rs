@@ -223,6 +223,44 @@ pub(crate) fn sev_snp_measure(
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// Fixture files as (path under `../shared/fixtures`, sha256), pins from
+/// fixtures/SHA256SUMS: boot firmware, SEV-SNP (AmdSev) and TDX firmware, systemd's EFI stub.
+const FIXTURES: [(&str, &str); 4] = [
+    (
+        "firmware/OVMF-2025.02.fd",
+        "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
+    ),
+    (
+        "firmware/OVMF.amdsev-2026.08.fd",
+        "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
+    ),
+    (
+        "firmware/OVMF.inteltdx.ms-2026.08.fd",
+        "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312",
+    ),
+    (
+        "uki/linuxx64.efi.stub-257.13",
+        "9c623743834bb904a3cb941092cffc958c31230263ce896d332a75e9ec48aa85",
+    ),
+];
+/// The boot firmware.
+pub(crate) const OVMF: (&str, &str) = FIXTURES[0];
+/// The SEV-SNP firmware (OVMF AmdSev build).
+pub(crate) const OVMF_SNP: (&str, &str) = FIXTURES[1];
+/// The TDX firmware.
+pub(crate) const OVMF_TDX: (&str, &str) = FIXTURES[2];
+/// systemd's EFI stub.
+pub(crate) const EFI_STUB: (&str, &str) = FIXTURES[3];
+
+/// A copy of `image`, written to `dir`, with the byte at `offset` XORed with `mask`.
+pub(crate) fn flipped_copy(image: &Path, offset: u64, mask: u8, dir: &Path) -> PathBuf {
+    let bad = dir.join("bad.img");
+    let mut bytes = fs_err::read(image).unwrap();
+    bytes[usize::try_from(offset).unwrap()] ^= mask;
+    fs_err::write(&bad, &bytes).unwrap();
+    bad
+}
+
 /// The files a demo build writes to its output directory, sorted.
 pub(crate) const DEMO_OUTPUT_FILES: [&str; 8] = [
     "OVMF.fd",

@@ -19,19 +19,13 @@ use measurements::record::{PlatformMeasurement, Record};
 use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 
-use crate::util::{build_quiet, builder, manifest_head, ok, tool};
+use crate::util::{build_quiet, builder, manifest_head, ok, tool, EFI_STUB, OVMF};
 
 /// How long one boot may take (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(400);
 
-const OVMF: (&str, &str) = (
-    "firmware/OVMF-2025.02.fd",
-    "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-);
-const STUB: (&str, &str) = (
-    "uki/linuxx64.efi.stub-257.13",
-    "9c623743834bb904a3cb941092cffc958c31230263ce896d332a75e9ec48aa85",
-);
+/// The EFI stub the UKI is built on (the boot firmware, `OVMF`, is in `util.rs`).
+const STUB: (&str, &str) = EFI_STUB;
 
 /// The guest's PID 1: prints the PCRs and the event log the kernel sees, then powers off.
 const INIT: &str = r#"#!/bin/busybox sh
