@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{
-    demo_build, demo_manifest, flipped_copy, listing_diff, ok, repo, sev_snp_measure, tool,
-    tree_listing,
+    demo_build, demo_manifest, flipped_copy, fsck_extract_preserving, listing_diff, ok, repo,
+    sev_snp_measure, tool, tree_listing,
 };
 
 fn record(out: &Path) -> serde_json::Value {
@@ -209,11 +209,7 @@ fn fsck_erofs_extraction_matches_an_independent_flattening() {
     let img = out.join("rootfs.img");
     ok(&tool("fsck.erofs", &[img.to_str().unwrap()]), "fsck.erofs");
     let extracted = work.path().join("extracted");
-    let arg = format!("--extract={}", extracted.display());
-    ok(
-        &tool("fsck.erofs", &[&arg, "--preserve", img.to_str().unwrap()]),
-        "fsck.erofs --extract",
-    );
+    fsck_extract_preserving(&img, &extracted);
     let reference = reference_rootfs(work.path());
     let (ours, theirs) = (
         tree_listing(&extracted, false),

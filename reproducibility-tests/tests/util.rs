@@ -333,6 +333,17 @@ pub(crate) fn fsck_extract(image: &Path, dir: &Path) {
     );
 }
 
+/// `fsck.erofs --extract=DIR --preserve IMAGE`: as [`fsck_extract`], keeping owners and
+/// modes.
+pub(crate) fn fsck_extract_preserving(image: &Path, dir: &Path) {
+    let arg = format!("--extract={}", dir.display());
+    let o = tool("fsck.erofs", &[&arg, "--preserve", image.to_str().unwrap()]);
+    ok(
+        &o,
+        &format!("fsck.erofs --extract --preserve {}", image.display()),
+    );
+}
+
 /// One HTTP/1.1 request to `addr` with `Connection: close`; returns the status and body.
 pub(crate) fn http(
     addr: &str,
