@@ -214,6 +214,19 @@ fn dump_dir(
     }
 }
 
+/// Applies `layers` in order to an empty tree and compares its dump with `want`
+/// (one line per path, as [`dump`] writes them).
+fn assert_tree(layers: Vec<Vec<u8>>, want: &str) {
+    let (tree, _d, store) = build(layers);
+    assert_eq!(dump(&tree, &store), lines(want));
+}
+
+/// Applies one layer to an empty tree and returns why it was refused.
+fn refused(layer: Vec<u8>) -> ApplyError {
+    let (_d, store) = store();
+    apply(&mut Tree::new(), &store, layer).unwrap_err()
+}
+
 fn lines(s: &str) -> Vec<String> {
     s.lines()
         .map(|l| l.trim().to_owned())
@@ -274,16 +287,13 @@ fn whiteout_removes_lower_entry_and_never_appears() {
         .file("a/.wh.sub", b"")
         .file("a/.wh.never-existed", b"")
         .finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /a/ dir 755 0:0
-            /a/keep file "k" 644 0:0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /a/ dir 755 0:0
+        /a/keep file "k" 644 0:0
+        "#,
     );
 }
 
@@ -302,18 +312,15 @@ fn whiteout_only_hides_lower_layers() {
         .file("a/d/new", b"n")
         .file("a/.wh.d", b"")
         .finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /a/ dir 755 0:0
-            /a/d/ dir 755 0:0
-            /a/d/new file "n" 644 0:0
-            /a/x file "upper" 644 0:0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /a/ dir 755 0:0
+        /a/d/ dir 755 0:0
+        /a/d/new file "n" 644 0:0
+        /a/x file "upper" 644 0:0
+        "#,
     );
 }
 
@@ -333,19 +340,16 @@ fn opaque_dir_keeps_only_this_layers_entries() {
         .file("o/.wh..wh..opq", b"")
         .file("o/after", b"a")
         .finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /o/ dir 750 0:0
-            /o/after file "a" 644 0:0
-            /o/before file "b" 644 0:0
-            /o/sub/ dir 711 0:0
-            /other file "o" 644 0:0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /o/ dir 750 0:0
+        /o/after file "a" 644 0:0
+        /o/before file "b" 644 0:0
+        /o/sub/ dir 711 0:0
+        /other file "o" 644 0:0
+        "#,
     );
 }
 
@@ -367,20 +371,17 @@ fn replacement_rules() {
         .file("link2file", b"not a link")
         .file("changed", b"new")
         .finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /changed file "new" 644 0:0
-            /dir2file file "now a file" 644 0:0
-            /file2dir/ dir 755 0:0
-            /keep/ dir 755 1:2
-            /keep/child file "c" 644 0:0
-            /link2file file "not a link" 644 0:0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /changed file "new" 644 0:0
+        /dir2file file "now a file" 644 0:0
+        /file2dir/ dir 755 0:0
+        /keep/ dir 755 1:2
+        /keep/child file "c" 644 0:0
+        /link2file file "not a link" 644 0:0
+        "#,
     );
 }
 
@@ -392,30 +393,26 @@ fn paths_are_normalised_and_parents_created() {
         .raw(tar::EntryType::Regular, b"a/../up//h", b"", b"3")
         .raw(tar::EntryType::Directory, b"./", b"", b"")
         .finish();
-    let (tree, _d, store) = build(vec![layer]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 644 0:0
-            /abs/ dir 755 0:0
-            /abs/f file "1" 644 0:0
-            /dot/ dir 755 0:0
-            /dot/g file "2" 644 0:0
-            /up/ dir 755 0:0
-            /up/h file "3" 644 0:0
-            "#
-        )
+    assert_tree(
+        vec![layer],
+        r#"
+        / dir 644 0:0
+        /abs/ dir 755 0:0
+        /abs/f file "1" 644 0:0
+        /dot/ dir 755 0:0
+        /dot/g file "2" 644 0:0
+        /up/ dir 755 0:0
+        /up/h file "3" 644 0:0
+        "#,
     );
 }
 
 #[test]
 fn dotdot_above_root_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new()
         .raw(tar::EntryType::Regular, b"a/../../etc/passwd", b"", b"x")
         .finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::PathEscapesRoot { path, .. } if path == "a/../../etc/passwd"),
         "{err}"
@@ -438,25 +435,22 @@ fn parents_resolve_through_symlinks_inside_the_root() {
         .file("deep/er/up/c", b"c")
         .symlink("lib/self", "../../../../whatever")
         .finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /abs symlink -> /usr 777 0:0
-            /deep/ dir 755 0:0
-            /deep/er/ dir 755 0:0
-            /deep/er/up symlink -> ../../usr/lib 777 0:0
-            /lib symlink -> usr/lib 777 0:0
-            /usr/ dir 755 0:0
-            /usr/lib/ dir 755 0:0
-            /usr/lib/a file "a" 644 0:0
-            /usr/lib/b file "b" 644 0:0
-            /usr/lib/c file "c" 644 0:0
-            /usr/lib/self symlink -> ../../../../whatever 777 0:0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /abs symlink -> /usr 777 0:0
+        /deep/ dir 755 0:0
+        /deep/er/ dir 755 0:0
+        /deep/er/up symlink -> ../../usr/lib 777 0:0
+        /lib symlink -> usr/lib 777 0:0
+        /usr/ dir 755 0:0
+        /usr/lib/ dir 755 0:0
+        /usr/lib/a file "a" 644 0:0
+        /usr/lib/b file "b" 644 0:0
+        /usr/lib/c file "c" 644 0:0
+        /usr/lib/self symlink -> ../../../../whatever 777 0:0
+        "#,
     );
 }
 
@@ -496,13 +490,12 @@ fn symlink_climbing_out_of_the_root_is_refused() {
 
 #[test]
 fn symlink_loop_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new()
         .symlink("a", "b")
         .symlink("b", "/a")
         .file("a/x", b"")
         .finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::SymlinkLoop { path, .. } if path == "a/x"),
         "{err}"
@@ -511,9 +504,8 @@ fn symlink_loop_is_refused() {
 
 #[test]
 fn parent_that_is_a_file_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new().file("f", b"").file("f/x", b"").finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::NotADirectory { path, component, .. } if path == "f/x" && component == "/f"),
         "{err}"
@@ -522,9 +514,8 @@ fn parent_that_is_a_file_is_refused() {
 
 #[test]
 fn hardlink_to_missing_target_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new().hardlink("link", "missing").finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::HardlinkTarget { path, target, problem: "does not exist", .. }
             if path == "link" && target == "missing"),
@@ -534,9 +525,8 @@ fn hardlink_to_missing_target_is_refused() {
 
 #[test]
 fn hardlink_to_directory_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new().dir("d", 0o755).hardlink("link", "d").finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(
             &err,
@@ -553,22 +543,18 @@ fn hardlink_to_directory_is_refused() {
 fn hardlink_to_lower_layer_file_shares_the_inode() {
     let l1 = Layer::new().file("f", b"data").finish();
     let l2 = Layer::new().hardlink("g", "/f").finish();
-    let (tree, _d, store) = build(vec![l1, l2]);
-    assert_eq!(
-        dump(&tree, &store),
-        lines(
-            r#"
-            / dir 755 0:0
-            /f file "data" 644 0:0 #0
-            /g file "data" 644 0:0 #0
-            "#
-        )
+    assert_tree(
+        vec![l1, l2],
+        r#"
+        / dir 755 0:0
+        /f file "data" 644 0:0 #0
+        /g file "data" 644 0:0 #0
+        "#,
     );
 }
 
 #[test]
 fn conflicting_duplicate_in_one_layer_is_refused() {
-    let (_d, store) = store();
     for layer in [
         Layer::new().file("f", b"one").file("f", b"two").finish(),
         Layer::new()
@@ -579,7 +565,7 @@ fn conflicting_duplicate_in_one_layer_is_refused() {
         Layer::new().dir("d", 0o755).dir("d", 0o700).finish(),
         Layer::new().file("d/child", b"").file("d", b"").finish(),
     ] {
-        let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+        let err = refused(layer);
         assert!(
             matches!(&err, ApplyError::Duplicate { path, layer } if (path == "f" || path == "d") && layer == "test-layer"),
             "{err}"
@@ -603,11 +589,10 @@ fn exact_duplicates_are_allowed() {
 
 #[test]
 fn unsupported_entry_type_is_refused() {
-    let (_d, store) = store();
     let layer = Layer::new()
         .raw(tar::EntryType::new(b'V'), b"volume", b"", b"")
         .finish();
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::EntryType { type_flag: 'V', path, .. } if path == "volume"),
         "{err}"
@@ -616,10 +601,9 @@ fn unsupported_entry_type_is_refused() {
 
 #[test]
 fn unknown_whiteout_kind_is_refused() {
-    let (_d, store) = store();
     for name in [".wh..wh.plnk", ".wh."] {
         let layer = Layer::new().file(&format!("d/{name}"), b"").finish();
-        let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+        let err = refused(layer);
         assert!(
             matches!(&err, ApplyError::Whiteout { path, .. } if path == &format!("d/{name}")),
             "{err}"
@@ -629,40 +613,32 @@ fn unknown_whiteout_kind_is_refused() {
 
 #[test]
 fn empty_symlink_and_non_dir_root_are_refused() {
-    let (_d, store) = store();
-    let err = apply(
-        &mut Tree::new(),
-        &store,
+    let err = refused(
         Layer::new()
             .raw(tar::EntryType::Symlink, b"s", b"", b"")
             .finish(),
-    )
-    .unwrap_err();
+    );
     assert!(
         matches!(&err, ApplyError::EmptySymlink { path, .. } if path == "s"),
         "{err}"
     );
-    let err = apply(
-        &mut Tree::new(),
-        &store,
+    let err = refused(
         Layer::new()
             .raw(tar::EntryType::Regular, b"/", b"", b"")
             .finish(),
-    )
-    .unwrap_err();
+    );
     assert!(matches!(&err, ApplyError::RootNotDirectory { .. }), "{err}");
 }
 
 #[test]
 fn corrupt_header_names_the_previous_entry() {
-    let (_d, store) = store();
     let mut layer = Layer::new()
         .file("first", b"1")
         .file("second", b"2")
         .finish();
     // Corrupt the checksum field of the second header (at byte 1024: header + one data block).
     layer[1024 + 148] ^= 0x01;
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::Tar { after, .. } if after.contains("\"first\"")),
         "{err}"
@@ -671,10 +647,9 @@ fn corrupt_header_names_the_previous_entry() {
 
 #[test]
 fn truncated_data_names_the_entry() {
-    let (_d, store) = store();
     let mut layer = Layer::new().file("big", &[7u8; 5000]).finish();
     layer.truncate(512 + 1000);
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::Content { path, offset: 0, .. } if path == "big"),
         "{err}"
@@ -683,14 +658,13 @@ fn truncated_data_names_the_entry() {
 
 #[test]
 fn bad_numeric_field_is_refused() {
-    let (_d, store) = store();
     let mut layer = Layer::new().file("f", b"").finish();
     // Overwrite the mode field (offset 100, 8 bytes) with non-octal text and fix the checksum.
     let mut h = tar::Header::from_byte_slice(&layer[..512]).clone();
     h.as_mut_bytes()[100..108].copy_from_slice(b"zzzzzzz\0");
     h.set_cksum();
     layer[..512].copy_from_slice(h.as_bytes());
-    let err = apply(&mut Tree::new(), &store, layer).unwrap_err();
+    let err = refused(layer);
     assert!(
         matches!(&err, ApplyError::Header { field: "mode", path, .. } if path == "f"),
         "{err}"

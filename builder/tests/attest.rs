@@ -165,31 +165,20 @@ fn a_profile_with_several_vcpu_counts_accepts_any_of_its_digests() {
 
 #[test]
 fn bad_inputs_name_the_input() {
-    let run = attest(&"ab".repeat(48), &["--profile", "tdx"]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("no SEV-SNP profile \"tdx\" (SEV-SNP profiles: snp-milan)"),
-        "{}",
-        run.stderr
-    );
-    let run = attest(&"ab".repeat(48), &["--min-tcb", "snp=x"]);
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("--min-tcb"), "{}", run.stderr);
-    let run = attest(&"ab".repeat(48), &["--kind", "tdx"]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.contains("pass --collateral FILE"),
-        "{}",
-        run.stderr
-    );
-    let run = attest(&"ab".repeat(48), &["--kind", "tpm"]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.contains("pass --signature FILE"),
-        "{}",
-        run.stderr
-    );
+    // Each case: the arguments, and what the error must say.
+    for (args, needle) in [
+        (
+            ["--profile", "tdx"],
+            "no SEV-SNP profile \"tdx\" (SEV-SNP profiles: snp-milan)",
+        ),
+        (["--min-tcb", "snp=x"], "--min-tcb"),
+        (["--kind", "tdx"], "pass --collateral FILE"),
+        (["--kind", "tpm"], "pass --signature FILE"),
+    ] {
+        let run = attest(&"ab".repeat(48), &args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
 }
 
 #[test]

@@ -48,6 +48,17 @@ fn dir(meta: Metadata, entries: Vec<(&[u8], Entry)>) -> Entry {
     })
 }
 
+/// A directory holding only leaves.
+fn leaves(meta: Metadata, entries: &[(&[u8], LeafId)]) -> Entry {
+    dir(
+        meta,
+        entries
+            .iter()
+            .map(|&(n, id)| (n, Entry::Leaf(id)))
+            .collect(),
+    )
+}
+
 impl Fixture {
     fn leaf(&mut self, meta: Metadata, kind: LeafKind) -> LeafId {
         self.tree.push_leaf(Leaf { meta, kind })
@@ -65,6 +76,14 @@ impl Fixture {
         assert_eq!(info.size, out.len() as u64);
         assert_eq!(out.len() % 4096, 0);
         out
+    }
+
+    /// Writes the image, and a copy of it as a file in a new temporary directory.
+    fn write_to_tmp(&self) -> (Vec<u8>, tempfile::TempDir, PathBuf) {
+        let bytes = self.write();
+        let tmp = tempfile::tempdir().unwrap();
+        let image = write_image(tmp.path(), &bytes);
+        (bytes, tmp, image)
     }
 }
 
@@ -179,27 +198,16 @@ fn varied_with(full: bool) -> Fixture {
             (b"-dash", Entry::Leaf(dash)),
             (
                 b"bin",
-                dir(
-                    meta(0o755, 0, 0),
-                    vec![
-                        (b"sh", Entry::Leaf(sh)),
-                        (b"su", Entry::Leaf(su)),
-                        (b"sg", Entry::Leaf(sg)),
-                    ],
-                ),
+                leaves(meta(0o755, 0, 0), &[(b"sh", sh), (b"su", su), (b"sg", sg)]),
             ),
             (b"big", Entry::Leaf(big)),
             (b"empty", Entry::Leaf(empty)),
             (b"emptydir", dir(meta(0o700, 1000, 1000), vec![])),
             (
                 b"sizes",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (b"4096", Entry::Leaf(exact)),
-                        (b"4095", Entry::Leaf(almost)),
-                        (b"4000", Entry::Leaf(small)),
-                    ],
+                    &[(b"4096", exact), (b"4095", almost), (b"4000", small)],
                 ),
             ),
             (b"xattrs", Entry::Leaf(with_xattrs)),
@@ -211,49 +219,46 @@ fn varied_with(full: bool) -> Fixture {
                         b"b",
                         dir(
                             meta(0o2775, 0, 50),
-                            vec![(
-                                b"c",
-                                dir(meta(0o750, 3, 4), vec![(b"hardlink-1", Entry::Leaf(hard))]),
-                            )],
+                            vec![(b"c", leaves(meta(0o750, 3, 4), &[(b"hardlink-1", hard)]))],
                         ),
                     )],
                 ),
             ),
             (
                 b"links",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (b"abs", Entry::Leaf(abs)),
-                        (b"rel", Entry::Leaf(rel)),
-                        (b"long", Entry::Leaf(long)),
-                        (b"hardlink-2", Entry::Leaf(hard)),
+                    &[
+                        (b"abs", abs),
+                        (b"rel", rel),
+                        (b"long", long),
+                        (b"hardlink-2", hard),
                     ],
                 ),
             ),
             (b"bigid", Entry::Leaf(bigid)),
             (
                 b"dev",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (b"null", Entry::Leaf(null)),
-                        (b"sda", Entry::Leaf(sda)),
-                        (b"odd", Entry::Leaf(odd)),
-                        (b"fifo", Entry::Leaf(fifo)),
-                        (b"sock", Entry::Leaf(sock)),
+                    &[
+                        (b"null", null),
+                        (b"sda", sda),
+                        (b"odd", odd),
+                        (b"fifo", fifo),
+                        (b"sock", sock),
                     ],
                 ),
             ),
             (b"tmp", dir(meta(0o1777, 0, 0), vec![])),
             (
                 b"names",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (&[b'n'; 255][..max_name], Entry::Leaf(long_name)),
-                        ("café".as_bytes(), Entry::Leaf(cafe)),
-                        (b"\xff\xfe raw \x01", Entry::Leaf(raw)),
+                    &[
+                        (&[b'n'; 255][..max_name], long_name),
+                        ("café".as_bytes(), cafe),
+                        (b"\xff\xfe raw \x01", raw),
                     ],
                 ),
             ),
@@ -530,9 +535,7 @@ fn spec_xattr_size(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
 #[test]
 fn fsck_erofs_passes_and_extracts_the_tree() {
     let f = varied();
-    let bytes = f.write();
-    let tmp = tempfile::tempdir().unwrap();
-    let image = write_image(tmp.path(), &bytes);
+    let (bytes, tmp, image) = f.write_to_tmp();
     let report = reference_tool("fsck.erofs", &[image.as_os_str()]);
     assert!(!report.to_lowercase().contains("error"), "{report}");
     let out = tmp.path().join("out");
@@ -571,9 +574,7 @@ fn fsck_erofs_passes_and_extracts_the_tree() {
 #[test]
 fn dump_erofs_reports_the_superblock() {
     let f = varied();
-    let bytes = f.write();
-    let tmp = tempfile::tempdir().unwrap();
-    let image = write_image(tmp.path(), &bytes);
+    let (bytes, _tmp, image) = f.write_to_tmp();
     let sb = fields(&reference_tool(
         "dump.erofs",
         &["-s".as_ref(), image.as_os_str()],
@@ -598,9 +599,7 @@ fn dump_erofs_reports_the_superblock() {
 #[test]
 fn dump_erofs_reports_each_inode() {
     let f = varied();
-    let bytes = f.write();
-    let tmp = tempfile::tempdir().unwrap();
-    let image = write_image(tmp.path(), &bytes);
+    let (_, _tmp, image) = f.write_to_tmp();
     let check = |path: &str, m: &Metadata, links: u64, size: Option<u64>, type_word: &str| {
         let report = reference_tool(
             "dump.erofs",
@@ -750,9 +749,7 @@ fn dump_erofs_reports_each_inode() {
 #[ignore = "mounts a loop device: needs root, /dev/loop* and the erofs kernel module"]
 fn kernel_mount_shows_the_tree() {
     let f = varied();
-    let bytes = f.write();
-    let tmp = tempfile::tempdir().unwrap();
-    let image = write_image(tmp.path(), &bytes);
+    let (_, tmp, image) = f.write_to_tmp();
     let mnt = tmp.path().join("mnt");
     fs_err::create_dir(&mnt).unwrap();
     reference_tool(
@@ -787,23 +784,16 @@ fn small() -> Fixture {
             (b"hello", Entry::Leaf(hello)),
             (
                 b"etc",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (b"console", Entry::Leaf(dev)),
-                        (b"hello-again", Entry::Leaf(hello)),
-                    ],
+                    &[(b"console", dev), (b"hello-again", hello)],
                 ),
             ),
             (
                 b"bin",
-                dir(
+                leaves(
                     meta(0o755, 0, 0),
-                    vec![
-                        (b"tool", Entry::Leaf(block)),
-                        (b"x", Entry::Leaf(x)),
-                        (b"link", Entry::Leaf(link)),
-                    ],
+                    &[(b"tool", block), (b"x", x), (b"link", link)],
                 ),
             ),
         ],
@@ -825,9 +815,7 @@ fn output_is_deterministic() {
 #[test]
 fn small_image_dump_snapshot_and_digest() {
     let f = small();
-    let bytes = f.write();
-    let tmp = tempfile::tempdir().unwrap();
-    let image = write_image(tmp.path(), &bytes);
+    let (bytes, _tmp, image) = f.write_to_tmp();
     reference_tool("fsck.erofs", &[image.as_os_str()]);
     insta::assert_snapshot!("erofs_small_dump", erofs::dump(&bytes).unwrap());
     let digest = hex::encode(sha2::Sha256::digest(&bytes));

@@ -28,6 +28,15 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// The one finding of `rule` in the `--json` report of a run that failed with
+    /// [`EXIT_LINT`] (asserting both).
+    fn only(&self, rule: &str) -> Value {
+        assert_eq!(self.code, EXIT_LINT, "{self:?}");
+        let found = with_rule(&self.json(), rule);
+        assert_eq!(found.len(), 1, "one {rule} finding: {self:?}");
+        found[0].clone()
+    }
 }
 
 impl std::fmt::Debug for Run {
@@ -210,16 +219,12 @@ fn unpinned_boot_files_and_missing_inputs() {
                   files = [{ path = \"/opt/model.bin\", source = \"disk/model.bin\", mode = 0o644 },\n\
                            { path = \"/opt/gone\", source = \"nowhere/gone.bin\", sha256 = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", mode = 0o644 }]";
     let r = case.lint(rootfs, true);
-    assert_eq!(r.code, EXIT_LINT, "{r:?}");
-    let report = r.json();
-    let unpinned = with_rule(&report, "unpinned");
-    assert_eq!(unpinned.len(), 1, "{r:?}");
-    assert_eq!(unpinned[0]["field"], "rootfs.files[0]");
-    assert_eq!(unpinned[0]["fix"], format!("sha256 = \"{digest}\""));
-    let missing = with_rule(&report, "input-missing");
-    assert_eq!(missing.len(), 1, "{r:?}");
-    assert_eq!(missing[0]["field"], "rootfs.files[1]");
-    assert_eq!(missing[0]["input"], "nowhere/gone.bin");
+    let unpinned = r.only("unpinned");
+    assert_eq!(unpinned["field"], "rootfs.files[0]");
+    assert_eq!(unpinned["fix"], format!("sha256 = \"{digest}\""));
+    let missing = r.only("input-missing");
+    assert_eq!(missing["field"], "rootfs.files[1]");
+    assert_eq!(missing["input"], "nowhere/gone.bin");
 }
 
 #[test]
@@ -240,21 +245,18 @@ fn timestamp_pyc_in_a_layer_is_an_error() {
         &format!("layers = [{{ tar = \"py.tar.gz\", sha256 = \"{digest}\" }}]"),
         true,
     );
-    assert_eq!(r.code, EXIT_LINT, "{r:?}");
-    let report = r.json();
-    let found = with_rule(&report, "pyc-timestamp");
-    assert_eq!(found.len(), 1, "{r:?}");
-    assert_eq!(found[0]["severity"], "error");
-    assert_eq!(found[0]["path"], format!("/{name}"));
+    let found = r.only("pyc-timestamp");
+    assert_eq!(found["severity"], "error");
+    assert_eq!(found["path"], format!("/{name}"));
     let mtime = u32::from_le_bytes(pyc[8..12].try_into().unwrap());
     assert!(
-        found[0]["message"]
+        found["message"]
             .as_str()
             .unwrap()
             .contains(&format!("source mtime {mtime}")),
         "{r:?}"
     );
-    assert_eq!(report["errors"], 1);
+    assert_eq!(r.json()["errors"], 1);
 }
 
 #[test]
@@ -364,12 +366,9 @@ fn absolute_host_path_source_is_flagged() {
         ),
         true,
     );
-    assert_eq!(r.code, EXIT_LINT, "{r:?}");
-    let report = r.json();
-    let found = with_rule(&report, "host-path");
-    assert_eq!(found.len(), 1, "{r:?}");
-    assert_eq!(found[0]["field"], "rootfs.files[0]");
-    assert_eq!(found[0]["input"], "/etc/hostname");
+    let found = r.only("host-path");
+    assert_eq!(found["field"], "rootfs.files[0]");
+    assert_eq!(found["input"], "/etc/hostname");
 }
 
 #[test]
@@ -491,10 +490,7 @@ fn rust_workspace_needs_cargo_lock() {
     );
     let rootfs = "layers = []\nrust = [{ workspace = \"ws\", package = \"p\", bin = \"p\", path = \"/bin/p\" }]";
     let r = case.lint(rootfs, true);
-    assert_eq!(r.code, EXIT_LINT, "{r:?}");
-    let found = with_rule(&r.json(), "cargo-lock-missing");
-    assert_eq!(found.len(), 1, "{r:?}");
-    assert_eq!(found[0]["input"], "ws");
+    assert_eq!(r.only("cargo-lock-missing")["input"], "ws");
     case.write("ws/Cargo.lock", b"version = 4\n");
     let r = case.lint(rootfs, false);
     assert_eq!(r.code, 0, "{r:?}");

@@ -174,6 +174,13 @@ fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
+/// `--mode MODE --ovmf OVMF --vcpus VCPUS`, then `rest`.
+fn launch(mode: &str, ovmf: &str, vcpus: &str, rest: &[&str]) -> Vec<String> {
+    let mut a = args(&["--mode", mode, "--ovmf", ovmf, "--vcpus", vcpus]);
+    a.extend(args(rest));
+    a
+}
+
 /// Builds the matrix: the full cross product on the AmdSev firmware, a subset on the others.
 fn matrix() -> Vec<Vec<String>> {
     let mut cases = Vec::new();
@@ -223,16 +230,7 @@ fn matrix() -> Vec<Vec<String>> {
         "EPYC-Genoa-v1",
     ];
     for t in aliases {
-        cases.push(args(&[
-            "--mode",
-            "snp",
-            "--ovmf",
-            &amd,
-            "--vcpus",
-            "2",
-            "--vcpu-type",
-            t,
-        ]));
+        cases.push(launch("snp", &amd, "2", &["--vcpu-type", t]));
     }
     for (f, m, s) in [
         ("25", "1", "1"),
@@ -240,79 +238,34 @@ fn matrix() -> Vec<Vec<String>> {
         ("15", "4", "1"),
         ("23", "113", "0"),
     ] {
-        cases.push(args(&[
-            "--mode",
-            "snp",
-            "--ovmf",
-            &amd,
-            "--vcpus",
-            "3",
-            "--vcpu-family",
-            f,
-            "--vcpu-model",
-            m,
-            "--vcpu-stepping",
-            s,
-        ]));
+        let family = ["--vcpu-family", f, "--vcpu-model", m, "--vcpu-stepping", s];
+        cases.push(launch("snp", &amd, "3", &family));
     }
     for sig in ["0xa10f11", "8392465", "0x0"] {
-        cases.push(args(&[
-            "--mode",
-            "snp",
-            "--ovmf",
-            &amd,
-            "--vcpus",
-            "2",
-            "--vcpu-sig",
-            sig,
-        ]));
+        cases.push(launch("snp", &amd, "2", &["--vcpu-sig", sig]));
     }
     // SEV-ES ignores --guest-features (its VMSAs carry SEV_FEATURES 0).
     for vmm in ["QEMU", "ec2"] {
-        cases.push(args(&[
-            "--mode",
-            "seves",
-            "--ovmf",
-            &amd,
-            "--vcpus",
-            "2",
+        let rest = [
             "--vcpu-type",
             "EPYC-Milan",
             "--vmm-type",
             vmm,
             "--guest-features",
             "0x21",
-        ]));
+        ];
+        cases.push(launch("seves", &amd, "2", &rest));
     }
     // ec2/gce need no vCPU model; QEMU does.
     for vmm in ["ec2", "gce", "QEMU"] {
-        cases.push(args(&[
-            "--mode",
-            "snp",
-            "--ovmf",
-            &amd,
-            "--vcpus",
-            "2",
-            "--vmm-type",
-            vmm,
-        ]));
+        cases.push(launch("snp", &amd, "2", &["--vmm-type", vmm]));
     }
     // Output formats and the OVMF-hash shortcut (seed given as input: the AmdSev OVMF hash,
     // and a different firmware's, to show the firmware pages are then not hashed).
     for fmt in ["hex", "base64"] {
         for mode in ["snp", "seves", "sev", "snp:ovmf-hash"] {
-            cases.push(args(&[
-                "--mode",
-                mode,
-                "--ovmf",
-                &amd,
-                "--vcpus",
-                "2",
-                "--vcpu-type",
-                "EPYC-Genoa",
-                "--output-format",
-                fmt,
-            ]));
+            let rest = ["--vcpu-type", "EPYC-Genoa", "--output-format", fmt];
+            cases.push(launch(mode, &amd, "2", &rest));
         }
     }
     for seed in [

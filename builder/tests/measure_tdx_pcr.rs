@@ -10,7 +10,7 @@ use builder::measure::pcr::run_pcr;
 use builder::measure::tdx::run_tdx;
 use clap::Parser;
 
-use crate::util::{debian_kernel, fixture, run, scratch};
+use crate::util::{debian_kernel, fixture, run, scratch, systemd_measure};
 
 #[derive(Parser)]
 struct TdxCli {
@@ -134,20 +134,6 @@ fn tdx_transcript_snapshot() {
     ]);
     assert!(!out.contains("/work/"), "no host paths in the output");
     insta::assert_snapshot!("tdx_transcript", out);
-}
-
-fn systemd_measure(files: &[(&str, &Path)]) -> serde_json::Value {
-    let mut cmd = Command::new("/usr/lib/systemd/systemd-measure");
-    cmd.args([
-        "calculate",
-        "--json=short",
-        "--bank=sha256",
-        "--bank=sha384",
-    ]);
-    for (flag, p) in files {
-        cmd.arg(format!("--{flag}={}", p.display()));
-    }
-    serde_json::from_str(&run(&mut cmd)).unwrap()
 }
 
 /// Ours (`{"sha256": {"pcr11": {"enter-initrd": ..}}}`) in systemd-measure's shape.

@@ -98,6 +98,20 @@ impl Layout {
         self.blob(MANIFEST, manifest.to_string().as_bytes())
     }
 
+    /// A layout holding one image of `layers`, listed in its index; returns the manifest
+    /// descriptor too.
+    fn with_image(layers: &[(Vec<u8>, Vec<u8>, &str)]) -> (Self, Value) {
+        let layout = Layout::new();
+        let m = layout.image(layers);
+        layout.index(vec![m.clone()]);
+        (layout, m)
+    }
+
+    /// Opens the image `m` names, expecting it to be refused.
+    fn refused(&self, m: &Value) -> OciLayoutError {
+        open_image(self.path(), &digest_of(m)).unwrap_err()
+    }
+
     fn index(&self, manifests: Vec<Value>) {
         let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests});
         fs_err::write(self.path().join("index.json"), index.to_string()).unwrap();
@@ -222,9 +236,7 @@ fn pinned_index_without_exactly_one_amd64_manifest_is_refused() {
 
 #[test]
 fn unknown_manifest_digest_is_refused_listing_the_available_ones() {
-    let layout = Layout::new();
-    let m = layout.image(&simple_layers()[..1]);
-    layout.index(vec![m.clone()]);
+    let (layout, m) = Layout::with_image(&simple_layers()[..1]);
     let wanted = sha(b"not there");
     let err = open_image(layout.path(), &wanted).unwrap_err();
     assert!(
@@ -236,19 +248,16 @@ fn unknown_manifest_digest_is_refused_listing_the_available_ones() {
 
 #[test]
 fn tampered_manifest_is_refused() {
-    let layout = Layout::new();
-    let m = layout.image(&simple_layers()[..1]);
-    layout.index(vec![m.clone()]);
-    let path = layout.blob_path(&digest_of(&m));
-    let mut bytes = fs_err::read(&path).unwrap();
+    let (layout, m) = Layout::with_image(&simple_layers()[..1]);
     // Same length, different bytes: `"schemaVersion":2` -> `"schemaVersion":3`.
-    let pos = bytes
-        .windows(17)
-        .position(|w| w == b"\"schemaVersion\":2")
-        .unwrap();
-    bytes[pos + 16] = b'3';
-    fs_err::write(&path, bytes).unwrap();
-    let err = open_image(layout.path(), &digest_of(&m)).unwrap_err();
+    edit_file(&layout.blob_path(&digest_of(&m)), |bytes| {
+        let pos = bytes
+            .windows(17)
+            .position(|w| w == b"\"schemaVersion\":2")
+            .unwrap();
+        bytes[pos + 16] = b'3';
+    });
+    let err = layout.refused(&m);
     assert!(
         matches!(&err, OciLayoutError::BlobDigest { what, expected, .. } if what == "manifest" && *expected == digest_of(&m)),
         "{err}"
@@ -261,7 +270,7 @@ fn manifest_size_mismatch_is_refused() {
     let mut m = layout.image(&simple_layers()[..1]);
     m["size"] = json!(m["size"].as_u64().unwrap() + 1);
     layout.index(vec![m.clone()]);
-    let err = open_image(layout.path(), &digest_of(&m)).unwrap_err();
+    let err = layout.refused(&m);
     assert!(
         matches!(&err, OciLayoutError::BlobSize { what, .. } if what == "manifest"),
         "{err}"
@@ -270,17 +279,18 @@ fn manifest_size_mismatch_is_refused() {
 
 #[test]
 fn tampered_config_is_refused() {
-    let layout = Layout::new();
-    let m = layout.image(&simple_layers()[..1]);
-    layout.index(vec![m.clone()]);
+    let (layout, m) = Layout::with_image(&simple_layers()[..1]);
     let manifest: Value =
         serde_json::from_slice(&fs_err::read(layout.blob_path(&digest_of(&m))).unwrap()).unwrap();
-    let config_path = layout.blob_path(&digest_of(&manifest["config"]));
-    let bytes = fs_err::read_to_string(&config_path)
-        .unwrap()
-        .replace("amd64", "arm64");
-    fs_err::write(&config_path, bytes).unwrap();
-    let err = open_image(layout.path(), &digest_of(&m)).unwrap_err();
+    edit_file(
+        &layout.blob_path(&digest_of(&manifest["config"])),
+        |bytes| {
+            *bytes = String::from_utf8_lossy(bytes)
+                .replace("amd64", "arm64")
+                .into_bytes();
+        },
+    );
+    let err = layout.refused(&m);
     assert!(
         matches!(&err, OciLayoutError::BlobDigest { what, .. } if what == "image config"),
         "{err}"
@@ -294,11 +304,9 @@ fn unsupported_layer_media_types_are_refused_by_name() {
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
         "application/vnd.oci.image.layer.v1.tar+bzip2",
     ] {
-        let layout = Layout::new();
         let t = Layer::new().file("a", b"").finish();
-        let m = layout.image(&[(t.clone(), gzip(&t), mt)]);
-        layout.index(vec![m.clone()]);
-        let err = open_image(layout.path(), &digest_of(&m)).unwrap_err();
+        let (layout, m) = Layout::with_image(&[(t.clone(), gzip(&t), mt)]);
+        let err = layout.refused(&m);
         assert!(
             matches!(&err, OciLayoutError::LayerMediaType { index: 0, media_type, .. } if media_type == mt),
             "{err}"
@@ -309,15 +317,10 @@ fn unsupported_layer_media_types_are_refused_by_name() {
 
 #[test]
 fn layer_of_wrong_size_is_refused_when_the_image_is_opened() {
-    let layout = Layout::new();
     let layers = simple_layers();
-    let m = layout.image(&layers[1..2]);
-    layout.index(vec![m.clone()]);
-    let path = layout.blob_path(&sha(&layers[1].1));
-    let mut bytes = fs_err::read(&path).unwrap();
-    bytes.push(0);
-    fs_err::write(&path, bytes).unwrap();
-    let err = open_image(layout.path(), &digest_of(&m)).unwrap_err();
+    let (layout, m) = Layout::with_image(&layers[1..2]);
+    edit_file(&layout.blob_path(&sha(&layers[1].1)), |bytes| bytes.push(0));
+    let err = layout.refused(&m);
     assert!(
         matches!(&err, OciLayoutError::BlobSize { what, .. } if what == "layer 0"),
         "{err}"
@@ -374,6 +377,13 @@ fn plain_tar_compression_is_detected_from_magic_bytes() {
     }
 }
 
+/// Rewrites the file at `path` with `edit` applied to its bytes.
+fn edit_file(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs_err::read(path).unwrap();
+    edit(&mut bytes);
+    fs_err::write(path, bytes).unwrap();
+}
+
 /// Incompressible bytes (a 64-bit LCG's high bytes), so compressed streams span many blocks.
 fn noise(len: usize) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -399,6 +409,22 @@ fn apply_damaged(bytes: &[u8]) -> ApplyError {
     apply_layer(&mut Tree::new(), &mut reader, &name, &store).unwrap_err()
 }
 
+/// Checks the error for a damaged blob: it names the blob's digest and `problem`, and is a
+/// content error naming `entry` (when given) or else a content or tar error.
+fn assert_damaged(case: &str, bytes: &[u8], entry: Option<&str>, problem: &str) {
+    let err = apply_damaged(bytes);
+    let msg = err.to_string();
+    let kind_ok = match entry {
+        Some(entry) => matches!(err, ApplyError::Content { ref path, .. } if path == entry),
+        None => matches!(err, ApplyError::Content { .. } | ApplyError::Tar { .. }),
+    };
+    assert!(kind_ok, "{case}: {msg}");
+    assert!(
+        msg.contains(&sha(bytes).to_hex()) && msg.contains(problem),
+        "{case}: {msg}"
+    );
+}
+
 #[test]
 fn corrupt_gzip_names_the_layer_and_the_entry() {
     let t = Layer::new()
@@ -408,55 +434,39 @@ fn corrupt_gzip_names_the_layer_and_the_entry() {
     let mut g = gzip(&t);
     let n = g.len();
     g[n - 40] ^= 0xff; // inside the deflate stream, near its end
-    let err = apply_damaged(&g);
-    let msg = err.to_string();
-    assert!(
-        matches!(err, ApplyError::Content { .. } | ApplyError::Tar { .. }),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&sha(&g).to_hex()) && msg.contains("gzip data is corrupt"),
-        "{msg}"
-    );
+    assert_damaged("corrupt gzip", &g, None, "gzip data is corrupt");
 }
 
-#[test]
-fn truncated_zstd_names_the_layer() {
+/// A layer cut in half inside its second, incompressible entry.
+fn truncated(compress: fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
     let t = Layer::new()
         .file("first", &[1u8; 3000])
         .file("second", &noise(600_000))
         .finish();
-    let z = zstd(&t);
-    let cut = &z[..z.len() / 2];
-    let err = apply_damaged(cut);
-    let msg = err.to_string();
-    assert!(
-        matches!(err, ApplyError::Content { ref path, .. } if path == "second"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&sha(cut).to_hex()) && msg.contains("zstd data is corrupt"),
-        "{msg}"
+    let mut blob = compress(&t);
+    blob.truncate(blob.len() / 2);
+    blob
+}
+
+#[test]
+fn truncated_zstd_names_the_layer() {
+    let cut = truncated(zstd);
+    assert_damaged(
+        "truncated zstd",
+        &cut,
+        Some("second"),
+        "zstd data is corrupt",
     );
 }
 
 #[test]
 fn truncated_gzip_names_the_layer() {
-    let t = Layer::new()
-        .file("first", &[1u8; 3000])
-        .file("second", &noise(600_000))
-        .finish();
-    let g = gzip(&t);
-    let cut = &g[..g.len() / 2];
-    let err = apply_damaged(cut);
-    let msg = err.to_string();
-    assert!(
-        matches!(err, ApplyError::Content { ref path, .. } if path == "second"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&sha(cut).to_hex()) && msg.contains("gzip data is corrupt"),
-        "{msg}"
+    let cut = truncated(gzip);
+    assert_damaged(
+        "truncated gzip",
+        &cut,
+        Some("second"),
+        "gzip data is corrupt",
     );
 }
 

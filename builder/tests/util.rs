@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 #[path = "../../measurements/tests/support.rs"]
 mod support;
-pub(crate) use support::{debian_kernel, fixture, run, scratch};
+pub(crate) use support::{debian_kernel, fixture, run, scratch, systemd_measure};
 
 /// The `enclave-builder` binary cargo built for this suite.
 pub(crate) fn bin() -> Command {

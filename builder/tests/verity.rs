@@ -174,6 +174,15 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
     tree
 }
 
+/// `blocks` 4 KiB blocks of [`pseudo_random`] data and their hash tree (4 KiB data and hash
+/// blocks, [`salt`]).
+fn random_tree(blocks: usize, seed: u64) -> (Vec<u8>, verity::HashTree) {
+    let params = params_with(4096, 4096, salt());
+    let data = pseudo_random(blocks * 4096, seed);
+    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    (data, tree)
+}
+
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -234,9 +243,7 @@ fn large_random_data_across_read_chunks() {
 #[test]
 fn veritysetup_verify_accepts_ours_and_rejects_tampering() {
     let dir = tempdir();
-    let params = params_with(4096, 4096, salt());
-    let data = pseudo_random(300 * 4096, 7);
-    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    let (data, tree) = random_tree(300, 7);
     let root = tree.root_hash_hex();
     assert_eq!(tree.layout.levels(), 2);
 
@@ -364,9 +371,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
 #[test]
 fn superblock_fields_match_veritysetup_dump() {
     let dir = tempdir();
-    let params = params_with(4096, 4096, salt());
-    let data = pseudo_random(200 * 4096, 3);
-    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    let (data, tree) = random_tree(200, 3);
     let hash: PathBuf = dir.path().join("ours");
     fs_err::write(&hash, &tree.area).unwrap();
     let dump = veritysetup_ok(&["dump", path_str(&hash)]);
@@ -380,6 +385,7 @@ fn superblock_fields_match_veritysetup_dump() {
     assert_eq!(field(&dump, "Salt"), hex::encode(salt()));
 
     // Our parser reads veritysetup's superblock to the same fields.
+    let params = params_with(4096, 4096, salt());
     let (_, _) = check_separate(dir.path(), &data, &params);
     let theirs = Superblock::parse(&fs_err::read(dir.path().join("hash")).unwrap()).unwrap();
     assert_eq!(theirs, tree.superblock().unwrap());

@@ -190,46 +190,40 @@ fn kernel_hashes_need_the_amdsev_build() {
 
 // ---- Synthetic firmware -------------------------------------------------------------------
 
-/// The on-disk form of a GUID given as its canonical fields.
-fn guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> Vec<u8> {
-    let mut g = a.to_le_bytes().to_vec();
-    g.extend(b.to_le_bytes());
-    g.extend(c.to_le_bytes());
-    g.extend(d);
-    g
+/// The on-disk form of a GUID given in its canonical text form (the first three fields
+/// are stored little-endian, the last two as written).
+fn guid(text: &str) -> Vec<u8> {
+    let hex: Vec<u8> = text
+        .split('-')
+        .flat_map(|field| {
+            (0..field.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&field[i..i + 2], 16).unwrap())
+        })
+        .collect();
+    assert_eq!(hex.len(), 16, "{text}");
+    let (a, rest) = hex.split_at(4);
+    let (b, rest) = rest.split_at(2);
+    let (c, d) = rest.split_at(2);
+    [a, b, c]
+        .iter()
+        .flat_map(|f| f.iter().rev())
+        .chain(d)
+        .copied()
+        .collect()
 }
 
 fn footer_guid() -> Vec<u8> {
-    guid(
-        0x96b5_82de,
-        0x1fb2,
-        0x45f7,
-        [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
-    )
+    guid("96b582de-1fb2-45f7-baea-a366c55a082d")
 }
 fn metadata_guid() -> Vec<u8> {
-    guid(
-        0xdc88_6566,
-        0x984a,
-        0x4798,
-        [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc],
-    )
+    guid("dc886566-984a-4798-a75e-5585a7bf67cc")
 }
 fn reset_guid() -> Vec<u8> {
-    guid(
-        0x00f7_71de,
-        0x1a7e,
-        0x4fcb,
-        [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e],
-    )
+    guid("00f771de-1a7e-4fcb-890e-68c77e2fb44e")
 }
 fn hash_table_guid() -> Vec<u8> {
-    guid(
-        0x7255_371f,
-        0x3a3b,
-        0x4b04,
-        [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54],
-    )
+    guid("7255371f-3a3b-4b04-927b-1da6efa8d454")
 }
 
 /// A synthetic OVMF image, built from the edk2 layout description (not from our parser).

@@ -1,7 +1,8 @@
 //! Test support shared by the `measurements` and `enclave-builder` suites: the fixtures
-//! directory, running a reference tool, scratch directories and Debian's signed kernel
-//! extracted from its fixture package. `measurements/tests/util.rs` declares it as a module;
-//! `builder/tests/util.rs` includes this same file with `#[path]` (one copy, two suites).
+//! directory, running a reference tool (and `systemd-measure`), scratch directories and
+//! Debian's signed kernel extracted from its fixture package. `measurements/tests/util.rs`
+//! declares it as a module; `builder/tests/util.rs` includes this same file with `#[path]`
+//! (one copy, two suites).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,4 +68,20 @@ pub(crate) fn debian_kernel() -> &'static Path {
         }
         kernel
     })
+}
+
+/// `systemd-measure calculate --json=short` for the given `--flag=path` sections: per bank, the
+/// four cumulative phase values.
+pub(crate) fn systemd_measure(sections: &[(&str, &Path)]) -> serde_json::Value {
+    let mut cmd = Command::new("/usr/lib/systemd/systemd-measure");
+    cmd.args([
+        "calculate",
+        "--json=short",
+        "--bank=sha256",
+        "--bank=sha384",
+    ]);
+    for (flag, path) in sections {
+        cmd.arg(format!("--{flag}={}", path.display()));
+    }
+    serde_json::from_str(&run(&mut cmd)).unwrap()
 }

@@ -35,6 +35,12 @@ fn reference(args: &[&str]) -> String {
         .args(args))
 }
 
+/// The reference script's output for [`CMDLINE`] and `initrd`, written to `path` first.
+fn reference_with_initrd(path: &std::path::Path, initrd: &[u8]) -> String {
+    fs_err::write(path, initrd).unwrap();
+    reference(&["--cmdline", CMDLINE, "--initrd", path.to_str().unwrap()])
+}
+
 #[test]
 fn tdvf_sections_of_the_debian_tdx_build() {
     let fw = firmware();
@@ -102,14 +108,7 @@ fn mrtd_matches_reference_script_on_other_ovmf_builds() {
 fn rtmr2_matches_reference_script() {
     let dir = scratch("rtmr2");
     let initrd: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let initrd_path = dir.join("initrd");
-    fs_err::write(&initrd_path, &initrd).unwrap();
-    let with = reference(&[
-        "--cmdline",
-        CMDLINE,
-        "--initrd",
-        initrd_path.to_str().unwrap(),
-    ]);
+    let with = reference_with_initrd(&dir.join("initrd"), &initrd);
     assert_eq!(
         replay(&rtmr2_events(CMDLINE, Some(&initrd))).to_hex(),
         value_of(&with, "rtmr2")
@@ -124,14 +123,7 @@ fn rtmr2_matches_reference_script() {
         ])
     );
     // A zero-length initrd: fw_cfg reports size 0 and OVMF appends nothing.
-    let empty_path = dir.join("empty");
-    fs_err::write(&empty_path, b"").unwrap();
-    let empty = reference(&[
-        "--cmdline",
-        CMDLINE,
-        "--initrd",
-        empty_path.to_str().unwrap(),
-    ]);
+    let empty = reference_with_initrd(&dir.join("empty"), b"");
     assert_eq!(
         replay(&rtmr2_events(CMDLINE, Some(b""))).to_hex(),
         value_of(&empty, "rtmr2")

@@ -13,25 +13,9 @@ use measurements::{Sha256Digest, Sha384Digest};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::util::{debian_kernel, fixture, osslsigncode_digest, run, scratch, signature_digest};
-
-const SYSTEMD_MEASURE: &str = "/usr/lib/systemd/systemd-measure";
-
-/// `systemd-measure calculate --json=short` for the given `--flag=path` sections: per bank, the
-/// four cumulative phase values.
-fn systemd_measure(sections: &[(&str, &Path)]) -> serde_json::Value {
-    let mut cmd = Command::new(SYSTEMD_MEASURE);
-    cmd.args([
-        "calculate",
-        "--json=short",
-        "--bank=sha256",
-        "--bank=sha384",
-    ]);
-    for (flag, path) in sections {
-        cmd.arg(format!("--{flag}={}", path.display()));
-    }
-    serde_json::from_str(&run(&mut cmd)).unwrap()
-}
+use crate::util::{
+    debian_kernel, fixture, osslsigncode_digest, run, scratch, signature_digest, systemd_measure,
+};
 
 fn phases_of<D: Bank>(reference: &serde_json::Value) -> Vec<String> {
     reference[D::NAME]

@@ -6,7 +6,7 @@ use std::process::Command;
 
 #[path = "support.rs"]
 mod support;
-pub(crate) use support::{debian_kernel, fixture, run, scratch};
+pub(crate) use support::{debian_kernel, fixture, run, scratch, systemd_measure};
 
 /// Parses `key=value` lines.
 pub(crate) fn key_values(s: &str) -> Vec<(String, String)> {
@@ -48,11 +48,8 @@ pub(crate) fn osslsigncode_digest(pe: &Path, alg: &str, dir: &Path) -> String {
     }
     // remove-signature fails on an unsigned image; fall back to a plain copy.
     let removed = Command::new("osslsigncode")
-        .arg("remove-signature")
-        .arg("-in")
-        .arg(pe)
-        .arg("-out")
-        .arg(&unsigned)
+        .args(["remove-signature".as_ref(), "-in".as_ref(), pe.as_os_str()])
+        .args(["-out".as_ref(), unsigned.as_os_str()])
         .output()
         .unwrap();
     if !removed.status.success() {
@@ -68,9 +65,7 @@ pub(crate) fn osslsigncode_digest(pe: &Path, alg: &str, dir: &Path) -> String {
         .arg("-out")
         .arg(&signed));
     let out = Command::new("osslsigncode")
-        .arg("verify")
-        .arg("-in")
-        .arg(&signed)
+        .args(["verify".as_ref(), "-in".as_ref(), signed.as_os_str()])
         .output()
         .unwrap();
     signature_digest(&String::from_utf8_lossy(&out.stdout))

@@ -7,7 +7,7 @@ use measurements::Sha256Digest;
 use reproducibility_tests::{write_layout, Compression, Entry, Kind, Layer};
 use serde_json::json;
 
-use crate::util::builder;
+use crate::util::{assert_refused, build_quiet};
 
 /// A scratch project: a manifest plus its inputs in one temporary directory.
 struct Case {
@@ -58,13 +58,7 @@ impl Case {
     fn build(&self) -> (i32, String, PathBuf) {
         let manifest = self.manifest();
         let out = self.path().join("out");
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let o = build_quiet(&manifest, &out);
         (
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -88,22 +82,9 @@ impl Case {
     /// Builds, expecting refusal; checks exit code 3, that nothing was left behind, and that
     /// stderr mentions every one of `needles`.
     fn refused(&self, needles: &[&str]) -> String {
-        let (code, err, out) = self.build();
-        assert_eq!(
-            code, 3,
-            "expected exit code 3 (input refused), got {code}; stderr:\n{err}"
-        );
-        assert!(!out.exists(), "a refused build left {}", out.display());
-        let leftovers: Vec<_> = fs_err::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.contains("partial"))
-            .collect();
-        assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
-        for n in needles {
-            assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
-        }
-        err
+        let manifest = self.manifest();
+        let out = self.path().join("out");
+        assert_refused(&build_quiet(&manifest, &out), &out, self.path(), needles)
     }
 }
 

@@ -230,14 +230,20 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
     );
 }
 
+/// Flips one byte of the Rust component `bin` inside `dir`'s rootfs.img, `delta` bytes
+/// into the image block that holds the binary's first 4 KiB.
+fn flip_in_component(dir: &Path, bin: &str, delta: u64) {
+    let bytes = fs_err::read(demo_component(dir, bin)).unwrap();
+    let img = dir.join("rootfs.img");
+    let at = block_offset(&img, &bytes[..4096]);
+    flip(&img, at + delta);
+}
+
 #[test]
 fn a_flipped_byte_in_the_init_binary_stops_the_boot() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    let init = fs_err::read(demo_component(&dir, "enclave-init")).unwrap();
-    let img = dir.join("rootfs.img");
-    let at = block_offset(&img, &init[..4096]);
-    flip(&img, at + 64);
+    flip_in_component(&dir, "enclave-init", 64);
     let console = boot_expecting_no_answer(&dir);
     assert_stopped_by_verity(&console);
     assert!(!console.contains("enclave-init: starting"), "{console}");
@@ -247,10 +253,7 @@ fn a_flipped_byte_in_the_init_binary_stops_the_boot() {
 fn a_flipped_byte_in_the_workload_binary_stops_it_before_it_answers() {
     let work = tempfile::tempdir().unwrap();
     let dir = copy_of_demo(work.path());
-    let server = fs_err::read(demo_component(&dir, "demo-server")).unwrap();
-    let img = dir.join("rootfs.img");
-    let at = block_offset(&img, &server[..4096]);
-    flip(&img, at + 100);
+    flip_in_component(&dir, "demo-server", 100);
     let console = boot_expecting_no_answer(&dir);
     assert_stopped_by_verity(&console);
 }

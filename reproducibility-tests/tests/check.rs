@@ -342,20 +342,27 @@ fn cmp_injected_file(keep: &Path) -> u64 {
     }
 }
 
+/// Injects `kind` into the file `keep`: check's first (content) difference is at the offset
+/// cmp finds, and the human report matches the snapshot `snapshot`.
+fn assert_locates_in_keep(kind: &str, snapshot: &str) {
+    let (report, tmp) = injected(kind, INJECTED, "content");
+    let offset = report["differences"][0]["offset"].as_u64().unwrap();
+    assert_eq!(
+        cmp_injected_file(&tmp.path().join("keep")),
+        offset,
+        "{kind}"
+    );
+    insta::assert_snapshot!(snapshot, human(kind, true));
+}
+
 #[test]
 fn check_locates_a_wall_clock_timestamp() {
-    let (report, tmp) = injected("timestamp", INJECTED, "content");
-    let offset = report["differences"][0]["offset"].as_u64().unwrap();
-    assert_eq!(cmp_injected_file(&tmp.path().join("keep")), offset);
-    insta::assert_snapshot!("check_inject_timestamp", human("timestamp", true));
+    assert_locates_in_keep("timestamp", "check_inject_timestamp");
 }
 
 #[test]
 fn check_locates_a_read_dir_order_listing() {
-    let (report, tmp) = injected("unsorted-dir", INJECTED, "content");
-    let offset = report["differences"][0]["offset"].as_u64().unwrap();
-    assert_eq!(cmp_injected_file(&tmp.path().join("keep")), offset);
-    insta::assert_snapshot!("check_inject_unsorted_dir", human("unsorted-dir", true));
+    assert_locates_in_keep("unsorted-dir", "check_inject_unsorted_dir");
 }
 
 #[test]

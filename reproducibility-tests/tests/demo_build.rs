@@ -1,6 +1,8 @@
 use std::path::Path;
 
-use crate::util::{demo_build, demo_manifest, ok, repo, run_builder, tool, Conditions};
+use crate::util::{
+    demo_build, demo_manifest, ok, repo, run_builder, tool, Conditions, DEMO_OUTPUT_FILES,
+};
 
 /// First differing byte of two files, for a useful failure message.
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -114,20 +116,7 @@ fn record_names_the_outputs_as_they_are() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "OVMF.fd",
-            "cmdline",
-            "disk-model.img",
-            "initrd.img",
-            "record.json",
-            "rootfs.img",
-            "run-qemu.sh",
-            "vmlinuz"
-        ],
-        "unexpected files in the output"
-    );
+    assert_eq!(names, DEMO_OUTPUT_FILES, "unexpected files in the output");
 }
 
 #[test]
@@ -181,14 +170,10 @@ fn changing_the_model_changes_its_disk_and_the_launch_digest_but_not_the_root_im
     fs_err::write(variant.path(), changed).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("variant");
-    let o = crate::util::builder(&[
-        "build",
-        variant.path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    ok(&o, "build of the model variant");
+    ok(
+        &crate::util::build_quiet(variant.path(), &out),
+        "build of the model variant",
+    );
 
     let read = |dir: &Path| -> serde_json::Value {
         serde_json::from_slice(&fs_err::read(dir.join("record.json")).unwrap()).unwrap()
@@ -279,12 +264,7 @@ fn rust_components_are_bit_identical_from_another_checkout() {
             &|_: &str| {},
         )
         .unwrap_or_else(|e| panic!("building {package}/{bin} in the copy: {e}"));
-        let recorded = record["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
-            .unwrap_or_else(|| panic!("the record lists no {bin}"));
+        let recorded = crate::util::rust_component(&record, bin);
         assert_eq!(
             recorded["sha256"],
             built.sha256.to_string().as_str(),

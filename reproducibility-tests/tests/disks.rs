@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use measurements::Sha256Digest;
-use reproducibility_tests::Layer;
 use serde_json::{json, Value};
 
 use crate::util::{
-    builder, listing_diff, ok, run_builder, sev_snp_measure, tool, tree_listing, Conditions,
+    assert_refused, build_ok, build_quiet, builder, flipped_copy, fsck_extract,
+    fsck_extract_preserving, listing_diff, manifest_head, ok, project_dir, run_builder,
+    sev_snp_measure, tool, tree_listing, write_in, Conditions, OVMF, OVMF_SNP,
 };
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
@@ -96,15 +97,6 @@ const NOTE_PATH: &str = "/notes/README.txt";
 const NOTE_V1: &[u8] = b"model notes, version 1\n";
 const NOTE_V2: &[u8] = b"model notes, version 2\n";
 
-/// Fixture firmware: the boot firmware and the SNP profile's (pins from fixtures/SHA256SUMS).
-const OVMF: (&str, &str) = (
-    "firmware/OVMF-2025.02.fd",
-    "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-);
-const OVMF_SNP: (&str, &str) = (
-    "firmware/OVMF.amdsev-2026.08.fd",
-    "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
-);
 /// The SNP profile is measured for each of these vCPU counts (one launch digest each).
 const SNP_VCPUS: [u32; 6] = [1, 2, 4, 8, 16, 64];
 const SNP_VCPU_TYPE: &str = "EPYC-Milan";
@@ -215,15 +207,11 @@ struct Project {
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = project_dir(b"disks\n", |l| {
+            l.dir("usr", 0o755)
+                .file("usr/hello", 0o755, b"#!/bin/sh\necho hello\n");
+        });
         let p = dir.path();
-        let layer = Layer::new()
-            .dir("etc", 0o755)
-            .file("etc/hostname", 0o644, b"disks\n")
-            .dir("usr", 0o755)
-            .file("usr/hello", 0o755, b"#!/bin/sh\necho hello\n")
-            .finish();
-        fs_err::write(p.join("base.tar"), layer).unwrap();
         // Any pinned bytes serve as the kernel: the build copies them and SNP hashes them.
         fs_err::write(p.join("vmlinuz"), b"a kernel stand-in for the disk tests\n").unwrap();
         let fixtures = reproducibility_tests::demo::fixtures_dir();
@@ -271,16 +259,7 @@ impl Project {
             .map(|t| format!("take = \"{t}\"\n"))
             .unwrap_or_default();
         let text = format!(
-            r#"schema = 1
-[image]
-name = "disks-test"
-version = "1"
-source_date_epoch = 1735689600
-
-[[rootfs.layers]]
-tar = "base.tar"
-sha256 = "{base}"
-
+            r#"{head}
 [boot]
 kernel = {{ path = "vmlinuz", sha256 = "{kernel}" }}
 firmware = {fw}
@@ -311,7 +290,7 @@ mode = 0o640
 uid = 1000
 gid = 100
 {extra}"#,
-            base = pin("base.tar"),
+            head = manifest_head("disks-test", "base.tar", &pin("base.tar")),
             kernel = pin("vmlinuz"),
             fw = fw(OVMF),
             fw_snp = fw(OVMF_SNP),
@@ -319,52 +298,19 @@ gid = 100
             wheel_sha = wheel.sha256,
             note_sha = pin(note),
         );
-        let path = p.join(name);
-        fs_err::write(&path, text).unwrap();
-        path
+        write_in(p, name, &text)
     }
 
     /// Builds `manifest` into `out` (a name in the project), asserting success.
     fn build(&self, manifest: &Path, out: &str) -> PathBuf {
-        let out = self.path().join(out);
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        ok(&o, "enclave-builder build");
-        out
+        build_ok(manifest, self.path().join(out))
     }
 
     /// Builds `manifest`, expecting refusal: exit code 3, no output directory and no staging
     /// directory left, and stderr naming every one of `needles`.
     fn refused(&self, manifest: &Path, needles: &[&str]) {
         let out = self.path().join("refused-out");
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            o.status.code(),
-            Some(3),
-            "expected exit code 3 (input refused); stderr:\n{err}"
-        );
-        assert!(!out.exists(), "a refused build left {}", out.display());
-        let leftovers: Vec<_> = fs_err::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.contains("partial"))
-            .collect();
-        assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
-        for n in needles {
-            assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
-        }
+        assert_refused(&build_quiet(manifest, &out), &out, self.path(), needles);
     }
 }
 
@@ -382,6 +328,43 @@ fn disk(r: &Value) -> &Value {
 fn assert_same_tree(ours: &Path, reference: &Path) {
     let d = listing_diff(&tree_listing(ours, true), &tree_listing(reference, true));
     assert!(d.is_empty(), "the disk differs from the reference:\n{d}");
+}
+
+/// `veritysetup verify` of a disk image against its record's `verity` values (hash offset
+/// and root hash), asserting success.
+fn verity_verify(img: &Path, verity: &serde_json::Value) {
+    let s = img.to_str().unwrap();
+    let offset = format!("--hash-offset={}", verity["hash_offset"]);
+    let root = verity["root_hash"].as_str().unwrap();
+    let o = tool("veritysetup", &["verify", &offset, s, s, root]);
+    ok(&o, &format!("veritysetup verify {}", img.display()));
+}
+
+/// `veritysetup verify --no-superblock` of a disk image given only the fields of its
+/// dm-verity table on the kernel command line (`table`, split at spaces: block sizes, data
+/// blocks, hash start block, root hash, salt), asserting success.
+fn verity_verify_table(img: &Path, table: &[&str]) {
+    let s = img.to_str().unwrap();
+    let hash_start: u64 = table[9].parse().unwrap();
+    let args = [
+        "verify",
+        "--no-superblock",
+        "--format=1",
+        "--hash=sha256",
+        &format!("--data-block-size={}", table[6]),
+        &format!("--hash-block-size={}", table[7]),
+        &format!("--data-blocks={}", table[8]),
+        &format!("--hash-offset={}", hash_start * 4096),
+        &format!("--salt={}", table[12]),
+        s,
+        s,
+        table[11],
+    ];
+    let o = tool("veritysetup", &args);
+    ok(
+        &o,
+        &format!("veritysetup verify --no-superblock (the kernel's table) {s}"),
+    );
 }
 
 /// `veritysetup dump` of an image's superblock, as field -> value.
@@ -472,10 +455,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     );
     // ... and rejects a flipped byte in the file system.
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.img");
-    let mut bytes = fs_err::read(&img).unwrap();
-    bytes[(data_size / 2) as usize] ^= 0x40;
-    fs_err::write(&bad, &bytes).unwrap();
+    let bad = flipped_copy(&img, data_size / 2, 0x40, tmp.path());
     let bad_s = bad.to_str().unwrap();
     assert!(
         !tool("veritysetup", &["verify", &off_arg, bad_s, bad_s, root])
@@ -505,27 +485,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     );
     assert_eq!(table[8], v["data_blocks"].to_string());
     assert_eq!((table[11], table[12]), (root, salt), "{table:?}");
-    let hash_start: u64 = table[9].parse().unwrap();
-    ok(
-        &tool(
-            "veritysetup",
-            &[
-                "verify",
-                "--no-superblock",
-                "--format=1",
-                "--hash=sha256",
-                "--data-block-size=4096",
-                "--hash-block-size=4096",
-                &format!("--data-blocks={}", table[8]),
-                &format!("--hash-offset={}", hash_start * 4096),
-                &format!("--salt={}", table[12]),
-                img_s,
-                img_s,
-                table[11],
-            ],
-        ),
-        "veritysetup verify --no-superblock (the kernel's table)",
-    );
+    verity_verify_table(&img, &table);
     assert!(cmdline.contains(" enclave.require=/dev/dm-1"), "{cmdline}");
     assert!(
         cmdline.contains(&format!(" enclave.mount=/dev/dm-1,{MOUNT},erofs,ro")),
@@ -553,17 +513,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
         "{sb}"
     );
     let extracted = tmp.path().join("extracted");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", extracted.display()),
-                "--preserve",
-                data.to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract",
-    );
+    fsck_extract_preserving(&data, &extracted);
 
     // The reference: Python's zipfile extracts the wheel; the `take` directory goes to `into`,
     // and `install` places the extra file.
@@ -683,16 +633,7 @@ fn disk_verity_and_contents_match_veritysetup_fsck_erofs_and_zipfile() {
     // The root image carries only the empty mount point.
     let root_x = tmp.path().join("root");
     let root_img = out.join("rootfs.img");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", root_x.display()),
-                root_img.to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract rootfs.img",
-    );
+    fsck_extract(&root_img, &root_x);
     let mount = root_x.join(MOUNT.trim_start_matches('/'));
     assert!(mount.is_dir(), "no mount point {MOUNT} in rootfs.img");
     assert_eq!(fs_err::read_dir(&mount).unwrap().count(), 0);
@@ -771,20 +712,7 @@ fn changing_a_disk_file_changes_the_disk_cmdline_and_launch_digest_but_not_rootf
     assert_ne!(root_a, root_b, "the disk's root hash did not change");
     for (out, v) in [(&a, va), (&b, vb)] {
         let img = out.join("disk-model.img");
-        let s = img.to_str().unwrap();
-        ok(
-            &tool(
-                "veritysetup",
-                &[
-                    "verify",
-                    &format!("--hash-offset={}", v["hash_offset"]),
-                    s,
-                    s,
-                    v["root_hash"].as_str().unwrap(),
-                ],
-            ),
-            "veritysetup verify",
-        );
+        verity_verify(&img, v);
     }
     assert_ne!(
         sha256sum(&a.join("disk-model.img")),
@@ -868,97 +796,79 @@ fn wheel_with_altered_member_and_kept_record_is_refused() {
     );
 }
 
+/// The model's members and one more.
+fn members_and(name: &str, data: &[u8], mode: u32) -> Vec<Member> {
+    let mut members = model_members();
+    members.push((name.to_owned(), data.to_vec(), mode));
+    members
+}
+
+/// Writes `members` as the wheel `tinymodel-0.1.0-py3-none-any.{kind}.whl` (with a RECORD
+/// if `record`, leaving the `unrecorded` members out of it) and checks that a build taking
+/// [`TAKE`] from it is refused, naming the wheel's field, its file and each of `needles`.
+fn refused_wheel_with(
+    kind: &str,
+    members: &[Member],
+    record: bool,
+    unrecorded: &[&str],
+    needles: &[&str],
+) {
+    let p = Project::new();
+    let file = format!("tinymodel-0.1.0-py3-none-any.{kind}.whl");
+    write_wheel(&p.path().join(&file), members, record, unrecorded);
+    let m = bad_wheel_manifest(&p, &file, Some(TAKE));
+    p.refused(&m, &[&["disks[0].wheels[0]", &file], needles].concat());
+}
+
+/// [`refused_wheel_with`] a complete RECORD.
+fn refused_wheel(kind: &str, members: &[Member], needles: &[&str]) {
+    refused_wheel_with(kind, members, true, &[], needles);
+}
+
 #[test]
 fn wheel_with_dotdot_member_is_refused() {
-    let p = Project::new();
-    let mut members = model_members();
-    members.push(("../escape".to_owned(), b"outside\n".to_vec(), 0o644));
-    let file = "tinymodel-0.1.0-py3-none-any.escape.whl";
-    write_wheel(&p.path().join(file), &members, true, &[]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(&m, &["disks[0].wheels[0]", file, "../escape"]);
+    let members = members_and("../escape", b"outside\n", 0o644);
+    refused_wheel("escape", &members, &["../escape"]);
 }
 
 #[test]
 fn wheel_with_symlink_member_is_refused() {
-    let p = Project::new();
-    let mut members = model_members();
-    members.push((
-        "tinymodel/model/link".to_owned(),
-        b"/etc/shadow".to_vec(),
-        0o120777,
-    ));
-    let file = "tinymodel-0.1.0-py3-none-any.symlink.whl";
-    write_wheel(&p.path().join(file), &members, true, &[]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(
-        &m,
-        &[
-            "disks[0].wheels[0]",
-            file,
-            "tinymodel/model/link",
-            "symbolic link",
-        ],
-    );
+    let link = "tinymodel/model/link";
+    let members = members_and(link, b"/etc/shadow", 0o120777);
+    refused_wheel("symlink", &members, &[link, "symbolic link"]);
 }
 
 #[test]
 fn wheel_with_duplicate_member_is_refused() {
-    let p = Project::new();
     // Two members of one name (Python's zipfile warns and writes both), RECORD listing both
     // digests. Readers that keep the last copy (the `zip` crate, Python) see a member that
     // matches RECORD's last line; readers that keep the first see other bytes. The `zip`
     // crate's index hides the repetition, so the builder must ask for it.
-    let mut members = model_members();
-    members.push((
-        "tinymodel/model/config.json".to_owned(),
-        b"{\"hidden_size\": 1024}\n".to_vec(),
-        0o644,
-    ));
-    let file = "tinymodel-0.1.0-py3-none-any.duplicate.whl";
-    write_wheel(&p.path().join(file), &members, true, &[]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(&m, &["disks[0].wheels[0]", file, "member name twice"]);
+    let second = b"{\"hidden_size\": 1024}\n";
+    let members = members_and("tinymodel/model/config.json", second, 0o644);
+    refused_wheel("duplicate", &members, &["member name twice"]);
 }
 
 #[test]
 fn wheel_with_empty_name_component_is_refused() {
-    let p = Project::new();
     // `model//config.json` is the same file as `model/config.json` once placed (and Python's
     // zipfile extracts both to one path), but RECORD and the build record would list two
     // members with two digests, only one of which is on the disk.
-    let mut members = model_members();
-    members.push((
-        "tinymodel/model//config.json".to_owned(),
-        b"{\"hidden_size\": 1024}\n".to_vec(),
-        0o644,
-    ));
-    let file = "tinymodel-0.1.0-py3-none-any.emptycomponent.whl";
-    write_wheel(&p.path().join(file), &members, true, &[]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(
-        &m,
-        &["disks[0].wheels[0]", file, "tinymodel/model//config.json"],
-    );
+    let name = "tinymodel/model//config.json";
+    let members = members_and(name, b"{\"hidden_size\": 1024}\n", 0o644);
+    refused_wheel("emptycomponent", &members, &[name]);
 }
 
 #[test]
 fn wheel_without_record_is_refused() {
-    let p = Project::new();
-    let file = "tinymodel-0.1.0-py3-none-any.norecord.whl";
-    write_wheel(&p.path().join(file), &model_members(), false, &[]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(&m, &["disks[0].wheels[0]", file, "RECORD"]);
+    refused_wheel_with("norecord", &model_members(), false, &[], &["RECORD"]);
 }
 
 #[test]
 fn wheel_member_missing_from_record_is_refused() {
-    let p = Project::new();
-    let file = "tinymodel-0.1.0-py3-none-any.unrecorded.whl";
     let member = "tinymodel/model/tokenizer/vocab.txt";
-    write_wheel(&p.path().join(file), &model_members(), true, &[member]);
-    let m = bad_wheel_manifest(&p, file, Some(TAKE));
-    p.refused(&m, &["disks[0].wheels[0]", file, member, "RECORD"]);
+    let needles = [member, "RECORD"];
+    refused_wheel_with("unrecorded", &model_members(), true, &[member], &needles);
 }
 
 #[test]
@@ -1038,20 +948,7 @@ fn disk_images_are_identical_under_different_conditions() {
     let r = record(&outs[1]);
     let v = &disk(&r)["filesystem"]["verity"];
     let img = outs[1].join("disk-model.img");
-    let s = img.to_str().unwrap();
-    ok(
-        &tool(
-            "veritysetup",
-            &[
-                "verify",
-                &format!("--hash-offset={}", v["hash_offset"]),
-                s,
-                s,
-                v["root_hash"].as_str().unwrap(),
-            ],
-        ),
-        "veritysetup verify",
-    );
+    verity_verify(&img, v);
 }
 
 /// A second disk is the next device (`/dev/vdc`, `/dev/dm-2`), verifies with veritysetup from
@@ -1089,41 +986,11 @@ fn a_second_disk_gets_the_next_device_and_leaves_the_first_disk_alone() {
     );
     let v = &d["filesystem"]["verity"];
     let img = two.join("disk-tok-2.img");
-    let s = img.to_str().unwrap();
-    ok(
-        &tool(
-            "veritysetup",
-            &[
-                "verify",
-                &format!("--hash-offset={}", v["hash_offset"]),
-                s,
-                s,
-                v["root_hash"].as_str().unwrap(),
-            ],
-        ),
-        "veritysetup verify disk-tok-2.img",
-    );
+    verity_verify(&img, v);
     let cmdline = fs_err::read_to_string(two.join("cmdline")).unwrap();
     let table: Vec<&str> = dm_table(&cmdline, "tok-2", 2).split(' ').collect();
     assert_eq!((table[4], table[5]), ("/dev/vdc", "/dev/vdc"), "{table:?}");
-    ok(
-        &tool(
-            "veritysetup",
-            &[
-                "verify",
-                "--no-superblock",
-                "--format=1",
-                "--hash=sha256",
-                &format!("--data-blocks={}", table[8]),
-                &format!("--hash-offset={}", table[9].parse::<u64>().unwrap() * 4096),
-                &format!("--salt={}", table[12]),
-                s,
-                s,
-                table[11],
-            ],
-        ),
-        "veritysetup verify --no-superblock (the kernel's table for tok-2)",
-    );
+    verity_verify_table(&img, &table);
     assert!(
         cmdline.contains(" enclave.require=/dev/dm-1,/dev/dm-2"),
         "{cmdline}"
@@ -1135,13 +1002,7 @@ fn a_second_disk_gets_the_next_device_and_leaves_the_first_disk_alone() {
     // The disk's one file, read back by fsck.erofs.
     let tmp = tempfile::tempdir().unwrap();
     let x = tmp.path().join("x");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[&format!("--extract={}", x.display()), "--preserve", s],
-        ),
-        "fsck.erofs --extract disk-tok-2.img",
-    );
+    fsck_extract_preserving(&img, &x);
     let l = tree_listing(&x, true);
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(bytes_of(&x.join("tokens.txt")), b"a\nb\nc\n");
@@ -1176,17 +1037,7 @@ fn rootfs_wheel_matches_tar_plus_zipfile() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let extracted = tmp.path().join("extracted");
-    ok(
-        &tool(
-            "fsck.erofs",
-            &[
-                &format!("--extract={}", extracted.display()),
-                "--preserve",
-                out.join("rootfs.img").to_str().unwrap(),
-            ],
-        ),
-        "fsck.erofs --extract rootfs.img",
-    );
+    fsck_extract_preserving(&out.join("rootfs.img"), &extracted);
     let reference = tmp.path().join("reference");
     fs_err::create_dir_all(&reference).unwrap();
     ok(

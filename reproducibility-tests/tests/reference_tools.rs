@@ -3,11 +3,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{
-    demo_build, demo_manifest, listing_diff, ok, repo, sev_snp_measure, tool, tree_listing,
+    demo_build, demo_manifest, flipped_copy, fsck_extract_preserving, listing_diff, ok, repo,
+    sev_snp_measure, tool, tree_listing,
 };
 
 fn record(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap()
+}
+
+/// `install FLAGS -m MODE -o 0 -g 0 PATHS` (root-owned copies or directories), asserting
+/// success.
+fn install_as_root(flags: &[&str], mode: &str, paths: [&Path; 2]) {
+    let mut args = flags.to_vec();
+    args.extend(["-m", mode, "-o", "0", "-g", "0"]);
+    args.extend(paths.map(|p| p.to_str().unwrap()));
+    ok(
+        &tool("install", &args),
+        &format!("install {}", args.join(" ")),
+    );
 }
 
 #[test]
@@ -52,10 +65,7 @@ fn veritysetup_verifies_and_detects_a_flipped_byte() {
 
     // One flipped byte in the data area (in the middle of the file system).
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.img");
-    let mut bytes = fs_err::read(&img).unwrap();
-    bytes[(offset / 2) as usize] ^= 0x01;
-    fs_err::write(&bad, &bytes).unwrap();
+    let bad = flipped_copy(&img, offset / 2, 0x01, tmp.path());
     let bad_s = bad.to_str().unwrap();
     let o = tool("veritysetup", &["verify", &off_arg, bad_s, bad_s, root]);
     assert!(
@@ -167,78 +177,20 @@ fn reference_rootfs(work: &Path) -> PathBuf {
         "tar -x extra.tar",
     );
     let motd = repo().join("manifests/files/motd");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-m",
-                "0644",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                motd.to_str().unwrap(),
-                rootfs.join("etc/motd").to_str().unwrap(),
-            ],
-        ),
-        "install motd",
-    );
+    install_as_root(&[], "0644", [&motd, &rootfs.join("etc/motd")]);
     // The guest init the builder compiled (the same file the build placed), and the workload
     // description the init reads, built here with Python's json module from the OCI config.
     let init =
         repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/enclave-init");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-D",
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                init.to_str().unwrap(),
-                rootfs.join("sbin/enclave-init").to_str().unwrap(),
-            ],
-        ),
-        "install enclave-init",
-    );
+    install_as_root(&["-D"], "0755", [&init, &rootfs.join("sbin/enclave-init")]);
     // The workload (the second Rust component) and the model disk's mount point.
     let server =
         repo().join("target/enclave-components/x86_64-unknown-linux-gnu/release/demo-server");
-    ok(
-        &tool(
-            "install",
-            &[
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                server.to_str().unwrap(),
-                rootfs.join("usr/bin/demo-server").to_str().unwrap(),
-            ],
-        ),
-        "install demo-server",
-    );
-    ok(
-        &tool(
-            "install",
-            &[
-                "-d",
-                "-m",
-                "0755",
-                "-o",
-                "0",
-                "-g",
-                "0",
-                rootfs.join("models").to_str().unwrap(),
-                rootfs.join("models/minilm").to_str().unwrap(),
-            ],
-        ),
-        "install -d /models/minilm",
+    install_as_root(&[], "0755", [&server, &rootfs.join("usr/bin/demo-server")]);
+    install_as_root(
+        &["-d"],
+        "0755",
+        [&rootfs.join("models"), &rootfs.join("models/minilm")],
     );
     let config = blob(manifest["config"]["digest"].as_str().unwrap());
     let script = "import json,sys\nc=json.load(open(sys.argv[1]))['config']\nkeys=['Entrypoint','Cmd','Env','WorkingDir','User']\nsys.stdout.write(json.dumps({k:c[k] for k in keys if k in c},indent=2)+'\\n')";
@@ -257,11 +209,7 @@ fn fsck_erofs_extraction_matches_an_independent_flattening() {
     let img = out.join("rootfs.img");
     ok(&tool("fsck.erofs", &[img.to_str().unwrap()]), "fsck.erofs");
     let extracted = work.path().join("extracted");
-    let arg = format!("--extract={}", extracted.display());
-    ok(
-        &tool("fsck.erofs", &[&arg, "--preserve", img.to_str().unwrap()]),
-        "fsck.erofs --extract",
-    );
+    fsck_extract_preserving(&img, &extracted);
     let reference = reference_rootfs(work.path());
     let (ours, theirs) = (
         tree_listing(&extracted, false),

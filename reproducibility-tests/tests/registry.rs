@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::registry_server::{auth_file, Fault, Proxy, TestRegistry};
-use crate::util::{builder_bin, ok, tool};
+use crate::util::{builder_bin, ok, tool, DEMO_OUTPUT_FILES};
 
 /// Runs the builder with a clean credentials environment (`env` adds to it).
 fn eb(args: &[&str], home: &Path, env: &[(&str, &Path)]) -> Output {
@@ -27,6 +27,16 @@ fn eb(args: &[&str], home: &Path, env: &[(&str, &Path)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
+}
+
+/// `pull REFERENCE --out OUT` with a clean credentials environment, asserting success.
+fn pull_ok(reference: &str, out: &Path, home: &Path, what: &str) {
+    let o = eb(
+        &["pull", reference, "--out", out.to_str().unwrap()],
+        home,
+        &[],
+    );
+    ok(&o, what);
 }
 
 fn stdout(o: &Output) -> String {
@@ -68,6 +78,18 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
             (x >> 33) as u8
         })
         .collect()
+}
+
+/// A registry without authentication, and a temporary directory (also the credentials
+/// home) holding the release directory `name` made by [`release_dir`].
+fn open_registry_and_release(
+    name: &str,
+    model: &[u8],
+) -> (TestRegistry, tempfile::TempDir, PathBuf) {
+    let reg = TestRegistry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = release_dir(tmp.path(), name, model);
+    (reg, tmp, dir)
 }
 
 /// A release directory like `build` writes (record.json's outputs from `sha256sum`), with a
@@ -163,10 +185,8 @@ fn nothing_left(parent: &Path, name: &str) {
 
 #[test]
 fn push_pull_round_trip_layout_and_dedup() {
-    let reg = TestRegistry::start(None);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, tmp, dir) = open_registry_and_release("rel1", &bytes(10, 1 << 20));
     let home = tmp.path();
-    let dir = release_dir(tmp.path(), "rel1", &bytes(10, 1 << 20));
     let repo = format!("{}/enclave/demo", reg.addr);
 
     let d1 = pushed_digest(&eb(
@@ -206,19 +226,7 @@ fn push_pull_round_trip_layout_and_dedup() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(
-        titles,
-        [
-            "OVMF.fd",
-            "cmdline",
-            "disk-model.img",
-            "initrd.img",
-            "record.json",
-            "rootfs.img",
-            "run-qemu.sh",
-            "vmlinuz"
-        ]
-    );
+    assert_eq!(titles, DEMO_OUTPUT_FILES);
     for l in layers {
         let t = l["annotations"]["org.opencontainers.image.title"]
             .as_str()
@@ -308,19 +316,7 @@ fn push_pull_round_trip_layout_and_dedup() {
 
     // Pull in another process into a fresh directory: identical, scripts executable.
     let out = tmp.path().join("pulled");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{repo}@{d1}"),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
-        "pull",
-    );
+    pull_ok(&format!("{repo}@{d1}"), &out, home, "pull");
     diff_r(&dir, &out);
     let mode = fs_err::metadata(out.join("run-qemu.sh"))
         .unwrap()
@@ -347,19 +343,7 @@ fn push_pull_round_trip_layout_and_dedup() {
     );
     assert_eq!(pushed_digest(&o), d1);
     let out2 = tmp.path().join("pulled2");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{repo}@{d1}"),
-                "--out",
-                out2.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
-        "pull after attach",
-    );
+    pull_ok(&format!("{repo}@{d1}"), &out2, home, "pull after attach");
     fs_err::copy(&prov, dir.join("provenance.intoto.json")).unwrap();
     diff_r(&dir, &out2);
     fs_err::remove_file(dir.join("provenance.intoto.json")).unwrap();
@@ -559,10 +543,8 @@ fn credentials_from_auth_files() {
 
 #[test]
 fn interrupted_push_completes_on_rerun() {
-    let reg = TestRegistry::start(None);
-    let tmp = tempfile::tempdir().unwrap();
+    let (reg, tmp, dir) = open_registry_and_release("rel", &bytes(40, 24 << 20));
     let home = tmp.path();
-    let dir = release_dir(tmp.path(), "rel", &bytes(40, 24 << 20));
     let big = sha256sum(&dir.join("disk-model.img"));
 
     // The proxy cuts every connection once 10 MiB have gone up: mid-way through the model.
@@ -601,17 +583,10 @@ fn interrupted_push_completes_on_rerun() {
         "{commits:?}"
     );
     let out = tmp.path().join("out");
-    ok(
-        &eb(
-            &[
-                "pull",
-                &format!("{}/enclave/demo@{d}", reg.addr),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            home,
-            &[],
-        ),
+    pull_ok(
+        &format!("{}/enclave/demo@{d}", reg.addr),
+        &out,
+        home,
         "pull",
     );
     diff_r(&dir, &out);

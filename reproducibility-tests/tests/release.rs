@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use measurements::Sha256Digest;
-use reproducibility_tests::Layer;
 use serde_json::Value;
 
-use crate::util::{builder, builder_bin, diff_statuses, ok, tool};
+use crate::util::{
+    build_ok, builder, builder_bin, diff_statuses, keygen, manifest_head, ok, project_dir, tool,
+    write_in, EFI_STUB, OVMF, OVMF_SNP, OVMF_TDX,
+};
 
 const EXIT_INPUT_REFUSED: i32 = 3;
 const EXIT_INPUTS_DIFFER: i32 = 5;
@@ -26,24 +28,7 @@ const EXIT_RELEASE_REJECTED: i32 = 9;
 /// Fixture files (pins from fixtures/SHA256SUMS): boot firmware, SNP and TDX firmware, and
 /// the systemd EFI stub, a small PE file standing in for the kernel (TDX RTMR1 hashes it as
 /// a PE image).
-const FIXTURES: [(&str, &str); 4] = [
-    (
-        "firmware/OVMF-2025.02.fd",
-        "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-    ),
-    (
-        "firmware/OVMF.amdsev-2026.08.fd",
-        "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
-    ),
-    (
-        "firmware/OVMF.inteltdx.ms-2026.08.fd",
-        "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312",
-    ),
-    (
-        "uki/linuxx64.efi.stub-257.13",
-        "9c623743834bb904a3cb941092cffc958c31230263ce896d332a75e9ec48aa85",
-    ),
-];
+const FIXTURES: [(&str, &str); 4] = [OVMF, OVMF_SNP, OVMF_TDX, EFI_STUB];
 
 /// A scratch project: the layer, fixtures and two versions of the data disk's file.
 struct Project {
@@ -60,13 +45,8 @@ fn name_of(f: &str) -> &str {
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = project_dir(b"release\n", |_| {});
         let p = dir.path();
-        let layer = Layer::new()
-            .dir("etc", 0o755)
-            .file("etc/hostname", 0o644, b"release\n")
-            .finish();
-        fs_err::write(p.join("base.tar"), layer).unwrap();
         let fixtures = reproducibility_tests::demo::fixtures_dir();
         for (f, sha) in FIXTURES {
             fs_err::copy(fixtures.join(f), p.join(name_of(f))).unwrap();
@@ -90,16 +70,7 @@ impl Project {
             format!("{{ path = \"{}\", sha256 = \"{sha}\" }}", name_of(f))
         };
         let text = format!(
-            r#"schema = 1
-[image]
-name = "release-test"
-version = "1"
-source_date_epoch = 1735689600
-
-[[rootfs.layers]]
-tar = "base.tar"
-sha256 = "{base}"
-
+            r#"{head}
 [boot]
 kernel = {kernel}
 firmware = {boot_fw}
@@ -128,46 +99,24 @@ name = "tdx"
 platform = "tdx"
 firmware = {tdx_fw}
 "#,
-            base = pin("base.tar"),
+            head = manifest_head("release-test", "base.tar", &pin("base.tar")),
             kernel = fw(3),
             boot_fw = fw(0),
             snp_fw = fw(1),
             tdx_fw = fw(2),
             note_sha = pin(note),
         );
-        let path = p.join(name);
-        fs_err::write(&path, text).unwrap();
-        path
+        write_in(p, name, &text)
     }
 
     fn build(&self, manifest: &Path, out: &str) -> PathBuf {
-        let out = self.path().join(out);
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
-        ok(&o, "enclave-builder build");
-        out
+        build_ok(manifest, self.path().join(out))
     }
 
     /// `keygen --out DIR/NAME [--algorithm ALG]`; returns the key path and the printed
     /// fingerprint.
     fn keygen(&self, name: &str, algorithm: &str) -> (PathBuf, String) {
-        let key = self.path().join(name);
-        let o = builder(&[
-            "keygen",
-            "--out",
-            key.to_str().unwrap(),
-            "--algorithm",
-            algorithm,
-            "--json",
-        ]);
-        ok(&o, "enclave-builder keygen");
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        (key, v["fingerprint"].as_str().unwrap().to_owned())
+        keygen(builder, self.path().join(name), algorithm)
     }
 
     /// Copies a release directory (to alter the copy).
@@ -180,17 +129,17 @@ firmware = {tdx_fw}
         to
     }
 
-    /// Writes a policy file and runs `release check DIR --policy P`.
-    fn check(&self, dir: &Path, policy: &str) -> (Option<i32>, String) {
+    /// Writes a policy file and runs `release check DIR --policy P` and then `extra`.
+    fn run_check(&self, dir: &Path, policy: &str, extra: &[&str]) -> Output {
         let p = self.path().join("policy.toml");
         fs_err::write(&p, policy).unwrap();
-        let o = builder(&[
-            "release",
-            "check",
-            dir.to_str().unwrap(),
-            "--policy",
-            p.to_str().unwrap(),
-        ]);
+        let (dir, p) = (dir.to_str().unwrap(), p.to_str().unwrap());
+        builder(&[&["release", "check", dir, "--policy", p], extra].concat())
+    }
+
+    /// [`Project::run_check`] without more arguments; returns the exit code and the output.
+    fn check(&self, dir: &Path, policy: &str) -> (Option<i32>, String) {
+        let o = self.run_check(dir, policy, &[]);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&o.stdout),
@@ -535,20 +484,8 @@ fn release_check_enforces_the_policy_and_names_each_failure() {
     assert!(text.contains(&format!("launch_digest = {snp}")), "{text}");
 
     // --json carries the same verdict.
-    let pol = p.path().join("policy.toml");
-    fs_err::write(
-        &pol,
-        policy("publisher.pub", &["rebuilder1.pub", "rebuilder2.pub"], 2),
-    )
-    .unwrap();
-    let o = builder(&[
-        "release",
-        "check",
-        out.to_str().unwrap(),
-        "--policy",
-        pol.to_str().unwrap(),
-        "--json",
-    ]);
+    let both = policy("publisher.pub", &["rebuilder1.pub", "rebuilder2.pub"], 2);
+    let o = p.run_check(&out, &both, &["--json"]);
     assert_eq!(o.status.code(), Some(EXIT_RELEASE_REJECTED));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["passed"], false);

@@ -62,21 +62,7 @@ fn copy_demo(to: &Path) {
 }
 
 fn keygen(dir: &Path, name: &str, algorithm: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let o = eb(
-        dir,
-        &[
-            "keygen",
-            "--out",
-            key.to_str().unwrap(),
-            "--algorithm",
-            algorithm,
-            "--json",
-        ],
-    );
-    ok(&o, "keygen");
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    (key, v["fingerprint"].as_str().unwrap().to_owned())
+    crate::util::keygen(|args| eb(dir, args), dir.join(name), algorithm)
 }
 
 fn policy(dir: &Path, required: usize) -> PathBuf {

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use reproducibility_tests::Layer;
+
 /// The workspace root.
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,6 +72,99 @@ pub(crate) fn builder(args: &[&str]) -> Output {
     Command::new(builder_bin()).args(args).output().unwrap()
 }
 
+/// A new temporary project directory holding `base.tar`: a root layer with `/etc/hostname`
+/// (`hostname`), then whatever `more` adds.
+pub(crate) fn project_dir(hostname: &[u8], more: impl FnOnce(&mut Layer)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = Layer::new();
+    layer
+        .dir("etc", 0o755)
+        .file("etc/hostname", 0o644, hostname);
+    more(&mut layer);
+    fs_err::write(dir.path().join("base.tar"), layer.finish()).unwrap();
+    dir
+}
+
+/// The start of a test manifest, up to its `[boot]` table: `[image]` named `name` (version 1,
+/// epoch 2025-01-01) with one root layer, `tar` pinned to `sha256`.
+pub(crate) fn manifest_head(name: &str, tar: &str, sha256: &str) -> String {
+    format!(
+        r#"schema = 1
+[image]
+name = "{name}"
+version = "1"
+source_date_epoch = 1735689600
+
+[[rootfs.layers]]
+tar = "{tar}"
+sha256 = "{sha256}"
+"#
+    )
+}
+
+/// `enclave-builder keygen --out KEY --algorithm ALGORITHM --json` through `run` (which runs
+/// the builder with these arguments), asserting success; returns `key` and the printed
+/// fingerprint.
+pub(crate) fn keygen(
+    run: impl Fn(&[&str]) -> Output,
+    key: PathBuf,
+    algorithm: &str,
+) -> (PathBuf, String) {
+    let o = run(&[
+        "keygen",
+        "--out",
+        key.to_str().unwrap(),
+        "--algorithm",
+        algorithm,
+        "--json",
+    ]);
+    ok(&o, "enclave-builder keygen");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (key, v["fingerprint"].as_str().unwrap().to_owned())
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub(crate) fn write_in(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs_err::write(&path, text).unwrap();
+    path
+}
+
+/// Builds `manifest` into `out` (with [`build_quiet`]), asserting success; returns `out`.
+pub(crate) fn build_ok(manifest: &Path, out: PathBuf) -> PathBuf {
+    ok(&build_quiet(manifest, &out), "enclave-builder build");
+    out
+}
+
+/// `enclave-builder build MANIFEST --out OUT --quiet`, run plainly (like [`builder`]).
+pub(crate) fn build_quiet(manifest: &Path, out: &Path) -> Output {
+    let (manifest, out) = (manifest.to_str().unwrap(), out.to_str().unwrap());
+    builder(&["build", manifest, "--out", out, "--quiet"])
+}
+
+/// Checks a build was refused: exit code 3, neither `out` nor a staging (`partial`)
+/// directory left in `dir`, and stderr naming every one of `needles`; returns stderr.
+pub(crate) fn assert_refused(o: &Output, out: &Path, dir: &Path, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "expected exit code 3 (input refused), got {:?}; stderr:\n{err}",
+        o.status.code()
+    );
+    assert!(!out.exists(), "a refused build left {}", out.display());
+    let leftovers: Vec<_> = fs_err::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "a refused build left {leftovers:?}");
+    for n in needles {
+        assert!(err.contains(n), "stderr does not mention {n:?}:\n{err}");
+    }
+    err
+}
+
 /// Asserts a command succeeded, printing its output otherwise.
 pub(crate) fn ok(out: &Output, what: &str) {
     assert!(
@@ -128,6 +223,56 @@ pub(crate) fn sev_snp_measure(
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
+/// Fixture files as (path under `../shared/fixtures`, sha256), pins from
+/// fixtures/SHA256SUMS: boot firmware, SEV-SNP (AmdSev) and TDX firmware, systemd's EFI stub.
+const FIXTURES: [(&str, &str); 4] = [
+    (
+        "firmware/OVMF-2025.02.fd",
+        "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
+    ),
+    (
+        "firmware/OVMF.amdsev-2026.08.fd",
+        "3e4fd0b3fe3b2dbe481c3d9e99418a034174f26cbe1f55aa212b0f18c12d2d6f",
+    ),
+    (
+        "firmware/OVMF.inteltdx.ms-2026.08.fd",
+        "a265075b4147a096109e501e76196df1ec8a18659c26f7401492c597ec88f312",
+    ),
+    (
+        "uki/linuxx64.efi.stub-257.13",
+        "9c623743834bb904a3cb941092cffc958c31230263ce896d332a75e9ec48aa85",
+    ),
+];
+/// The boot firmware.
+pub(crate) const OVMF: (&str, &str) = FIXTURES[0];
+/// The SEV-SNP firmware (OVMF AmdSev build).
+pub(crate) const OVMF_SNP: (&str, &str) = FIXTURES[1];
+/// The TDX firmware.
+pub(crate) const OVMF_TDX: (&str, &str) = FIXTURES[2];
+/// systemd's EFI stub.
+pub(crate) const EFI_STUB: (&str, &str) = FIXTURES[3];
+
+/// A copy of `image`, written to `dir`, with the byte at `offset` XORed with `mask`.
+pub(crate) fn flipped_copy(image: &Path, offset: u64, mask: u8, dir: &Path) -> PathBuf {
+    let bad = dir.join("bad.img");
+    let mut bytes = fs_err::read(image).unwrap();
+    bytes[usize::try_from(offset).unwrap()] ^= mask;
+    fs_err::write(&bad, &bytes).unwrap();
+    bad
+}
+
+/// The files a demo build writes to its output directory, sorted.
+pub(crate) const DEMO_OUTPUT_FILES: [&str; 8] = [
+    "OVMF.fd",
+    "cmdline",
+    "disk-model.img",
+    "initrd.img",
+    "record.json",
+    "rootfs.img",
+    "run-qemu.sh",
+    "vmlinuz",
+];
+
 /// The demo build, built once per test process into a temporary directory.
 pub(crate) fn demo_build() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
@@ -135,13 +280,7 @@ pub(crate) fn demo_build() -> &'static Path {
         let manifest = demo_manifest();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("demo");
-        let o = builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let o = build_quiet(&manifest, &out);
         ok(&o, "demo build");
         (tmp, out)
     })
@@ -157,12 +296,7 @@ pub(crate) fn demo_component(demo: &Path, bin: &str) -> PathBuf {
     let digest = measurements::Sha256Digest::of(&fs_err::read(&path).unwrap()).to_string();
     let record: serde_json::Value =
         serde_json::from_slice(&fs_err::read(demo.join("record.json")).unwrap()).unwrap();
-    let recorded = record["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
-        .unwrap_or_else(|| panic!("the demo record lists no {bin} component"));
+    let recorded = rust_component(&record, bin);
     assert_eq!(
         recorded["sha256"],
         digest.as_str(),
@@ -170,6 +304,19 @@ pub(crate) fn demo_component(demo: &Path, bin: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The record's `rust-component` input for the binary `bin`.
+pub(crate) fn rust_component<'r>(
+    record: &'r serde_json::Value,
+    bin: &str,
+) -> &'r serde_json::Value {
+    record["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "rust-component" && i["bin"] == bin)
+        .unwrap_or_else(|| panic!("the record lists no {bin} component"))
 }
 
 /// `fsck.erofs --extract=DIR IMAGE` (checks the image, then writes its tree to `dir`).
@@ -183,6 +330,17 @@ pub(crate) fn fsck_extract(image: &Path, dir: &Path) {
             ],
         ),
         "fsck.erofs --extract",
+    );
+}
+
+/// `fsck.erofs --extract=DIR --preserve IMAGE`: as [`fsck_extract`], keeping owners and
+/// modes.
+pub(crate) fn fsck_extract_preserving(image: &Path, dir: &Path) {
+    let arg = format!("--extract={}", dir.display());
+    let o = tool("fsck.erofs", &[&arg, "--preserve", image.to_str().unwrap()]);
+    ok(
+        &o,
+        &format!("fsck.erofs --extract --preserve {}", image.display()),
     );
 }
 

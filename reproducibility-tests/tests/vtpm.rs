@@ -19,19 +19,13 @@ use measurements::record::{PlatformMeasurement, Record};
 use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 
-use crate::util::{builder, ok, tool};
+use crate::util::{build_quiet, builder, manifest_head, ok, tool, EFI_STUB, OVMF};
 
 /// How long one boot may take (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(400);
 
-const OVMF: (&str, &str) = (
-    "firmware/OVMF-2025.02.fd",
-    "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-);
-const STUB: (&str, &str) = (
-    "uki/linuxx64.efi.stub-257.13",
-    "9c623743834bb904a3cb941092cffc958c31230263ce896d332a75e9ec48aa85",
-);
+/// The EFI stub the UKI is built on (the boot firmware, `OVMF`, is in `util.rs`).
+const STUB: (&str, &str) = EFI_STUB;
 
 /// The guest's PID 1: prints the PCRs and the event log the kernel sees, then powers off.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -78,16 +72,7 @@ fn project(dir: &Path) {
 fn build(dir: &Path, name: &str, cmdline: &str) -> (PathBuf, Record) {
     let pin = |f: &str| sha256_file(&dir.join(f));
     let text = format!(
-        r#"schema = 1
-[image]
-name = "vtpm-test"
-version = "1"
-source_date_epoch = 1735689600
-
-[[rootfs.layers]]
-tar = "root.tar"
-sha256 = "{root}"
-
+        r#"{head}
 [boot]
 kernel = {{ path = "bzImage", sha256 = "{kernel}" }}
 firmware = {{ path = "OVMF-2025.02.fd", sha256 = "{fw}" }}
@@ -99,7 +84,7 @@ platform = "vtpm"
 firmware = {{ path = "OVMF-2025.02.fd", sha256 = "{fw}" }}
 stub = {{ path = "linuxx64.efi.stub-257.13", sha256 = "{stub}" }}
 "#,
-        root = pin("root.tar"),
+        head = manifest_head("vtpm-test", "root.tar", &pin("root.tar")),
         kernel = pin("bzImage"),
         fw = OVMF.1,
         stub = STUB.1,
@@ -107,16 +92,7 @@ stub = {{ path = "linuxx64.efi.stub-257.13", sha256 = "{stub}" }}
     let manifest = dir.join(format!("{name}.toml"));
     fs_err::write(&manifest, text).unwrap();
     let out = dir.join(name);
-    ok(
-        &builder(&[
-            "build",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ]),
-        "build",
-    );
+    ok(&build_quiet(&manifest, &out), "build");
     let record: Record =
         serde_json::from_slice(&fs_err::read(out.join("record.json")).unwrap()).unwrap();
     (out, record)

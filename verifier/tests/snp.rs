@@ -414,25 +414,23 @@ fn real_go_sev_guest_report_is_genuine_with_debug_on() {
     rd.copy_from_slice(&report[0x50..0x90]);
     let mut theirs = [0u8; 48];
     theirs.copy_from_slice(&report[0x90..0xC0]);
-    let v = snp::verify(
-        &ev,
-        &TrustAnchors::amd(),
-        &release(theirs),
-        &SnpPolicy::default(),
-        &rd,
-    );
+    // Verified against AMD's roots, expecting the launch digest `expected`.
+    let amd = |ev: &SnpEvidence, expected| {
+        snp::verify(
+            ev,
+            &TrustAnchors::amd(),
+            &release(expected),
+            &SnpPolicy::default(),
+            &rd,
+        )
+    };
+    let v = amd(&ev, theirs);
     for name in GENUINE {
         assert!(passed(&v, name), "{name} should pass:\n{v}");
     }
     // Its guest policy is 0xb0000: DEBUG (bit 19) on, so the genuine report is refused.
     assert_eq!(failed(&v), ["snp.policy.debug"], "{v}");
-    let v = snp::verify(
-        &ev,
-        &TrustAnchors::amd(),
-        &release([0; 48]),
-        &SnpPolicy::default(),
-        &rd,
-    );
+    let v = amd(&ev, [0; 48]);
     assert_eq!(failed(&v), ["snp.measurement", "snp.policy.debug"], "{v}");
     let mut flipped = report.to_vec();
     flipped[0x1B0] ^= 0x40;
@@ -440,12 +438,6 @@ fn real_go_sev_guest_report_is_genuine_with_debug_on() {
         report: &flipped,
         ..ev
     };
-    let v = snp::verify(
-        &ev,
-        &TrustAnchors::amd(),
-        &release(theirs),
-        &SnpPolicy::default(),
-        &rd,
-    );
+    let v = amd(&ev, theirs);
     assert!(failed(&v).contains(&"snp.signature".to_string()), "{v}");
 }

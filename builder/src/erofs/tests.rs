@@ -10,6 +10,17 @@ fn options() -> Options {
     }
 }
 
+/// A regular leaf of `size` bytes whose content (all-zero digest) the test's store makes up.
+fn unread_file(tree: &mut Tree, size: u64) -> crate::tree::LeafId {
+    tree.push_leaf(Leaf {
+        meta: Metadata::default(),
+        kind: LeafKind::Regular(Content {
+            size,
+            sha256: [0; 32],
+        }),
+    })
+}
+
 fn file(tree: &mut Tree, store: &mut MemoryContent, name: &[u8], data: &[u8]) {
     let c = store.insert(data.to_vec());
     let id = tree.push_leaf(Leaf {
@@ -78,14 +89,7 @@ use std::io::Read as _;
 fn short_and_long_content_streams_name_the_file() {
     for size in [10u64, 100_000] {
         let mut tree = Tree::new();
-        let c = Content {
-            size,
-            sha256: [0; 32],
-        };
-        let id = tree.push_leaf(Leaf {
-            meta: Metadata::default(),
-            kind: LeafKind::Regular(c),
-        });
+        let id = unread_file(&mut tree, size);
         let sub = Directory {
             meta: Metadata::default(),
             entries: BTreeMap::from([(b"f".to_vec(), Entry::Leaf(id))]),
@@ -191,14 +195,7 @@ impl std::io::Write for Prefix {
 fn file_over_4_gib_gets_an_extended_inode_with_a_64_bit_size() {
     let size = (5u64 << 30) + 7;
     let mut tree = Tree::new();
-    let c = Content {
-        size,
-        sha256: [0; 32],
-    };
-    let id = tree.push_leaf(Leaf {
-        meta: Metadata::default(),
-        kind: LeafKind::Regular(c),
-    });
+    let id = unread_file(&mut tree, size);
     tree.root
         .entries
         .insert(b"weights".to_vec(), Entry::Leaf(id));
