@@ -8,7 +8,7 @@ use crate::content::ContentStore;
 use crate::inputs::layer;
 use crate::placement::{one_input_per_path, place_file, NewFile};
 use crate::plan::Plan;
-use crate::progress::Progress;
+use crate::progress::{Meter, Progress};
 use crate::stage_inputs::VerifiedInputs;
 use crate::tree::{self, wheel, Tree};
 use crate::workload::WORKLOAD_PATH;
@@ -37,7 +37,13 @@ pub fn assemble_tree(
         // One read of the blob: its digest and the uncompressed stream's diff_id are checked
         // when the layer ends (a wrong digest is reported even if applying failed).
         layer::apply_checked(l, |reader| {
-            tree::apply::apply_layer(&mut tree, reader, &name, store)
+            let mut metered = LayerProgress {
+                meter: Meter::new(progress, format!("layer {}/{n}", i + 1), l.size),
+                reader,
+            };
+            let applied = tree::apply::apply_layer(&mut tree, &mut metered, &name, store);
+            metered.meter.finish();
+            applied
         })?;
     }
     for (i, pinned) in &inputs.files {
@@ -144,4 +150,19 @@ pub fn assemble_tree(
         "the root file system",
     )?;
     Ok((tree, wheels))
+}
+
+/// A layer's decompressed stream, metered by the blob bytes read so far (the blob's size is
+/// what is known in advance).
+struct LayerProgress<'r, 'p> {
+    meter: Meter<'p>,
+    reader: &'r mut layer::LayerReader,
+}
+
+impl std::io::Read for LayerProgress<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.meter.at(self.reader.blob_position());
+        Ok(n)
+    }
 }

@@ -9,7 +9,7 @@ use measurements::Sha256Digest;
 use sha2::Digest;
 
 use crate::content::ContentStore;
-use crate::progress::Progress;
+use crate::progress::{Meter, Progress};
 use crate::seed::Seed;
 use crate::tree::Tree;
 use crate::{erofs, verity};
@@ -57,6 +57,14 @@ pub fn write_verity_image(
         data_block_size: 4096,
         hash_block_size: 4096,
     };
+    let planned = erofs::plan(
+        tree,
+        &erofs::Options {
+            epoch,
+            uuid: fs_uuid,
+        },
+    )
+    .context("laying out the EROFS image")?;
     let mut file = fs_err::File::create(path)?;
     // One pass: the EROFS writer's bytes go to the file and, on the other core, into the
     // dm-verity level 0 and the file's sha256; the image is never read back.
@@ -65,16 +73,12 @@ pub fn write_verity_image(
         verity::BlockSize::DEFAULT,
         &params.salt,
         |w| -> anyhow::Result<erofs::ImageInfo> {
-            erofs::write(
-                tree,
-                &erofs::Options {
-                    epoch,
-                    uuid: fs_uuid,
-                },
-                store,
-                w,
-            )
-            .context("writing the EROFS image")
+            let mut metered = Meter::new(progress, format!("EROFS {what}"), planned.size()).wrap(w);
+            let info = planned
+                .emit(store, &mut metered)
+                .context("writing the EROFS image")?;
+            metered.finish();
+            Ok(info)
         },
     )?;
     anyhow::ensure!(

@@ -168,9 +168,47 @@ pub fn write(
     content: &dyn ContentSource,
     out: &mut dyn Write,
 ) -> Result<ImageInfo, Error> {
-    let layout = layout::plan(tree, options)?;
-    writer::emit(&layout, content, out)?;
-    Ok(ImageInfo { size: layout.size })
+    plan(tree, options)?.emit(content, out)
+}
+
+/// Lays `tree` out without writing anything: the image's size is known before its first
+/// byte is emitted (for progress, and for whoever must size the output first).
+pub fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Planned<'t>, Error> {
+    Ok(Planned {
+        layout: layout::plan(tree, options)?,
+    })
+}
+
+/// An image laid out by [`plan`], ready to emit.
+pub struct Planned<'t> {
+    layout: layout::Layout<'t>,
+}
+
+impl std::fmt::Debug for Planned<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planned")
+            .field("size", &self.layout.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Planned<'_> {
+    /// The image's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.layout.size
+    }
+
+    /// Writes the image to `out`, streaming file contents from `content`.
+    pub fn emit(
+        &self,
+        content: &dyn ContentSource,
+        out: &mut dyn Write,
+    ) -> Result<ImageInfo, Error> {
+        writer::emit(&self.layout, content, out)?;
+        Ok(ImageInfo {
+            size: self.layout.size,
+        })
+    }
 }
 
 #[cfg(test)]

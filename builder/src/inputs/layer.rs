@@ -272,6 +272,15 @@ impl LayerReader {
         &self.blob
     }
 
+    /// How far into the blob (compressed bytes) the decompressor has read, for progress; for
+    /// a reader not from [`apply_checked`], the decompressed offset.
+    pub fn blob_position(&self) -> u64 {
+        match &self.raw {
+            Some(raw) => raw.seen.lock().unwrap_or_else(PoisonError::into_inner).size,
+            None => self.offset,
+        }
+    }
+
     /// Reads what the tar reader left (end-of-archive padding) and checks the uncompressed
     /// stream's sha256 against the config's `rootfs.diff_ids` entry, when there is one.
     /// For a reader from [`apply_checked`], the blob's size and sha256 are checked first.
