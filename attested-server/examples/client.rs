@@ -59,6 +59,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ..Default::default()
         },
         vcek,
+        tpm_ak: None,
     };
     let mut nonce = [0u8; 32];
     fs_err::File::open("/dev/urandom")

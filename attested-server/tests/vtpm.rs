@@ -355,3 +355,73 @@ fn a_wider_selection_is_quoted() {
     let failed: Vec<&str> = v.failures().map(|c| c.name.as_str()).collect();
     assert_eq!(failed, ["tpm.pcr_selection", "tpm.pcr_digest"]);
 }
+
+/// The attested client against a server whose evidence is `VtpmQuote` over swtpm: accepted
+/// with the AK pinned, refused with another AK, and not even tried without one.
+#[test]
+fn the_client_attests_a_vtpm_server_with_a_pinned_ak() {
+    use attested_server::client::{self, ClientError, Expectation};
+    use attested_server::Limits;
+    use measurements::record::{PlatformMeasurement, ProfileMeasurement};
+
+    let swtpm = SwTpm::start();
+    let stream = swtpm.connect();
+    let (e4, e11) = (sha256(b"boot option, uki"), sha256(b".linux .cmdline"));
+    {
+        let mut tpm = Tpm::new(&stream);
+        tpm.pcr_extend(4, &e4).unwrap();
+        tpm.pcr_extend(11, &e11).unwrap();
+    }
+    // Another key the client might wrongly trust: the same TPM's owner-hierarchy AK.
+    let other_ak = VtpmQuote::new(&stream)
+        .with_hierarchy(Hierarchy::Owner)
+        .ak_spki_der()
+        .unwrap();
+    let source = VtpmQuote::new(stream);
+    let ak = source.ak_spki_der().unwrap();
+    let mut record = crate::util::demo_record();
+    record.measurements.push(ProfileMeasurement {
+        profile: "vtpm-test".to_owned(),
+        firmware_sha256: measurements::Sha256Digest([0; 32]),
+        platform: PlatformMeasurement::Vtpm {
+            uki: "uki-vtpm-test.efi".to_owned(),
+            uki_sha256: measurements::Sha256Digest([0; 32]),
+            pcr4: measurements::Sha256Digest(extended(&[e4])),
+            pcr11: measurements::Sha256Digest(extended(&[e11])),
+        },
+    });
+    let server = crate::util::start(std::sync::Arc::new(source), Limits::default());
+    let mut expect = Expectation {
+        record,
+        profile: Some("vtpm-test".to_owned()),
+        anchors: crate::util::test_anchors(),
+        policy: Default::default(),
+        vcek: None,
+        tpm_ak: Some(ak),
+    };
+    let rt = crate::util::client_rt();
+    let nonce = [0x42; 32];
+    let run = |expect: &Expectation| {
+        rt.block_on(client::attested_request(
+            &server.addr,
+            expect,
+            &nonce,
+            client::post_json("/v1/words", br#"{"input": "a b"}"#.to_vec()),
+        ))
+    };
+    let (attested, reply) = run(&expect).unwrap();
+    assert!(attested.verdict.passed());
+    assert_eq!(attested.spki_der, server.spki);
+    assert_eq!(reply.status, 200);
+
+    expect.tpm_ak = Some(other_ak);
+    match run(&expect) {
+        Err(ClientError::Refused(v)) => {
+            let failed: Vec<&str> = v.failures().map(|c| c.name.as_str()).collect();
+            assert_eq!(failed, ["tpm.signature"]);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    expect.tpm_ak = None;
+    assert!(matches!(run(&expect), Err(ClientError::Release(_))));
+}
