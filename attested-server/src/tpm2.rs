@@ -790,6 +790,59 @@ mod tests {
         }
     }
 
+    /// A stream that answers each write with `reply`, `chunk` bytes per read (a TCP
+    /// socket may split a response; a character device never does).
+    struct Chunked {
+        reply: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let rest = self.reply.get(self.at..).unwrap_or_default();
+            let n = rest.len().min(self.chunk).min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Chunked {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn transact(reply: &str, chunk: usize) -> Result<Vec<u8>, Tpm2Error> {
+        let reply = hex::decode(reply).unwrap();
+        Tpm::new(Chunked {
+            reply,
+            at: 0,
+            chunk,
+        })
+        .transact(Command::FlushContext, &flush_context(0x8000_0000))
+    }
+
+    #[test]
+    fn transact_reads_until_the_announced_size() {
+        let ok = "80010000000a00000000";
+        for chunk in [1, 3, 10, 4096] {
+            assert_eq!(hex::encode(transact(ok, chunk).unwrap()), ok);
+        }
+        // The stream ends early: an error, not a hang or a short response.
+        let e = transact("80010000000c00000000", 4).unwrap_err();
+        assert!(matches!(e, Tpm2Error::Read { .. }), "{e}");
+        // A size over the bound, or under the header's, is refused before reading on.
+        let e = transact("80010001000000000000", 4096).unwrap_err();
+        assert!(matches!(e, Tpm2Error::TooLarge { size: 65536, .. }), "{e}");
+        let e = transact("800100000004", 4096).unwrap_err();
+        assert!(matches!(e, Tpm2Error::Malformed { .. }), "{e}");
+    }
+
     #[test]
     fn p256_spki_is_padded_and_bounded() {
         let spki = p256_spki_der(&[1], &[2; 32]).unwrap();
