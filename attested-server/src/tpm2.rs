@@ -299,15 +299,14 @@ pub fn ak_template() -> Vec<u8> {
     t.extend_from_slice(&ALG_SHA256.to_be_bytes()); // nameAlg
     t.extend_from_slice(&AK_ATTRIBUTES.to_be_bytes()); // objectAttributes
     t.extend_from_slice(&0u16.to_be_bytes()); // authPolicy: empty
-                                              // TPMS_ECC_PARMS: symmetric (none: a signing key), scheme ECDSA with SHA-256, the curve,
-                                              // kdf none.
-    t.extend_from_slice(&ALG_NULL.to_be_bytes());
-    t.extend_from_slice(&ALG_ECDSA.to_be_bytes());
-    t.extend_from_slice(&ALG_SHA256.to_be_bytes());
-    t.extend_from_slice(&ECC_NIST_P256.to_be_bytes());
-    t.extend_from_slice(&ALG_NULL.to_be_bytes());
-    // unique: TPMS_ECC_POINT with empty x and y.
-    t.extend_from_slice(&[0, 0, 0, 0]);
+
+    // TPMS_ECC_PARMS.
+    t.extend_from_slice(&ALG_NULL.to_be_bytes()); // symmetric: none (a signing key)
+    t.extend_from_slice(&ALG_ECDSA.to_be_bytes()); // scheme
+    t.extend_from_slice(&ALG_SHA256.to_be_bytes()); // scheme.hashAlg
+    t.extend_from_slice(&ECC_NIST_P256.to_be_bytes()); // curveID
+    t.extend_from_slice(&ALG_NULL.to_be_bytes()); // kdf: none
+    t.extend_from_slice(&[0, 0, 0, 0]); // unique: TPMS_ECC_POINT, x and y empty
     t
 }
 
@@ -715,17 +714,11 @@ mod tests {
             "00000158",                  // TPM_CC_Quote
             "80000001",                  // signHandle
             "00000009",                  // authorizationSize
-            "40000009",
-            "0000",
-            "00",
-            "0000", // TPM_RS_PW, nonce, attributes, hmac
-            "0020",
-            &"aa".repeat(32), // qualifyingData
-            "0010",           // inScheme TPM_ALG_NULL
-            "00000001",
-            "000b",
-            "03",
-            "100800", // one bank, SHA-256, PCRs 4 and 11
+            "400000090000000000",        // TPM_RS_PW, nonce, attributes, hmac
+            "0020",                      // qualifyingData: size, then the bytes
+            &"aa".repeat(32),
+            "0010",                 // inScheme TPM_ALG_NULL
+            "00000001000b03100800", // one bank, SHA-256, 3 bytes: PCRs 4 and 11
         ]
         .concat();
         assert_eq!(hex::encode(&q), want);
