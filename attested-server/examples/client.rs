@@ -9,8 +9,10 @@
 //! 1. connects with TLS and notes the key the server presents (no PKI: the server made it);
 //! 2. fetches `GET /v1/attestation?nonce=HEX` for 32 fresh random bytes;
 //! 3. checks the evidence with the `verifier` crate against `DIR/record.json` (SEV-SNP: VCEK
-//!    chain to AMD's pinned roots, signature, launch digest, guest policy, TCB, VMPL) and
-//!    that its REPORT_DATA is the binding of that key and that nonce;
+//!    chain to AMD's pinned roots, signature, launch digest, guest policy, TCB, VMPL; vTPM:
+//!    the quote's signature by the AK given with `--tpm-ak`, PCR 4 and 11) and that its
+//!    user data (REPORT_DATA, the quote's qualifying data) is the binding of that key and
+//!    that nonce;
 //! 4. only then posts the embedding request, over a connection that must present the same key.
 //!
 //! Exit codes: 0 answered; 8 refused (the failed checks are named on stderr); 1 anything else.
@@ -31,12 +33,16 @@ struct Cli {
     /// The release directory (holds record.json).
     #[arg(long, value_name = "DIR")]
     release: PathBuf,
-    /// The record's SEV-SNP profile (default: its only one).
+    /// The record's profile for the evidence's platform (default: its only one).
     #[arg(long)]
     profile: Option<String>,
     /// The chip's VCEK (DER or PEM), when the server does not send one.
     #[arg(long, value_name = "FILE")]
     vcek: Option<PathBuf>,
+    /// vTPM: the attestation key to trust (public key, PEM or DER), from the EK certificate
+    /// chain or the provider; the key the server sends is never trusted.
+    #[arg(long, value_name = "FILE")]
+    tpm_ak: Option<PathBuf>,
     /// The VMPL the report must come from.
     #[arg(long, default_value_t = 0)]
     vmpl: u32,
@@ -59,6 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ..Default::default()
         },
         vcek,
+        tpm_ak: cli.tpm_ak.as_ref().map(fs_err::read).transpose()?,
     };
     let mut nonce = [0u8; 32];
     fs_err::File::open("/dev/urandom")

@@ -20,10 +20,12 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use verifier::snp::{SnpEvidence, SnpPolicy, SnpRelease, TrustAnchors};
+use verifier::tpm::{TpmEvidence, TpmRelease};
 use verifier::Verdict;
 
 use crate::evidence::Platform;
 use crate::server::AttestationDoc;
+use crate::vtpm::TPM_SIGNATURE;
 
 /// The largest response body the client reads.
 pub const MAX_RESPONSE: usize = 64 << 20;
@@ -76,7 +78,8 @@ fn failed_checks(v: &Verdict) -> String {
 pub struct Expectation {
     /// The release's record.
     pub record: Record,
-    /// The record's SEV-SNP profile to compare with (default: its only one).
+    /// The record's profile to compare with, among those of the evidence's platform
+    /// (default: the record's only one of that platform).
     pub profile: Option<String>,
     /// The roots the VCEK must chain to ([`TrustAnchors::amd`] in production).
     pub anchors: TrustAnchors,
@@ -84,6 +87,11 @@ pub struct Expectation {
     pub policy: SnpPolicy,
     /// The VCEK (DER or PEM) when the server does not send one.
     pub vcek: Option<Vec<u8>>,
+    /// vTPM: the attestation key the client trusts (SubjectPublicKeyInfo, DER or PEM), from a
+    /// source it trusts (an EK certificate chain, the cloud provider's API, a key pinned when
+    /// the VM was provisioned). The AK a server sends (`tpm-ak`) is never used: without this,
+    /// vTPM evidence is refused.
+    pub tpm_ak: Option<Vec<u8>>,
 }
 
 /// An attested server: its key (SubjectPublicKeyInfo DER) and the verdict that admitted it.
@@ -186,13 +194,40 @@ pub fn check_document(
                 &binding,
             ))
         }
+        Platform::Tpm => {
+            let release = tpm_release(&expect.record, expect.profile.as_deref())?;
+            let ak = expect.tpm_ak.as_deref().ok_or_else(|| {
+                ClientError::Release(
+                    "vTPM evidence needs the attestation key the client trusts (tpm_ak)".to_owned(),
+                )
+            })?;
+            let signature = match doc.certificates.get(TPM_SIGNATURE) {
+                Some(s) => b64("certificates.tpm-signature", s)?,
+                None => {
+                    return Err(ClientError::BadDocument(
+                        "vTPM evidence without its signature (certificates.tpm-signature)"
+                            .to_owned(),
+                    ))
+                }
+            };
+            let ev = TpmEvidence {
+                attest: &evidence,
+                signature: &signature,
+                ak,
+            };
+            Ok(verifier::tpm::verify(
+                &ev,
+                &release,
+                &verifier::binding::tpm_qualifying_data(&binding),
+            ))
+        }
         other => Err(ClientError::Unsupported(other)),
     }
 }
 
 /// The record's SEV-SNP launch digest for `profile` (default: its only SNP profile).
 pub fn snp_release(record: &Record, profile: Option<&str>) -> Result<SnpRelease, ClientError> {
-    let snp: Vec<SnpRelease> = record
+    let snp = record
         .measurements
         .iter()
         .filter_map(|m| match &m.platform {
@@ -201,23 +236,60 @@ pub fn snp_release(record: &Record, profile: Option<&str>) -> Result<SnpRelease,
                 launch_digest: launch_digest.0,
             }),
             _ => None,
-        })
-        .collect();
-    let names = snp
+        });
+    choose(
+        snp.map(|r| (r.profile.clone(), r)).collect(),
+        profile,
+        "SEV-SNP",
+    )
+}
+
+/// The record's vTPM PCR 4 and PCR 11 for `profile` (default: its only vTPM profile).
+pub fn tpm_release(record: &Record, profile: Option<&str>) -> Result<TpmRelease, ClientError> {
+    let tpm = record
+        .measurements
         .iter()
-        .map(|r| r.profile.as_str())
+        .filter_map(|m| match &m.platform {
+            PlatformMeasurement::Vtpm { pcr4, pcr11, .. } => Some(TpmRelease {
+                profile: m.profile.clone(),
+                pcr4: pcr4.0,
+                pcr11: pcr11.0,
+                other: Default::default(),
+            }),
+            _ => None,
+        });
+    choose(
+        tpm.map(|r| (r.profile.clone(), r)).collect(),
+        profile,
+        "vTPM",
+    )
+}
+
+/// The release named `profile` among `all` (one platform's), or the only one.
+fn choose<T: Clone>(
+    all: Vec<(String, T)>,
+    profile: Option<&str>,
+    platform: &str,
+) -> Result<T, ClientError> {
+    let names = all
+        .iter()
+        .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    match (profile, snp.as_slice()) {
-        (Some(p), _) => snp.iter().find(|r| r.profile == p).cloned().ok_or_else(|| {
-            ClientError::Release(format!(
-                "no SEV-SNP profile {p:?} (SEV-SNP profiles: {names})"
-            ))
-        }),
-        (None, [one]) => Ok(one.clone()),
-        (None, []) => Err(ClientError::Release("no SEV-SNP profile".to_owned())),
+    match (profile, all.as_slice()) {
+        (Some(p), _) => all
+            .iter()
+            .find(|(n, _)| n == p)
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| {
+                ClientError::Release(format!(
+                    "no {platform} profile {p:?} ({platform} profiles: {names})"
+                ))
+            }),
+        (None, [(_, one)]) => Ok(one.clone()),
+        (None, []) => Err(ClientError::Release(format!("no {platform} profile"))),
         (None, _) => Err(ClientError::Release(format!(
-            "several SEV-SNP profiles ({names}); choose one"
+            "several {platform} profiles ({names}); choose one"
         ))),
     }
 }

@@ -6,9 +6,10 @@
 //!   driver (`sev_guest`) and the TDX guest driver (`tdx_guest`): create a report entry,
 //!   write `inblob` (the binding), read `outblob` (the report or quote), `auxblob` (SEV-SNP:
 //!   the host's certificate table, when it serves one) and `provider`, check `generation`.
-//! - A vTPM source (`TPM2_Quote` over `/dev/tpmrm0` with the binding's first 32 bytes as
-//!   qualifying data, [`verifier::binding::tpm_qualifying_data`]) implements the same trait;
-//!   it is not written yet.
+//! - [`VtpmQuote`](crate::VtpmQuote): `TPM2_Quote` over `/dev/tpmrm0` (or any byte stream to
+//!   a TPM) with the binding's first 32 bytes as qualifying data
+//!   ([`verifier::binding::tpm_qualifying_data`]); the signature and the attestation key
+//!   travel in `certificates` (`tpm-signature`, `tpm-ak`).
 //! - Tests implement the trait with reports they build and sign themselves.
 
 use std::collections::BTreeMap;
@@ -38,7 +39,9 @@ pub struct Evidence {
     pub platform: Platform,
     /// The report or quote, as the platform produced it.
     pub evidence: Vec<u8>,
-    /// Certificates the client may need, by name (`vcek`, `ask`, `ark`, `vlek`), DER.
+    /// Certificates the client may need, by name (`vcek`, `ask`, `ark`, `vlek`), DER; for
+    /// [`Platform::Tpm`], `tpm-signature` (`TPMT_SIGNATURE`) and `tpm-ak` (the AK's
+    /// `SubjectPublicKeyInfo` DER).
     pub certificates: BTreeMap<String, Vec<u8>>,
 }
 
@@ -67,6 +70,18 @@ pub enum EvidenceError {
         /// What it said.
         provider: String,
     },
+    /// The TPM device could not be opened.
+    #[error("{}: opening the TPM device", path.display())]
+    Device {
+        /// The device.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TPM command failed (the error names the command and the TPM's response code).
+    #[error("vTPM quote")]
+    Tpm(#[source] crate::tpm2::Tpm2Error),
     /// The source cannot produce evidence here (no TEE, not implemented).
     #[error("no attestation evidence available: {0}")]
     Unavailable(&'static str),

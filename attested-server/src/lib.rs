@@ -3,7 +3,8 @@
 //! Server: [`TlsIdentity::generate`] makes the TLS key in the guest at start;
 //! [`Server::new`] puts it behind hyper + rustls (ring) with the bounds of [`Limits`]; the
 //! server answers `GET /healthz`, `GET /v1/attestation?nonce=HEX` (an [`AttestationDoc`] whose
-//! evidence, from an [`EvidenceSource`] such as [`ConfigfsTsm`], carries
+//! evidence, from an [`EvidenceSource`] such as [`ConfigfsTsm`] or [`VtpmQuote`] (TPM 2.0
+//! commands in [`tpm2`]), carries
 //! [`verifier::binding::report_data`] of the TLS key and the nonce) and hands every other
 //! request, body read in full, to an [`App`].
 //!
@@ -24,9 +25,12 @@ pub mod client;
 mod evidence;
 mod server;
 mod tls;
+pub mod tpm2;
+mod vtpm;
 
 pub use evidence::{
     snp_cert_table, ConfigfsTsm, Evidence, EvidenceError, EvidenceSource, NoEvidence, Platform,
 };
 pub use server::{App, AttestationDoc, Limits, Reply, ServeError, Server, NONCE_LEN};
 pub use tls::{TlsError, TlsIdentity};
+pub use vtpm::{VtpmQuote, TPM_AK, TPM_SIGNATURE};

@@ -4,20 +4,7 @@ use attested_server::client::{self, ClientError, Expectation};
 use attested_server::Limits;
 use measurements::record::{PlatformMeasurement, Record};
 
-use crate::util::{client_rt, start, test_anchors, TestServer, TestSnp};
-
-/// A real release record: the demo's (reviewed snapshot), read as a client reads
-/// `DIR/record.json`.
-fn demo_record() -> Record {
-    let snap = include_str!(
-        "../../reproducibility-tests/tests/snapshots/tests__demo_build__demo_record.snap"
-    );
-    // insta's header: `---`, two fields, `---`; the JSON follows.
-    let json = snap.splitn(3, "---\n").nth(2).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    fs_err::write(dir.path().join("record.json"), json).unwrap();
-    serde_json::from_slice(&fs_err::read(dir.path().join("record.json")).unwrap()).unwrap()
-}
+use crate::util::{client_rt, demo_record, start, test_anchors, TestServer, TestSnp};
 
 /// The record's first SEV-SNP profile and launch digest.
 fn snp_profile(record: &Record) -> (String, [u8; 48]) {
@@ -41,6 +28,7 @@ fn expectation(record: Record) -> Expectation {
         anchors: test_anchors(),
         policy: verifier::snp::SnpPolicy::default(),
         vcek: None,
+        tpm_ak: None,
     }
 }
 

@@ -7,3 +7,5 @@ mod http;
 /// 50 clients holding half-sent requests open while 8 clients send good ones.
 mod load;
 mod util;
+/// `VtpmQuote` against swtpm, checked by the verifier and by tpm2-tools.
+mod vtpm;

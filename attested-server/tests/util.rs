@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use attested_server::{App, Evidence, EvidenceError, EvidenceSource, Limits, Platform, Reply};
 use http::Method;
+use measurements::record::Record;
 use p384::ecdsa::signature::Signer as _;
 use p384::pkcs8::DecodePrivateKey as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -197,4 +198,17 @@ pub(crate) fn snp_report(measurement: &[u8; 48], report_data: &[u8; 64]) -> Vec<
         b[off..off + 48].copy_from_slice(&le);
     }
     b
+}
+
+/// A real release record: the demo's (reviewed snapshot), read as a client reads
+/// `DIR/record.json`.
+pub(crate) fn demo_record() -> Record {
+    let snap = include_str!(
+        "../../reproducibility-tests/tests/snapshots/tests__demo_build__demo_record.snap"
+    );
+    // insta's header: `---`, two fields, `---`; the JSON follows.
+    let json = snap.splitn(3, "---\n").nth(2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("record.json"), json).unwrap();
+    serde_json::from_slice(&fs_err::read(dir.path().join("record.json")).unwrap()).unwrap()
 }
