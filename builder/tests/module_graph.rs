@@ -463,6 +463,8 @@ fn the_architecture_names_only_modules_that_exist() {
     let bases = [
         "builder/src",
         "measurements/src",
+        "verifier/src",
+        "attested-server/src",
         "guest-init/src",
         "builder/tests",
         "",
