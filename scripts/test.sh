@@ -25,6 +25,8 @@ cargo build --locked -p enclave-builder
 mkdir -p target/plain-builder/debug
 cp target/debug/enclave-builder target/plain-builder/debug/enclave-builder
 cargo build --locked -p enclave-builder --features test-inject
+# The example client a user runs; the reproducibility suite runs it against a booted demo VM.
+cargo build --locked -p attested-server --example client
 cargo test --workspace --exclude demo-server --locked --no-fail-fast
 # The verifier as a browser or a phone embeds it: no_std + alloc, without the `std` feature.
 cargo check --locked -p enclave-verifier --no-default-features

@@ -100,7 +100,7 @@ pub struct NoEvidence;
 impl EvidenceSource for NoEvidence {
     fn evidence(&self, _report_data: &[u8; 64]) -> Result<Evidence, EvidenceError> {
         Err(EvidenceError::Unavailable(
-            "this machine has no configfs TSM report interface",
+            "this machine has neither a TSM report provider (SEV-SNP, TDX) nor a TPM",
         ))
     }
 }
@@ -126,6 +126,33 @@ impl ConfigfsTsm {
             lock: Mutex::new(()),
             next: AtomicU64::new(0),
         })
+    }
+}
+
+impl ConfigfsTsm {
+    /// The entry the guest's init makes for the workload and hands to its user
+    /// (`guest-init`'s `mounts::ATTESTATION`).
+    pub const WORKLOAD_ENTRY: &'static str = "/sys/kernel/config/tsm/report/workload";
+
+    /// The provider the kernel registered (`sev_guest`, `tdx_guest`), or `None` when there is
+    /// none: the interface exists in every kernel built with it, TEE or not, and reading
+    /// `provider` fails (`ENXIO`) without one.
+    pub fn provider(&self) -> Option<String> {
+        let read = |entry: &Path| {
+            fs_err::read_to_string(entry.join("provider"))
+                .ok()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+        };
+        if self.root.join("inblob").exists() {
+            return read(&self.root);
+        }
+        let entry = self
+            .root
+            .join(format!("attested-server-{}-probe", std::process::id()));
+        fs_err::create_dir(&entry).ok()?;
+        let _removal = RemoveOnDrop(entry.clone());
+        read(&entry)
     }
 }
 

@@ -6,7 +6,7 @@
 //! evidence, from an [`EvidenceSource`] such as [`ConfigfsTsm`] or [`VtpmQuote`] (TPM 2.0
 //! commands in [`tpm2`]), carries
 //! [`verifier::binding::report_data`] of the TLS key and the nonce) and hands every other
-//! request, body read in full, to an [`App`].
+//! request, body read in full, to an [`App`]. [`detect`] picks the source a machine has.
 //!
 //! Client ([`client`]): [`client::attest`] fetches evidence for a fresh nonce, checks it
 //! against a release's `record.json` with the `verifier` crate and against the key the TLS
@@ -22,12 +22,14 @@
 //! ```
 
 pub mod client;
+mod detect;
 mod evidence;
 mod server;
 mod tls;
 pub mod tpm2;
 mod vtpm;
 
+pub use detect::{detect, Detected};
 pub use evidence::{
     snp_cert_table, ConfigfsTsm, Evidence, EvidenceError, EvidenceSource, NoEvidence, Platform,
 };

@@ -105,7 +105,10 @@ fn without_a_tee_the_attestation_endpoint_answers_503() {
     assert_eq!(status, 503);
     let v: Value = serde_json::from_slice(&body).unwrap();
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("configfs TSM"), "{message}");
+    assert!(
+        message.contains("neither a TSM report provider") && message.contains("nor a TPM"),
+        "{message}"
+    );
 }
 
 #[test]

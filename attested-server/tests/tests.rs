@@ -2,6 +2,8 @@
 
 /// The attested client against servers whose evidence does or does not match a release.
 mod client;
+/// Which evidence source a machine gets.
+mod detect;
 /// Routes, bounds and the answers to bad requests, over real TLS on 127.0.0.1.
 mod http;
 /// 50 clients holding half-sent requests open while 8 clients send good ones.

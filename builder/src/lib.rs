@@ -425,9 +425,6 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<manifest::Error>()
             || e.is::<inputs::oci_layout::OciLayoutError>()
             || e.is::<inputs::layer::LayerError>()
-            // A layer read once (`apply_checked`): its error is transparent, so the chain
-            // holds this wrapper and not the LayerError or ApplyError inside it.
-            || e.is::<inputs::layer::CheckedError<tree::apply::ApplyError>>()
             || e.is::<tree::wheel::Error>()
             || e.is::<placement::PathTwice>()
             || e.is::<verify::UnknownRecordSchema>()

@@ -44,6 +44,12 @@ pub fn assemble_tree(
             let applied = tree::apply::apply_layer(&mut tree, &mut metered, &name, store);
             metered.meter.finish();
             applied
+        })
+        // The typed error itself, not its transparent wrapper, goes into the chain: the exit
+        // code is chosen by the error's type (lib.rs `exit_code`).
+        .map_err(|e| match e {
+            layer::CheckedError::Layer(e) => anyhow::Error::new(e),
+            layer::CheckedError::Apply(e) => anyhow::Error::new(e),
         })?;
     }
     for (i, pinned) in &inputs.files {

@@ -6,7 +6,8 @@
 //! ```text
 //! mount /proc ─▶ read /proc/cmdline ─▶ cmdline::parse ─▶ mount /sys /dev /run /tmp ...
 //!   ─▶ network (lo, optional static IPv4) ─▶ wait for required devices ─▶ data mounts
-//!   ─▶ workload::parse + compose (user resolved from /etc/passwd) ─▶ spawn
+//!   ─▶ workload::parse + compose (user resolved from /etc/passwd)
+//!   ─▶ hand the attestation interfaces (/dev/tpmrm0, a TSM report entry) to its user ─▶ spawn
 //!   ─▶ reap every child until the workload exits ─▶ sync, power off
 //! ```
 //!
@@ -70,6 +71,15 @@ pub fn run(console: &mut dyn Write) -> Result<WaitStatus, Error> {
         group.as_deref(),
         &sys::is_executable,
     )?;
+    for h in mounts::ATTESTATION {
+        if sys::hand_over(h, launch.uid, launch.gid)? {
+            let _ = writeln!(
+                console,
+                "enclave-init: {} handed to {}:{}",
+                h.path, launch.uid, launch.gid
+            );
+        }
+    }
     let _ = writeln!(
         console,
         "enclave-init: starting {} as {}:{} in {}",

@@ -12,7 +12,7 @@ use rustix::net::{netlink, AddressFamily, SocketFlags, SocketType};
 use rustix::process::{WaitOptions, WaitStatus};
 
 use crate::cmdline::{DataMount, Params};
-use crate::mounts::{Flags, MountSpec};
+use crate::mounts::{Flags, Handover, MountSpec};
 use crate::net;
 use crate::workload::Launch;
 
@@ -40,6 +40,14 @@ pub enum Error {
     #[error("read {path}: {source}")]
     Read {
         /// The file.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// An attestation interface could not be handed to the workload's user.
+    #[error("hand {path} to the workload: {source}")]
+    HandOver {
+        /// The device or configfs entry.
         path: String,
         /// The error.
         source: io::Error,
@@ -107,6 +115,9 @@ pub fn mount_base(m: &MountSpec) -> Result<(), Error> {
         fstype: m.fstype.to_owned(),
         source,
     };
+    if m.optional && !Path::new(m.target).is_dir() {
+        return Ok(());
+    }
     if m.create_target {
         match rustix::fs::mkdir(m.target, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
@@ -125,6 +136,55 @@ pub fn mount_base(m: &MountSpec) -> Result<(), Error> {
         Err(rustix::io::Errno::BUSY) if m.may_exist => Ok(()),
         Err(e) => Err(err(e.into())),
     }
+}
+
+/// Hands `h` to `uid:gid` if it exists (making it first when [`Handover::create_in`] exists):
+/// the path and, for a directory, its direct entries. Returns whether anything was handed.
+pub fn hand_over(h: &Handover, uid: u32, gid: u32) -> Result<bool, Error> {
+    let err = |path: &str, source: io::Error| Error::HandOver {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = h.create_in {
+        if !Path::new(dir).is_dir() {
+            return Ok(false);
+        }
+        match rustix::fs::mkdir(h.path, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            // The TSM report interface refuses new entries without a provider (no TEE).
+            Err(rustix::io::Errno::NXIO) => return Ok(false),
+            Err(e) => return Err(err(h.path, e.into())),
+        }
+    }
+    let owner = |path: &Path| {
+        rustix::fs::chown(
+            path,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(|e| err(&path.display().to_string(), e.into()))
+    };
+    if let Some(file) = h.readable {
+        if fs_err::read(Path::new(h.path).join(file)).is_err() {
+            if h.create_in.is_some() {
+                let _ = rustix::fs::rmdir(h.path);
+            }
+            return Ok(false);
+        }
+    }
+    match fs_err::metadata(h.path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(err(h.path, e)),
+        Ok(m) if m.is_dir() => {
+            let entries = fs_err::read_dir(h.path).map_err(|e| err(h.path, e))?;
+            for entry in entries {
+                owner(&entry.map_err(|e| err(h.path, e))?.path())?;
+            }
+        }
+        Ok(_) => {}
+    }
+    owner(Path::new(h.path))?;
+    Ok(true)
 }
 
 /// Mounts a data disk from `enclave.mount`.

@@ -197,6 +197,18 @@ fn demo_serves_embeddings_from_the_verity_model_disk_matching_the_host() {
         assert!(console.contains(line), "console lacks {line:?}:\n{console}");
     }
     let (guest, _) = embeddings(&vm.addr(), &SENTENCES);
+    // Software emulation has no TEE: the attestation endpoint answers 503 and says why.
+    let nonce = "ab".repeat(32);
+    let (status, body) = http(
+        &vm.addr(),
+        "GET",
+        &format!("/v1/attestation?nonce={nonce}"),
+        None,
+    )
+    .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no attestation evidence available"), "{body}");
     drop(vm);
 
     assert_eq!(guest.len(), 3);

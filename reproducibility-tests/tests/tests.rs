@@ -36,3 +36,6 @@ mod registry;
 mod release_demo;
 // The one real measured boot: a UKI under OVMF + swtpm, guest PCR 4 and PCR 11 vs the record.
 mod vtpm;
+// The demo's vTPM VM under QEMU + swtpm, checked by the example client against its release,
+// another release, and from a UKI with a tampered command line.
+mod attested;

@@ -19,7 +19,7 @@ use measurements::record::{PlatformMeasurement, Record};
 use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 
-use crate::util::{build_quiet, builder, manifest_head, ok, tool, EFI_STUB, OVMF};
+use crate::util::{build_quiet, builder, esp_with, manifest_head, ok, tool, Swtpm, EFI_STUB, OVMF};
 
 /// How long one boot may take (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(400);
@@ -132,50 +132,9 @@ impl Drop for Killed {
 /// line's `dm-mod.create` names it); the ESP follows it.
 fn boot(work: &Path, uki: &Path, firmware: &Path, root: Option<&Path>) -> Seen {
     fs_err::create_dir_all(work).unwrap();
-    // The ESP: a whole-disk FAT file system holding \EFI\BOOT\BOOTX64.EFI (mtools, no root).
-    let esp = work.join("esp.img");
+    let esp = esp_with(work, uki);
     let esp_s = esp.to_str().unwrap();
-    ok(
-        &tool(
-            "mformat",
-            &["-i", esp_s, "-C", "-T", "131072", "-v", "ESP", "::"],
-        ),
-        "mformat",
-    );
-    ok(&tool("mmd", &["-i", esp_s, "::/EFI", "::/EFI/BOOT"]), "mmd");
-    ok(
-        &tool(
-            "mcopy",
-            &[
-                "-i",
-                esp_s,
-                uki.to_str().unwrap(),
-                "::/EFI/BOOT/BOOTX64.EFI",
-            ],
-        ),
-        "mcopy",
-    );
-    let state = work.join("tpm");
-    fs_err::create_dir_all(&state).unwrap();
-    let sock = work.join("swtpm.sock");
-    let swtpm = Killed(
-        Command::new("swtpm")
-            .args(["socket", "--tpm2", "--tpmstate"])
-            .arg(format!("dir={}", state.display()))
-            .arg("--ctrl")
-            .arg(format!("type=unixio,path={}", sock.display()))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("swtpm (Debian package swtpm) must be installed"),
-    );
-    let started = Instant::now();
-    while !sock.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "swtpm did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let swtpm = Swtpm::for_qemu(&work.join("tpm"), &work.join("swtpm.sock"));
     let console = work.join("console.log");
     let log = fs_err::File::create(&console).unwrap();
     let mut qemu = Killed(
@@ -206,10 +165,7 @@ fn boot(work: &Path, uki: &Path, firmware: &Path, root: Option<&Path>) -> Seen {
                 "file={esp_s},format=raw,if=none,id=esp,readonly=on"
             ))
             .args(["-device", "virtio-blk-pci,drive=esp,addr=0x5,bootindex=0"])
-            .arg("-chardev")
-            .arg(format!("socket,id=chrtpm,path={}", sock.display()))
-            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
-            .args(["-device", "tpm-tis,tpmdev=tpm0"])
+            .args(swtpm.qemu_args())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap().into_parts().0)
             .stderr(log.into_parts().0)
