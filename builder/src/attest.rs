@@ -48,6 +48,8 @@ pub struct AttestCheckOptions {
     pub tcb_status: Vec<String>,
     /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
     pub xfam: Option<String>,
+    /// TDX: RTMR0 of the declared platform profile (96 hex digits); default: not checked.
+    pub rtmr0: Option<String>,
     /// vTPM: the quote's signature (TPMT_SIGNATURE, `tpm2_quote --signature`).
     pub signature: Option<PathBuf>,
     /// vTPM: the attestation key's public key (SubjectPublicKeyInfo, PEM or DER).
@@ -188,9 +190,19 @@ fn check_tdx(
             Some(x)
         }
     };
+    let rtmr0 = match &args.rtmr0 {
+        None => None,
+        Some(h) => {
+            let mut r = [0u8; 48];
+            hex::decode_to_slice(h.trim(), &mut r)
+                .with_context(|| format!("--rtmr0 {h:?} is not 96 hex digits"))?;
+            Some(r)
+        }
+    };
     let policy = TdxPolicy {
         accepted_tcb_status: args.tcb_status.clone(),
         xfam,
+        rtmr0,
         ..TdxPolicy::default()
     };
     let verdict = verifier::tdx::verify(quote, &collateral, now, &release, &policy, binding);

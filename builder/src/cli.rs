@@ -741,6 +741,11 @@ pub struct AttestCheckArgs {
     /// TDX: the exact XFAM required (16 hex digits, as in the quote); default: not checked.
     #[arg(long, value_name = "HEX")]
     pub xfam: Option<String>,
+    /// TDX: RTMR0 of your platform profile (96 hex digits): the VMM's firmware configuration
+    /// and ACPI tables for this VM shape, which the image does not decide (so the record has
+    /// no RTMR0); take it from a VM of that shape on a host you trust. Default: not checked.
+    #[arg(long, value_name = "HEX")]
+    pub rtmr0: Option<String>,
     /// vTPM: the quote's signature (TPMT_SIGNATURE, `tpm2_quote --signature`).
     #[arg(long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
@@ -757,7 +762,7 @@ pub struct AttestCheckArgs {
 
 options_from!(AttestCheckArgs => attest::AttestCheckOptions {
     release, evidence, certs, nonce, server_key, profile, kind, min_tcb, vmpl, smt, collateral,
-    time, tcb_status, xfam, signature, ak, pcr, json,
+    time, tcb_status, xfam, rtmr0, signature, ak, pcr, json,
 });
 
 value_enum!(attest::EvidenceKind {

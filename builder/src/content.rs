@@ -10,9 +10,10 @@
 //! deleted with it; it is a private spool, never a copy of the image tree.
 //!
 //! A pinned local file (a data disk's weights) is not copied into the pack: [`ContentStore::adopt`]
-//! records where it is, and [`ContentSource::open`] streams it from there, checking its sha256
-//! again as it goes, so a file changed after its pin was checked fails the build instead of
-//! reaching the image.
+//! records where it is, and [`ContentSource::open`] streams it from there, hashing it as it
+//! goes: that is its pin check (stage 1 only took its size, [`crate::pin::check_deferred`]), so
+//! the weights are read once, and a file that is not the pinned one fails the build with the
+//! pin error, naming its manifest field, before the image is committed.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -21,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
+
+use crate::pin::{PinError, PinnedFile};
 
 /// A regular file's content, by size and digest. The bytes come from a [`ContentSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +55,7 @@ struct State {
     /// Digest → offset of its bytes in the pack (the length is the content's size).
     index: HashMap<[u8; 32], u64>,
     /// Digest → a pinned file outside the pack holding those bytes ([`ContentStore::adopt`]).
-    adopted: HashMap<[u8; 32], PathBuf>,
+    adopted: HashMap<[u8; 32], PinnedFile>,
 }
 
 impl ContentStore {
@@ -127,10 +130,15 @@ impl ContentStore {
         Ok(Content { size, sha256 })
     }
 
-    /// Serves `content` from the file at `path` (checked against its pin, which `content`
-    /// carries) instead of copying it into the pack. Reading it back re-checks its size and
-    /// sha256; a change is an error of kind `InvalidData`.
-    pub fn adopt(&self, path: &Path, content: Content) -> io::Result<()> {
+    /// Serves `file`'s content (its pinned size and sha256, returned) from where it is instead
+    /// of copying it into the pack. Reading it back hashes it: bytes that are not the pinned
+    /// ones are an error of kind `InvalidData` holding the [`PinError`]. Files with the same
+    /// pin are read from the first one adopted (only those bytes reach the image).
+    pub fn adopt(&self, file: &PinnedFile) -> io::Result<Content> {
+        let content = Content {
+            size: file.size,
+            sha256: file.sha256.0,
+        };
         let mut state = self
             .state
             .lock()
@@ -139,8 +147,8 @@ impl ContentStore {
         state
             .adopted
             .entry(content.sha256)
-            .or_insert_with(|| path.to_owned());
-        Ok(())
+            .or_insert_with(|| file.clone());
+        Ok(content)
     }
 
     /// The store's directory.
@@ -156,10 +164,11 @@ impl ContentSource for ContentStore {
             .lock()
             .map_err(|_| io::Error::other("content store poisoned"))?;
         if !state.index.contains_key(&content.sha256) {
-            if let Some(path) = state.adopted.get(&content.sha256) {
-                let file = fs_err::File::open(path)?;
+            if let Some(pinned) = state.adopted.get(&content.sha256) {
+                let file = fs_err::File::open(&pinned.path)?;
                 return Ok(Box::new(Checked {
                     file,
+                    pinned: pinned.clone(),
                     hasher: Sha256::new(),
                     content: *content,
                     seen: 0,
@@ -219,9 +228,11 @@ impl Read for Extent<'_> {
 
 /// An adopted file read back: its bytes pass through, and when its declared size has been
 /// read, their sha256 must be the pinned one (bytes after that pass through unchecked, for
-/// the caller's length check to refuse).
+/// the caller's length check to refuse). A mismatch is an [`io::ErrorKind::InvalidData`]
+/// error holding the [`PinError`] (`lib.rs` maps it to the refused-input exit code).
 struct Checked {
     file: fs_err::File,
+    pinned: PinnedFile,
     hasher: Sha256,
     content: Content,
     seen: u64,
@@ -243,11 +254,12 @@ impl Read for Checked {
                 if found != self.content.sha256 {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!(
-                            "{} changed after its pin was checked (sha256 is now {}); rebuild",
-                            self.file.path().display(),
-                            hex::encode(found)
-                        ),
+                        PinError::Mismatch {
+                            field: self.pinned.field.clone(),
+                            source_path: self.pinned.source.clone(),
+                            expected: measurements::Sha256Digest(self.content.sha256),
+                            found: measurements::Sha256Digest(found),
+                        },
                     ));
                 }
             }
@@ -308,8 +320,16 @@ mod tests {
             &mut sha256,
         )
         .unwrap();
-        let c = Content { size: 5, sha256 };
-        store.adopt(&path, c).unwrap();
+        let pinned = PinnedFile {
+            source: "weights".into(),
+            path: path.clone(),
+            sha256: measurements::Sha256Digest(sha256),
+            size: 5,
+            field: "disks[0].files[0]".into(),
+            deferred: true,
+        };
+        let c = store.adopt(&pinned).unwrap();
+        assert_eq!(c, Content { size: 5, sha256 });
         assert_eq!(read_back(&store, &c), b"hello");
         // Not copied: the pack is empty.
         assert_eq!(
@@ -318,7 +338,8 @@ mod tests {
                 .len(),
             0
         );
-        // Changed after the pin was checked: the read fails when the content is complete.
+        // Not the pinned bytes: the read fails when the content is complete, with the pin
+        // error naming the field and both digests (sha256("jello") by coreutils' sha256sum).
         fs_err::write(&path, b"jello").unwrap();
         let err = store
             .open(&c)
@@ -326,6 +347,14 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("changed after its pin"), "{err}");
+        assert!(err.get_ref().is_some_and(|e| e.is::<PinError>()), "{err:?}");
+        let text = err.to_string();
+        for needle in [
+            "disks[0].files[0] (weights): sha256 mismatch",
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            "187c9bceeb919e1b3e6d20fa50ecabf7d9d50b5343e8f9a3d912abb13929102e",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
     }
 }

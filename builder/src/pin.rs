@@ -9,17 +9,24 @@ use std::path::{Path, PathBuf};
 use measurements::Sha256Digest;
 use sha2::{Digest, Sha256};
 
-/// A local file whose bytes matched its pin when it was checked.
+/// A local file whose bytes matched its pin when it was checked ([`check`]), or will be
+/// checked as the stage that reads it whole does so ([`check_deferred`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedFile {
     /// The path as the manifest wrote it (relative to the manifest).
     pub source: String,
     /// The resolved path on this machine (never written into an artifact).
     pub path: PathBuf,
-    /// Its sha256.
+    /// Its sha256: the pin.
     pub sha256: Sha256Digest,
     /// Its size.
     pub size: u64,
+    /// The manifest field that pins it (`disks[0].files[1]`), for the deferred check's error.
+    pub field: String,
+    /// `true` when the bytes have not been hashed yet: the stage that reads the file must
+    /// compare them with `sha256` when it has read them all, and fail before anything built
+    /// from them is committed.
+    pub deferred: bool,
 }
 
 /// A pin problem with one input.
@@ -133,6 +140,81 @@ pub fn check(
             path,
             sha256: found,
             size,
+            field: field.to_owned(),
+            deferred: false,
         }),
+    }
+}
+
+/// Checks a file that a later stage reads whole anyway (a plain tar layer, a data-disk file),
+/// so that it is read once. With a pin, only its size is taken here (and it is opened, so an
+/// unreadable file is refused now, with every other pin problem); the stage that reads it
+/// compares its bytes with the pin when it has read them all, before anything built from them
+/// is committed ([`crate::inputs::layer::apply_checked`], [`crate::content::ContentStore::adopt`]).
+/// Without a pin it is hashed now, so the refusal can print the digest to pin.
+pub fn check_deferred(
+    base: &Path,
+    source: &str,
+    pin: Option<&Sha256Digest>,
+    field: &str,
+) -> Result<PinnedFile, PinError> {
+    let Some(pin) = pin else {
+        return check(base, source, None, field);
+    };
+    let path = base.join(source);
+    let io = |e| PinError::Io {
+        field: field.to_owned(),
+        source_path: source.to_owned(),
+        source: e,
+    };
+    let file = fs_err::File::open(&path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        ))));
+    }
+    Ok(PinnedFile {
+        source: source.to_owned(),
+        path,
+        sha256: *pin,
+        size: meta.len(),
+        field: field.to_owned(),
+        deferred: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sha256("hello"), by coreutils' sha256sum.
+    const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[test]
+    fn a_deferred_check_sizes_a_pinned_file_and_hashes_an_unpinned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("w"), b"hello").unwrap();
+        let pin: Sha256Digest = HELLO.parse().unwrap();
+        // Pinned: sized and opened, not hashed (any pin is taken as given until read).
+        let other: Sha256Digest = "00".repeat(32).parse().unwrap();
+        let p = check_deferred(dir.path(), "w", Some(&other), "disks[0].files[0]").unwrap();
+        assert_eq!((p.size, p.sha256, p.deferred), (5, other, true));
+        assert_eq!(p.field, "disks[0].files[0]");
+        // Unpinned: hashed now, so the refusal prints the digest to pin.
+        match check_deferred(dir.path(), "w", None, "f") {
+            Err(PinError::Missing { found, .. }) => assert_eq!(found, pin),
+            other => panic!("{other:?}"),
+        }
+        // Not a readable regular file: refused now, naming the field.
+        for source in ["missing", "."] {
+            match check_deferred(dir.path(), source, Some(&pin), "f") {
+                Err(e @ PinError::Io { .. }) => assert!(e.to_string().starts_with("f ("), "{e}"),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
+        // The immediate check still hashes.
+        assert!(!check(dir.path(), "w", Some(&pin), "f").unwrap().deferred);
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use measurements::record;
 
-use crate::content::{Content, ContentStore};
+use crate::content::ContentStore;
 use crate::placement::one_input_per_path;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -105,13 +105,10 @@ pub fn build_disks(
             &format!("disk {}", disk.name),
         )?;
         for (i, (f, p)) in disk.files.iter().zip(&pinned.files).enumerate() {
-            // Weights are large: the pinned file is read in place when the image is written
-            // (and its sha256 checked again then), not copied into the store first.
-            let content = Content {
-                size: p.size,
-                sha256: p.sha256.0,
-            };
-            store.adopt(&p.path, content)?;
+            // Weights are large: the pinned file is read once, in place, when the image is
+            // written, and its pin is checked then (`pin::check_deferred`), not copied into
+            // the store first.
+            let content = store.adopt(p)?;
             let leaf = Leaf {
                 meta: Metadata {
                     mode: f.mode.bits(),

@@ -88,7 +88,8 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             }
             LayerSource::Tar { tar, sha256 } => {
                 let field = format!("rootfs.layers[{i}]");
-                match pin::check(base, tar, sha256.as_ref(), &field) {
+                // Read once: hashed for its pin while it is applied (`apply_checked`).
+                match pin::check_deferred(base, tar, sha256.as_ref(), &field) {
                     Ok(p) => {
                         let l = oci_layout::tar_blob(&p.path, &p.sha256)
                             .with_context(|| format!("{field}: tar layer {tar}"))?;
@@ -126,13 +127,18 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             Err(e) => problems.push(e),
         }
     }
-    let mut pin_all = |field: String, path: &str, pin: Option<&Sha256Digest>| match pin::check(
-        base, path, pin, &field,
-    ) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            problems.push(e);
-            None
+    let mut pin_all = |field: String, path: &str, pin: Option<&Sha256Digest>, deferred: bool| {
+        let checked = if deferred {
+            pin::check_deferred(base, path, pin, &field)
+        } else {
+            pin::check(base, path, pin, &field)
+        };
+        match checked {
+            Ok(p) => Some(p),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
         }
     };
     let rootfs_wheels: Vec<PinnedFile> = m
@@ -140,7 +146,14 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
         .wheels
         .iter()
         .enumerate()
-        .filter_map(|(i, w)| pin_all(format!("rootfs.wheels[{i}]"), &w.wheel, w.sha256.as_ref()))
+        .filter_map(|(i, w)| {
+            pin_all(
+                format!("rootfs.wheels[{i}]"),
+                &w.wheel,
+                w.sha256.as_ref(),
+                false,
+            )
+        })
         .collect();
     let mut disks = Vec::new();
     for (d, disk) in m.disks.iter().enumerate() {
@@ -153,6 +166,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
                     format!("disks[{d}].wheels[{i}]"),
                     &w.wheel,
                     w.sha256.as_ref(),
+                    false,
                 )
             })
             .collect();
@@ -161,20 +175,25 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
             .iter()
             .enumerate()
             .filter_map(|(i, f)| {
+                // Weights: read once, in place, as the disk image is written (`adopt`).
                 pin_all(
                     format!("disks[{d}].files[{i}]"),
                     &f.source,
                     f.sha256.as_ref(),
+                    true,
                 )
             })
             .collect();
         disks.push(VerifiedDisk { wheels, files });
     }
-    let kernel_config = m
-        .boot
-        .kernel_config
-        .as_ref()
-        .and_then(|c| pin_all("boot.kernel_config".to_owned(), &c.path, c.sha256.as_ref()));
+    let kernel_config = m.boot.kernel_config.as_ref().and_then(|c| {
+        pin_all(
+            "boot.kernel_config".to_owned(),
+            &c.path,
+            c.sha256.as_ref(),
+            false,
+        )
+    });
     let mut profile_firmware = Vec::new();
     for (i, p) in m.profiles.iter().enumerate() {
         let fw = p.firmware();

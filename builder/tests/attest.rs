@@ -238,6 +238,22 @@ fn tdx_quote_of_this_release_fails_only_the_binding() {
     let (code, stdout) = run(&["--time", "1751328000"]);
     assert_eq!(code, 8, "{stdout}");
     assert_eq!(failed_checks(&stdout), ["tdx.report_data"], "{stdout}");
+    // A declared platform profile: the quote's own RTMR0 (body +328) passes, another fails by
+    // name; a malformed value is refused before any check (exit 1, naming the flag).
+    let (code, stdout) = run(&["--time", "1751328000", "--rtmr0", &field(328)]);
+    assert_eq!(code, 8, "{stdout}");
+    assert_eq!(failed_checks(&stdout), ["tdx.report_data"], "{stdout}");
+    let mut other = quote[48 + 328..48 + 376].to_vec();
+    other[0] ^= 1;
+    let (code, stdout) = run(&["--time", "1751328000", "--rtmr0", &hex::encode(other)]);
+    assert_eq!(code, 8, "{stdout}");
+    assert_eq!(
+        failed_checks(&stdout),
+        ["tdx.rtmr0", "tdx.report_data"],
+        "{stdout}"
+    );
+    let (code, _) = run(&["--time", "1751328000", "--rtmr0", "abc"]);
+    assert_eq!(code, 1);
     // A year later the collateral has expired.
     let (code, stdout) = run(&["--time", "1782864000"]);
     assert_eq!(code, 8);

@@ -1233,3 +1233,32 @@ fn two_manifest_entries_for_one_root_path_are_refused() {
         "over-out",
     );
 }
+
+/// A data-disk file is read once: its pin is checked as the disk image is written, not by a
+/// separate pass first. Bytes that are not the pinned ones are still refused (exit 3, the
+/// field and both digests named, nothing left behind), the same length or not.
+#[test]
+fn a_disk_file_that_is_not_the_pinned_one_is_refused() {
+    let p = Project::new();
+    let note = p.path().join("notes.txt");
+    let pinned = sha256_file(&note);
+    let m = p.manifest_with("wrong-pin.toml", &p.good_wheel(), "notes.txt", "");
+    let original = fs_err::read(&note).unwrap();
+    let same_length: Vec<u8> = original.iter().map(|b| b ^ 0x20).collect();
+    for (case, bytes) in [
+        ("same length", same_length),
+        ("longer", [&original[..], b"!"].concat()),
+    ] {
+        fs_err::write(&note, &bytes).unwrap();
+        let found = sha256_file(&note);
+        assert_ne!(found, pinned, "{case}");
+        p.refused(
+            &m,
+            &[
+                "disks[0].files[0] (notes.txt): sha256 mismatch",
+                &pinned,
+                &found,
+            ],
+        );
+    }
+}

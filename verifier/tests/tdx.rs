@@ -124,6 +124,17 @@ fn each_body_failure_has_its_own_check() {
     };
     assert!(one(&|_| {}, &xfam, &rd).is_empty());
     assert_eq!(one(&|b| b.xfam[1] = 0x1a, &xfam, &rd), ["tdx.xfam"]);
+    // A declared platform profile: RTMR0 as the public quote holds it (body +328).
+    let mut rtmr0 = [0u8; 48];
+    rtmr0.copy_from_slice(&QUOTE[48 + 328..48 + 376]);
+    let platform = TdxPolicy {
+        rtmr0: Some(rtmr0),
+        ..policy()
+    };
+    assert!(one(&|_| {}, &platform, &rd).is_empty());
+    assert_eq!(one(&|b| b.rtmr[0][20] ^= 4, &platform, &rd), ["tdx.rtmr0"]);
+    // Undeclared, RTMR0 is not judged.
+    assert!(one(&|b| b.rtmr[0][20] ^= 4, &p, &rd).is_empty());
     let other = verifier::binding::report_data(b"another key", b"nonce");
     assert_eq!(one(&|_| {}, &p, &other), ["tdx.report_data"]);
 }

@@ -48,7 +48,7 @@ pub enum LayerError {
         found: u64,
     },
     /// The blob's sha256 differs from its pin.
-    #[error("layer {path} has sha256:{found}, but sha256:{expected} was pinned; the blob is damaged or not the pinned one, fetch it again")]
+    #[error("layer {path}: sha256 mismatch: sha256:{expected} was pinned, but the blob has sha256:{found}; the blob is damaged or not the pinned one: restore or fetch it again, or pin the new one on purpose")]
     Digest {
         /// The blob file.
         path: PathBuf,

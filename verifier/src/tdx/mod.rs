@@ -14,6 +14,7 @@
 //! | `tdx.mrtd` | `MRTD` equals the release's |
 //! | `tdx.rtmr1` | `RTMR1` equals the release's (kernel, boot events) |
 //! | `tdx.rtmr2` | `RTMR2` equals the release's (command line, initrd) |
+//! | `tdx.rtmr0` | `RTMR0` equals the declared platform profile's (only if the policy declares one) |
 //! | `tdx.rtmr3` | `RTMR3` is zero (nothing extended at run time) |
 //! | `tdx.td_attributes.debug` | `TDATTRIBUTES` bit 0 (DEBUG) is clear |
 //! | `tdx.td_attributes` | `TDATTRIBUTES` equals the policy's value (only if it declares one) |
@@ -21,8 +22,11 @@
 //! | `tdx.mrconfigid`, `tdx.mrowner`, `tdx.mrownerconfig` | each equals the policy's value (zero by default) |
 //! | `tdx.report_data` | `REPORTDATA` equals the expected binding |
 //!
-//! RTMR0 (firmware configuration and ACPI tables) depends on the VMM and the VM's shape and
-//! is not in the record; it is not checked here (docs/threat-model.md).
+//! RTMR0 (the firmware's configuration and the ACPI tables) depends on the VMM and the VM's
+//! shape (memory, vCPUs, devices), not on the image, so it is not in the record: a client
+//! that knows its platform declares it ([`TdxPolicy::rtmr0`], e.g. measured once on a trusted
+//! host of that provider with that VM shape) and it is then checked; otherwise it is not
+//! (docs/threat-model.md).
 
 use alloc::format;
 use alloc::string::String;
@@ -193,6 +197,9 @@ pub struct TdxPolicy {
     pub td_attributes: Option<[u8; 8]>,
     /// The exact `XFAM`, if the client declares it.
     pub xfam: Option<[u8; 8]>,
+    /// `RTMR0` of the platform profile the client declares (VMM, firmware configuration and
+    /// VM shape); not checked when `None`.
+    pub rtmr0: Option<[u8; 48]>,
     /// `MRCONFIGID` (zero unless declared).
     pub mrconfigid: [u8; 48],
     /// `MROWNER` (zero unless declared).
@@ -207,6 +214,7 @@ impl Default for TdxPolicy {
             accepted_tcb_status: alloc::vec!["UpToDate".into()],
             td_attributes: None,
             xfam: None,
+            rtmr0: None,
             mrconfigid: [0; 48],
             mrowner: [0; 48],
             mrownerconfig: [0; 48],
@@ -296,6 +304,9 @@ pub fn check_body(
     v.check("tdx.mrtd", Hex(&release.mrtd), Hex(&body.mrtd));
     v.check("tdx.rtmr1", Hex(&release.rtmr1), Hex(&body.rtmr[1]));
     v.check("tdx.rtmr2", Hex(&release.rtmr2), Hex(&body.rtmr[2]));
+    if let Some(want) = policy.rtmr0 {
+        v.check("tdx.rtmr0", Hex(&want), Hex(&body.rtmr[0]));
+    }
     v.check("tdx.rtmr3", Hex(&[0; 48]), Hex(&body.rtmr[3]));
     let debug = body.td_attributes[0] & 1 != 0;
     v.check(
