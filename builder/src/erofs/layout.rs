@@ -11,11 +11,13 @@
 //! - Compact 32-byte inodes unless uid, gid or nlink exceed 16 bits or the size exceeds 32
 //!   bits; then extended 64-byte ones. All timestamps equal the epoch either way: compact
 //!   inodes inherit the superblock build time, extended ones store it.
-//! - Data (file contents, directory blocks, symlink targets) shorter than one block is
-//!   stored inline right after the inode (`FLAT_INLINE`) when inode + xattrs + data fit in
-//!   one block; the inode then moves to the next block if it would otherwise straddle one.
-//!   Anything else is `FLAT_PLAIN`: whole blocks, the last zero-padded. Empty data is
-//!   `FLAT_PLAIN` with no blocks.
+//! - Tail packing, as mkfs.erofs does for uncompressed data: the data's last partial block
+//!   (file contents, directory blocks, symlink targets; `size % 4096` bytes, not zero) is
+//!   stored inline right after the inode and its xattrs (`FLAT_INLINE`) when inode + xattrs
+//!   + tail fit in one block, its whole blocks (if any) in the data area from `raw_blkaddr`;
+//!   the inode then moves to the next block if it would otherwise straddle one. Anything
+//!   else (a size that is a multiple of 4096, or a tail that does not fit) is `FLAT_PLAIN`:
+//!   whole blocks, the last zero-padded. Empty data is `FLAT_PLAIN` with no blocks.
 //! - Xattrs are all inline (no shared xattr area), in full-name order, with the kernel's
 //!   prefix indexes; a name with no known prefix is an error rather than silently dropped.
 
@@ -54,9 +56,10 @@ pub(crate) struct InodePlan<'t> {
     pub(crate) xattrs: Vec<XattrEntry<'t>>,
     /// What the data is.
     pub(crate) body: Body<'t>,
-    /// Bytes of data stored inline after the xattrs.
+    /// Bytes of data stored inline after the xattrs: the tail, the last `size % 4096`.
     pub(crate) inline_len: usize,
-    /// Number of data blocks at `record.i_u` (0 for inline, empty or device inodes).
+    /// Number of data blocks at `record.i_u`: the whole blocks before an inline tail, or all
+    /// of `FLAT_PLAIN` data (0 for data that is all inline, empty or device inodes).
     pub(crate) blocks: u64,
 }
 
@@ -186,9 +189,13 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
             format::COMPACT_INODE_SIZE
         };
         let head = (record_size + xattr_body) as u64;
-        let inline = size > 0 && size < BS && head + size <= BS;
+        // The kernel maps a FLAT_INLINE inode's last block (`size.div_ceil(BS) - 1`) to the
+        // inline tail, so a size that is a multiple of the block size must be FLAT_PLAIN.
+        let tail = size % BS;
+        let inline = tail > 0 && head + tail <= BS;
         let (datalayout, inline_len, blocks) = if inline {
-            (format::DATALAYOUT_FLAT_INLINE, size as usize, 0)
+            // tail < BS: fits usize.
+            (format::DATALAYOUT_FLAT_INLINE, tail as usize, size / BS)
         } else {
             (format::DATALAYOUT_FLAT_PLAIN, 0, size.div_ceil(BS))
         };
