@@ -3,6 +3,7 @@
 //! Everything here follows the [`Layout`]: the writer never decides a size or an offset, it
 //! only checks that what it wrote landed where the plan said.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
@@ -26,10 +27,11 @@ pub(crate) fn emit(
     w.put(&layout.superblock.to_bytes())?;
 
     let mut buf = Vec::with_capacity(BLOCK_SIZE as usize);
-    // The sha256 of each tail-packed file's inline tail, in nid order: its stream must give
-    // the same bytes when its whole blocks are copied below (32 bytes per such file).
-    let mut tails = Vec::new();
-    for inode in &layout.inodes {
+    // The sha256 of each tail-packed file's inline tail, by inode: its stream must give the
+    // same bytes when its whole blocks are copied below (32 bytes per such file).
+    let mut tails = BTreeMap::new();
+    for &index in &layout.by_offset {
+        let inode = &layout.inodes[index];
         w.pad_to(inode.offset)?;
         buf.clear();
         head(&inode.record, inode, &mut buf);
@@ -52,7 +54,7 @@ pub(crate) fn emit(
                         if let Err(source) = content.read_at(c, inode.blocks * BS, tail) {
                             return Err(tail_error(content, c, &inode.path, source));
                         }
-                        tails.push(<[u8; 32]>::from(Sha256::digest(tail)));
+                        tails.insert(index, <[u8; 32]>::from(Sha256::digest(tail)));
                     }
                 }
                 Body::None => {}
@@ -61,10 +63,12 @@ pub(crate) fn emit(
         w.put(&buf)?;
     }
     w.pad_to(layout.meta_end)?;
-    let mut tails = tails.iter();
 
     let mut chunk = vec![0u8; 1 << 16];
-    for inode in layout.inodes.iter().filter(|i| i.blocks > 0) {
+    for (index, inode) in layout.inodes.iter().enumerate() {
+        if inode.blocks == 0 {
+            continue;
+        }
         let start = u64::from(inode.record.i_u) * BS;
         if w.pos != start {
             return Err(Error::Internal {
@@ -87,7 +91,7 @@ pub(crate) fn emit(
             Body::Symlink(target) => w.put(target)?,
             Body::File(c) => {
                 let tail = if inode.inline_len > 0 {
-                    let digest = tails.next().ok_or_else(|| Error::Internal {
+                    let digest = tails.get(&index).ok_or_else(|| Error::Internal {
                         path: display(&inode.path),
                         expected: start,
                         at: w.pos,
