@@ -383,4 +383,36 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("changed after its pin"), "{err}");
     }
+
+    /// Positioned reads (the EROFS writer's inline tails) of packed and adopted contents;
+    /// ranges past the end are `UnexpectedEof`.
+    #[test]
+    fn read_at_reads_ranges_of_packed_and_adopted_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let a = store.put(&mut &b"first content"[..], 13).unwrap();
+        let b = store.put(&mut &b"second, after the first"[..], 23).unwrap();
+        let path = dir.path().join("adopted");
+        fs_err::write(&path, b"adopted bytes").unwrap();
+        let adopted = Content {
+            size: 13,
+            sha256: Sha256::digest(b"adopted bytes").into(),
+        };
+        store.adopt(&path, adopted).unwrap();
+        for (c, offset, expected) in [
+            (&a, 6, &b"content"[..]),
+            (&b, 0, b"second"),
+            (&b, 18, b"first"),
+            (&adopted, 8, b"bytes"),
+            (&a, 13, b""),
+        ] {
+            let mut buf = vec![0; expected.len()];
+            store.read_at(c, offset, &mut buf).unwrap();
+            assert_eq!(buf, expected);
+        }
+        for (c, offset, len) in [(&a, 10, 4), (&b, 23, 1), (&adopted, 0, 14)] {
+            let err = store.read_at(c, offset, &mut vec![0; len]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        }
+    }
 }

@@ -19,11 +19,12 @@
 //!   inodes inherit the superblock build time, extended ones store it.
 //! - Tail packing, as mkfs.erofs does for uncompressed data: the data's last partial block
 //!   (file contents, directory blocks, symlink targets; `size % 4096` bytes, not zero) is
-//!   stored inline right after the inode and its xattrs (`FLAT_INLINE`) when inode + xattrs
-//!   + tail fit in one block, its whole blocks (if any) in the data area from `raw_blkaddr`;
-//!   the inode then moves to the next block if it would otherwise straddle one. Anything
-//!   else (a size that is a multiple of 4096, or a tail that does not fit) is `FLAT_PLAIN`:
-//!   whole blocks, the last zero-padded. Empty data is `FLAT_PLAIN` with no blocks.
+//!   stored inline right after the inode and its xattrs (`FLAT_INLINE`) when the inode, its
+//!   xattrs and the tail fit in one block, its whole blocks (if any) in the data area from
+//!   `raw_blkaddr`; the record then goes where it does not straddle a block (see below).
+//!   Anything else (a size that is a multiple of 4096, or a tail that does not fit) is
+//!   `FLAT_PLAIN`: whole blocks, the last zero-padded. Empty data is `FLAT_PLAIN` with no
+//!   blocks.
 //! - Xattrs are all inline (no shared xattr area), in full-name order, with the kernel's
 //!   prefix indexes; a name with no known prefix is an error rather than silently dropped.
 
@@ -296,7 +297,7 @@ impl Packer {
     }
 
     fn reopen(&mut self, block: u64, used: u64) {
-        if used % BS != 0 {
+        if !used.is_multiple_of(BS) {
             self.open.entry(used % BS).or_default().insert(block);
         }
     }

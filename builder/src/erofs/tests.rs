@@ -312,3 +312,37 @@ fn a_tail_that_changed_is_an_error() {
     tree.root.entries.insert(b"f".to_vec(), Entry::Leaf(id));
     write(&tree, &options(), &Fickle, &mut Vec::new()).unwrap();
 }
+
+/// Best-fit placement: a record that does not fit the rest of block 0 opens block 1; later
+/// records go to the fullest block with room for them, filling block 0's hole only when
+/// block 1 has no room left.
+#[test]
+fn records_fill_earlier_holes_best_fit() {
+    let mut tree = Tree::new();
+    let mut store = MemoryContent::default();
+    // Root: 32 + 66 bytes of entries (5 dirents, names ". .. a b c"), 128 with padding, at
+    // 1152; "a": 32 + 3500 > 4096 - 1280, so block 1.
+    file(&mut tree, &mut store, b"a", &[1; 4096 + 3500]);
+    file(&mut tree, &mut store, b"b", &[2; 100]);
+    file(&mut tree, &mut store, b"c", &[3; 600]);
+    let mut out = Vec::new();
+    write(&tree, &options(), &store, &mut out).unwrap();
+    let listing = dump(&out).unwrap();
+    let nid = |name: &str| -> u64 {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("/{name} ")))
+            .unwrap();
+        line.split(' ')
+            .find_map(|w| w.strip_prefix("nid="))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // a at 4096 (nid 128), 3532 bytes, 3552 padded; b (132 bytes, 160 padded) fits the
+    // fuller block 1 after it (7648, nid 239); c (632, 640 padded) does not fit block 1's
+    // remaining 384 bytes and fills block 0's hole after the root (1280, nid 40).
+    assert_eq!((nid("a"), nid("b"), nid("c")), (128, 239, 40), "{listing}");
+    // Two metadata blocks and a's whole block.
+    assert_eq!(out.len(), 3 * 4096);
+}
