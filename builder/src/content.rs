@@ -38,6 +38,25 @@ pub struct Content {
 pub trait ContentSource: Sync {
     /// Opens a reader over exactly `content.size` bytes whose sha256 is `content.sha256`.
     fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>>;
+
+    /// Reads `buf.len()` bytes of `content` from byte `offset` (the EROFS writer's inline
+    /// tails, needed before the rest of the file is streamed). The bytes are not checked
+    /// against `content.sha256` here: whoever uses them checks them against a later
+    /// [`ContentSource::open`] stream, which is. A range past the end is an error of kind
+    /// `UnexpectedEof`.
+    ///
+    /// The default opens a stream and skips to `offset`; sources that can seek override it.
+    fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut reader = self.open(content)?;
+        let skipped = io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        if skipped < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "content ends before the requested range",
+            ));
+        }
+        reader.read_exact(buf)
+    }
 }
 
 /// A pack file of contents addressed by sha256.
@@ -158,6 +177,37 @@ impl ContentStore {
 }
 
 impl ContentSource for ContentStore {
+    /// A positioned read of the pack, or of an adopted file (the stream [`ContentSource::open`]
+    /// gives still checks the whole of it).
+    fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > content.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at {offset} are past the end of a {}-byte content",
+                    buf.len(),
+                    content.size
+                ),
+            ));
+        }
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("content store poisoned"))?;
+        if let Some(start) = state.index.get(&content.sha256) {
+            return self.pack.file().read_exact_at(buf, start + offset);
+        }
+        let path = state
+            .adopted
+            .get(&content.sha256)
+            .ok_or_else(|| not_stored(content))?;
+        let file = fs_err::File::open(path)?;
+        file.file()
+            .read_exact_at(buf, offset)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+    }
+
     fn open(&self, content: &Content) -> io::Result<Box<dyn Read + '_>> {
         let state = self
             .state
@@ -175,15 +225,10 @@ impl ContentSource for ContentStore {
                 }));
             }
         }
-        let offset = *state.index.get(&content.sha256).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "no content with sha256 {} in the store",
-                    hex::encode(content.sha256)
-                ),
-            )
-        })?;
+        let offset = *state
+            .index
+            .get(&content.sha256)
+            .ok_or_else(|| not_stored(content))?;
         Ok(Box::new(io::BufReader::with_capacity(
             1 << 16,
             Extent {
@@ -193,6 +238,16 @@ impl ContentSource for ContentStore {
             },
         )))
     }
+}
+
+fn not_stored(content: &Content) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no content with sha256 {} in the store",
+            hex::encode(content.sha256)
+        ),
+    )
 }
 
 /// A reader over one extent of the pack, using positioned reads (no shared cursor).
@@ -355,6 +410,38 @@ mod tests {
             "187c9bceeb919e1b3e6d20fa50ecabf7d9d50b5343e8f9a3d912abb13929102e",
         ] {
             assert!(text.contains(needle), "{needle}: {text}");
+        }
+    }
+
+    /// Positioned reads (the EROFS writer's inline tails) of packed and adopted contents;
+    /// ranges past the end are `UnexpectedEof`.
+    #[test]
+    fn read_at_reads_ranges_of_packed_and_adopted_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let a = store.put(&mut &b"first content"[..], 13).unwrap();
+        let b = store.put(&mut &b"second, after the first"[..], 23).unwrap();
+        let path = dir.path().join("adopted");
+        fs_err::write(&path, b"adopted bytes").unwrap();
+        let adopted = Content {
+            size: 13,
+            sha256: Sha256::digest(b"adopted bytes").into(),
+        };
+        store.adopt(&path, adopted).unwrap();
+        for (c, offset, expected) in [
+            (&a, 6, &b"content"[..]),
+            (&b, 0, b"second"),
+            (&b, 18, b"first"),
+            (&adopted, 8, b"bytes"),
+            (&a, 13, b""),
+        ] {
+            let mut buf = vec![0; expected.len()];
+            store.read_at(c, offset, &mut buf).unwrap();
+            assert_eq!(buf, expected);
+        }
+        for (c, offset, len) in [(&a, 10, 4), (&b, 23, 1), (&adopted, 0, 14)] {
+            let err = store.read_at(c, offset, &mut vec![0; len]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         }
     }
 }

@@ -2,28 +2,40 @@
 //! record, xattr entries, data layout, size and first block — without reading any content.
 //!
 //! Decisions (each changes the image bytes, so changing one is a format change):
-//! - Inodes are numbered in depth-first pre-order of the tree, entries in raw-name order
-//!   (`BTreeMap` order); a hard-linked leaf gets its inode where it is first reached. The
-//!   root is first, right after the superblock (nid 36), so its nid always fits the
-//!   superblock's 16-bit `root_nid`.
+//! - Inodes are taken in depth-first pre-order of the tree, entries in raw-name order
+//!   (`BTreeMap` order); a hard-linked leaf gets its inode where it is first reached
+//!   (`i_ino` counts in this order).
+//! - Each inode's record (inode, xattrs, inline tail, rounded up to 32 bytes) is placed, in
+//!   that order, best-fit in the metadata area, as mkfs.erofs does: into the fullest block
+//!   that still has room for all of it (the lowest-numbered of equally full ones), else into
+//!   a new block at the end. A record never straddles a block unless it is longer than one
+//!   (large xattrs: it then starts a new block). So nids follow the placement, not the tree.
+//!   The root is placed first, right after the superblock (nid 36, unless its record does
+//!   not fit there), so its nid always fits the superblock's 16-bit `root_nid`.
 //! - The metadata area starts at block 0 (`meta_blkaddr = 0`); the data area follows it,
-//!   block-aligned, with each inode's blocks contiguous and in nid order.
+//!   block-aligned, with each inode's blocks contiguous and in tree order.
 //! - Compact 32-byte inodes unless uid, gid or nlink exceed 16 bits or the size exceeds 32
 //!   bits; then extended 64-byte ones. All timestamps equal the epoch either way: compact
 //!   inodes inherit the superblock build time, extended ones store it.
-//! - Data (file contents, directory blocks, symlink targets) shorter than one block is
-//!   stored inline right after the inode (`FLAT_INLINE`) when inode + xattrs + data fit in
-//!   one block; the inode then moves to the next block if it would otherwise straddle one.
-//!   Anything else is `FLAT_PLAIN`: whole blocks, the last zero-padded. Empty data is
-//!   `FLAT_PLAIN` with no blocks.
+//! - Tail packing, as mkfs.erofs does for uncompressed data: the data's last partial block
+//!   (file contents, directory blocks, symlink targets; `size % 4096` bytes, not zero) is
+//!   stored inline right after the inode and its xattrs (`FLAT_INLINE`) when the inode, its
+//!   xattrs and the tail fit in one block, its whole blocks (if any) in the data area from
+//!   `raw_blkaddr`; the record then goes where it does not straddle a block (see below).
+//!   Anything else (a size that is a multiple of 4096, or a tail that does not fit) is
+//!   `FLAT_PLAIN`: whole blocks, the last zero-padded. Empty data is `FLAT_PLAIN` with no
+//!   blocks.
 //! - Xattrs are all inline (no shared xattr area), in full-name order, with the kernel's
 //!   prefix indexes; a name with no known prefix is an error rather than silently dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::format::{self, FileType, Inode, SuperBlock};
 use super::{Error, Options, BLOCK_SIZE};
 use crate::tree::{Content, Directory, Entry, LeafKind, Metadata, Tree};
 
 const BS: u64 = BLOCK_SIZE as u64;
+const SLOT: u64 = format::INODE_SLOT as u64;
 
 /// One inline xattr: `(name index, name suffix, value)`.
 pub(crate) type XattrEntry<'t> = (u8, &'t [u8], &'t [u8]);
@@ -31,8 +43,10 @@ pub(crate) type XattrEntry<'t> = (u8, &'t [u8], &'t [u8]);
 /// The whole image, planned.
 #[derive(Debug)]
 pub(crate) struct Layout<'t> {
-    /// Inodes in nid order; index 0 is the root.
+    /// Inodes in tree order (see the module docs); index 0 is the root.
     pub(crate) inodes: Vec<InodePlan<'t>>,
+    /// Indexes into `inodes` in the order of their records in the image (by offset).
+    pub(crate) by_offset: Vec<usize>,
     /// The superblock, complete.
     pub(crate) superblock: SuperBlock,
     /// End of the metadata area in bytes (block-aligned): the first data block starts here.
@@ -54,9 +68,10 @@ pub(crate) struct InodePlan<'t> {
     pub(crate) xattrs: Vec<XattrEntry<'t>>,
     /// What the data is.
     pub(crate) body: Body<'t>,
-    /// Bytes of data stored inline after the xattrs.
+    /// Bytes of data stored inline after the xattrs: the tail, the last `size % 4096`.
     pub(crate) inline_len: usize,
-    /// Number of data blocks at `record.i_u` (0 for inline, empty or device inodes).
+    /// Number of data blocks at `record.i_u`: the whole blocks before an inline tail, or all
+    /// of `FLAT_PLAIN` data (0 for data that is all inline, empty or device inodes).
     pub(crate) blocks: u64,
 }
 
@@ -111,7 +126,7 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
     walk.tree(&tree.root)?;
 
     let mut inodes = Vec::with_capacity(walk.nodes.len());
-    let mut offset = (format::SUPER_OFFSET + format::SUPER_SIZE) as u64;
+    let mut packer = Packer::new((format::SUPER_OFFSET + format::SUPER_SIZE) as u64);
     for (index, node) in walk.nodes.into_iter().enumerate() {
         let (meta, body, ftype, nlink, i_u_special) = match node.what {
             What::Directory {
@@ -186,16 +201,17 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
             format::COMPACT_INODE_SIZE
         };
         let head = (record_size + xattr_body) as u64;
-        let inline = size > 0 && size < BS && head + size <= BS;
+        // The kernel maps a FLAT_INLINE inode's last block (`size.div_ceil(BS) - 1`) to the
+        // inline tail, so a size that is a multiple of the block size must be FLAT_PLAIN.
+        let tail = size % BS;
+        let inline = tail > 0 && head + tail <= BS;
         let (datalayout, inline_len, blocks) = if inline {
-            (format::DATALAYOUT_FLAT_INLINE, size as usize, 0)
+            // tail < BS: fits usize.
+            (format::DATALAYOUT_FLAT_INLINE, tail as usize, size / BS)
         } else {
             (format::DATALAYOUT_FLAT_PLAIN, 0, size.div_ceil(BS))
         };
-        let len = head + inline_len as u64;
-        if len <= BS && offset % BS + len > BS {
-            offset = offset.next_multiple_of(BS);
-        }
+        let offset = packer.place((head + inline_len as u64).next_multiple_of(SLOT));
         let record = Inode {
             extended,
             datalayout,
@@ -219,10 +235,11 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
             inline_len,
             blocks,
         });
-        offset = (offset + len).next_multiple_of(format::INODE_SLOT as u64);
     }
 
-    let meta_end = offset.next_multiple_of(BS);
+    let meta_end = packer.blocks * BS;
+    let mut by_offset: Vec<usize> = (0..inodes.len()).collect();
+    by_offset.sort_unstable_by_key(|&i| inodes[i].offset);
     let mut block = meta_end / BS;
     for inode in &mut inodes {
         if inode.blocks > 0 {
@@ -252,10 +269,60 @@ pub(crate) fn plan<'t>(tree: &'t Tree, options: &Options) -> Result<Layout<'t>, 
     };
     Ok(Layout {
         inodes,
+        by_offset,
         superblock,
         meta_end,
         size: block * BS,
     })
+}
+
+/// Best-fit placement of records in the metadata area (module docs). Every length and fill is
+/// a multiple of 32, so every record starts on an inode slot.
+struct Packer {
+    /// Blocks with room left, by the bytes they use: used → block numbers.
+    open: BTreeMap<u64, BTreeSet<u64>>,
+    /// Blocks in the metadata area so far.
+    blocks: u64,
+}
+
+impl Packer {
+    /// An area whose block 0 has its first `used` bytes taken (the superblock).
+    fn new(used: u64) -> Packer {
+        let mut packer = Packer {
+            open: BTreeMap::new(),
+            blocks: 1,
+        };
+        packer.reopen(0, used);
+        packer
+    }
+
+    fn reopen(&mut self, block: u64, used: u64) {
+        if !used.is_multiple_of(BS) {
+            self.open.entry(used % BS).or_default().insert(block);
+        }
+    }
+
+    /// Places a record of `len` bytes and returns its byte offset.
+    fn place(&mut self, len: u64) -> u64 {
+        if len <= BS {
+            let best = self
+                .open
+                .range_mut(..=BS - len)
+                .next_back()
+                .and_then(|(&used, blocks)| Some((used, blocks.pop_first()?)));
+            if let Some((used, block)) = best {
+                if self.open.get(&used).is_some_and(BTreeSet::is_empty) {
+                    self.open.remove(&used);
+                }
+                self.reopen(block, used + len);
+                return block * BS + used;
+            }
+        }
+        let block = self.blocks;
+        self.blocks += len.div_ceil(BS);
+        self.reopen(self.blocks - 1, len);
+        block * BS
+    }
 }
 
 /// Nid of an inode at `offset` (the metadata area starts at byte 0).

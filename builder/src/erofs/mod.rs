@@ -148,6 +148,14 @@ pub enum Error {
         /// Declared size.
         expected: u64,
     },
+    /// A file whose last partial block was stored inline (read first, for the metadata
+    /// area) streamed different bytes there when its whole blocks were copied: it changed
+    /// while the image was written.
+    #[error("{path}: content changed while the image was written (its inline tail differs from its stream)")]
+    ContentChanged {
+        /// The file's path.
+        path: String,
+    },
     /// The emitted bytes drifted from the layout (a bug in this module).
     #[error("internal error at {path}: expected offset {expected}, writer at {at}")]
     Internal {

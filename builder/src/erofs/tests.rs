@@ -205,8 +205,8 @@ fn file_over_4_gib_gets_an_extended_inode_with_a_64_bit_size() {
         total: 0,
     };
     let info = write(&tree, &options(), &Lying(0), &mut out).unwrap();
-    // One metadata block, then the file's blocks.
-    assert_eq!(info.size, 4096 + size.div_ceil(4096) * 4096);
+    // One metadata block, then the file's whole blocks (its 7-byte tail is inline).
+    assert_eq!(info.size, 4096 + size / 4096 * 4096);
     assert_eq!(out.total, info.size);
     let img = dump::Image::open_prefix(&out.bytes).unwrap();
     let root = img.inode(36).unwrap();
@@ -244,4 +244,105 @@ fn deep_trees_do_not_overflow_the_stack() {
     assert_eq!(listing.lines().count(), 1 + 3001);
     // Dropping the nested `Directory` values recurses (derived drop glue, not this module).
     std::mem::forget(tree);
+}
+
+/// Tail packing: a file's last partial block goes inline after its inode when it fits in
+/// the rest of the inode's block (inode + xattrs + tail <= 4096), its whole blocks to the
+/// data area; a tail that does not fit, or a size that is a multiple of 4096, stays
+/// `FLAT_PLAIN`. Image sizes follow from the rule: one metadata block plus the data blocks.
+#[test]
+fn tails_go_inline_when_they_fit() {
+    // Total blocks: the metadata area (the root and its 40 bytes of entries end at byte
+    // 1224, so the file's inode starts at 1248) and the data blocks.
+    for (size, layout, blocks) in [
+        (4097u64, "inline", 1 + 1u64),
+        (8192 + 100, "inline", 1 + 2),
+        // 32-byte inode + 4064 = 4096 fits one block exactly, not after byte 1248: the
+        // inode moves to the metadata area's second block.
+        (4096 + 4064, "inline", 2 + 1),
+        (4096 + 4065, "plain", 1 + 2),
+        (8191, "plain", 1 + 2),
+        (8192, "plain", 1 + 2),
+    ] {
+        let mut tree = Tree::new();
+        let mut store = MemoryContent::default();
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        file(&mut tree, &mut store, b"f", &data);
+        let mut out = Vec::new();
+        let info = write(&tree, &options(), &store, &mut out).unwrap();
+        assert_eq!(info.size, 4096 * blocks, "{size}");
+        let img = dump::Image::open(&out).unwrap();
+        let root = img.inode(36).unwrap();
+        let entries = img.dir_entries(&root, "/").unwrap();
+        let f = img.inode(entries[2].nid).unwrap();
+        assert_eq!(img.data(&f).unwrap(), data, "{size}");
+        let listing = dump(&out).unwrap();
+        let line = listing.lines().find(|l| l.starts_with("/f ")).unwrap();
+        assert!(line.contains(&format!("layout={layout}")), "{size}: {line}");
+    }
+}
+
+/// A source whose streams give zeros while its positioned reads give ones: a file that
+/// changed between the read of its inline tail and the stream of its blocks.
+struct Fickle;
+
+impl ContentSource for Fickle {
+    fn open(&self, content: &Content) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        Ok(Box::new(std::io::repeat(0).take(content.size)))
+    }
+
+    fn read_at(&self, _: &Content, _: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(1);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_tail_that_changed_is_an_error() {
+    let mut tree = Tree::new();
+    let id = unread_file(&mut tree, 5000);
+    tree.root.entries.insert(b"f".to_vec(), Entry::Leaf(id));
+    match write_err(&tree, &Fickle) {
+        Error::ContentChanged { path } => assert_eq!(path, "/f"),
+        e => panic!("{e:?}"),
+    }
+    // Whole blocks only (no tail read): nothing to disagree about.
+    let mut tree = Tree::new();
+    let id = unread_file(&mut tree, 8192);
+    tree.root.entries.insert(b"f".to_vec(), Entry::Leaf(id));
+    write(&tree, &options(), &Fickle, &mut Vec::new()).unwrap();
+}
+
+/// Best-fit placement: a record that does not fit the rest of block 0 opens block 1; later
+/// records go to the fullest block with room for them, filling block 0's hole only when
+/// block 1 has no room left.
+#[test]
+fn records_fill_earlier_holes_best_fit() {
+    let mut tree = Tree::new();
+    let mut store = MemoryContent::default();
+    // Root: 32 + 66 bytes of entries (5 dirents, names ". .. a b c"), 128 with padding, at
+    // 1152; "a": 32 + 3500 > 4096 - 1280, so block 1.
+    file(&mut tree, &mut store, b"a", &[1; 4096 + 3500]);
+    file(&mut tree, &mut store, b"b", &[2; 100]);
+    file(&mut tree, &mut store, b"c", &[3; 600]);
+    let mut out = Vec::new();
+    write(&tree, &options(), &store, &mut out).unwrap();
+    let listing = dump(&out).unwrap();
+    let nid = |name: &str| -> u64 {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("/{name} ")))
+            .unwrap();
+        line.split(' ')
+            .find_map(|w| w.strip_prefix("nid="))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // a at 4096 (nid 128), 3532 bytes, 3552 padded; b (132 bytes, 160 padded) fits the
+    // fuller block 1 after it (7648, nid 239); c (632, 640 padded) does not fit block 1's
+    // remaining 384 bytes and fills block 0's hole after the root (1280, nid 40).
+    assert_eq!((nid("a"), nid("b"), nid("c")), (128, 239, 40), "{listing}");
+    // Two metadata blocks and a's whole block.
+    assert_eq!(out.len(), 3 * 4096);
 }

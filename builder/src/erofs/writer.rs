@@ -3,7 +3,10 @@
 //! Everything here follows the [`Layout`]: the writer never decides a size or an offset, it
 //! only checks that what it wrote landed where the plan said.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+
+use sha2::{Digest, Sha256};
 
 use super::format::{self, Inode};
 use super::layout::{display, nid, Body, DirPlan, InodePlan, Layout};
@@ -24,7 +27,11 @@ pub(crate) fn emit(
     w.put(&layout.superblock.to_bytes())?;
 
     let mut buf = Vec::with_capacity(BLOCK_SIZE as usize);
-    for inode in &layout.inodes {
+    // The sha256 of each tail-packed file's inline tail, by inode: its stream must give the
+    // same bytes when its whole blocks are copied below (32 bytes per such file).
+    let mut tails = BTreeMap::new();
+    for &index in &layout.by_offset {
+        let inode = &layout.inodes[index];
         w.pad_to(inode.offset)?;
         buf.clear();
         head(&inode.record, inode, &mut buf);
@@ -38,7 +45,17 @@ pub(crate) fn emit(
                 Body::File(c) => {
                     let start = buf.len();
                     buf.resize(start + inode.inline_len, 0);
-                    read_exact(content, c, &inode.path, &mut buf[start..])?;
+                    let tail = &mut buf[start..];
+                    if inode.blocks == 0 {
+                        read_exact(content, c, &inode.path, tail)?;
+                    } else {
+                        // Only the tail, with a positioned read: the whole blocks are
+                        // streamed into the data area below, which also checks the tail.
+                        if let Err(source) = content.read_at(c, inode.blocks * BS, tail) {
+                            return Err(tail_error(content, c, &inode.path, source));
+                        }
+                        tails.insert(index, <[u8; 32]>::from(Sha256::digest(tail)));
+                    }
                 }
                 Body::None => {}
             }
@@ -48,7 +65,10 @@ pub(crate) fn emit(
     w.pad_to(layout.meta_end)?;
 
     let mut chunk = vec![0u8; 1 << 16];
-    for inode in layout.inodes.iter().filter(|i| i.blocks > 0) {
+    for (index, inode) in layout.inodes.iter().enumerate() {
+        if inode.blocks == 0 {
+            continue;
+        }
         let start = u64::from(inode.record.i_u) * BS;
         if w.pos != start {
             return Err(Error::Internal {
@@ -59,7 +79,9 @@ pub(crate) fn emit(
         }
         match &inode.body {
             Body::Directory(plan) => {
-                for b in 0..plan.blocks.len() {
+                // With an inline tail, the last directory block went to the metadata area.
+                let full = plan.blocks.len() - usize::from(inode.inline_len > 0);
+                for b in 0..full {
                     buf.clear();
                     dir_block(plan, b, layout, &mut buf);
                     w.put(&buf)?;
@@ -67,7 +89,19 @@ pub(crate) fn emit(
                 }
             }
             Body::Symlink(target) => w.put(target)?,
-            Body::File(c) => stream(content, c, &inode.path, &mut chunk, &mut w)?,
+            Body::File(c) => {
+                let tail = if inode.inline_len > 0 {
+                    let digest = tails.get(&index).ok_or_else(|| Error::Internal {
+                        path: display(&inode.path),
+                        expected: start,
+                        at: w.pos,
+                    })?;
+                    Some((inode.inline_len, digest))
+                } else {
+                    None
+                };
+                stream(content, c, &inode.path, tail, &mut chunk, &mut w)?;
+            }
             Body::None => {}
         }
         w.pad_to(start + inode.blocks * BS)?;
@@ -134,10 +168,22 @@ fn read_exact(
     into: &mut [u8],
 ) -> Result<(), Error> {
     let mut reader = open(content, c, path)?;
+    fill(&mut *reader, c, path, 0, into)?;
+    expect_end(&mut *reader, c, path)
+}
+
+/// Fills `into` from `reader`, which has given `before` bytes of the content already.
+fn fill(
+    reader: &mut dyn Read,
+    c: &Content,
+    path: &[u8],
+    before: u64,
+    into: &mut [u8],
+) -> Result<(), Error> {
     let mut got = 0;
     while got < into.len() {
         match reader.read(&mut into[got..]) {
-            Ok(0) => return Err(short(path, c, got as u64)),
+            Ok(0) => return Err(short(path, c, before + got as u64)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(source) => {
@@ -148,23 +194,27 @@ fn read_exact(
             }
         }
     }
-    expect_end(&mut *reader, c, path)
+    Ok(())
 }
 
-/// Copies the content to `w` in chunks, checking its length.
+/// Copies the content to `w` in chunks, checking its length. With `tail = Some((len,
+/// sha256))` the last `len` bytes were stored inline already: they are read, not written,
+/// and must have that digest.
 fn stream(
     content: &dyn ContentSource,
     c: &Content,
     path: &[u8],
+    tail: Option<(usize, &[u8; 32])>,
     chunk: &mut [u8],
     w: &mut Out<'_>,
 ) -> Result<(), Error> {
     let mut reader = open(content, c, path)?;
-    let mut left = c.size;
+    let tail_len = tail.map_or(0, |(len, _)| len as u64);
+    let mut left = c.size.saturating_sub(tail_len);
     while left > 0 {
         let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         match reader.read(&mut chunk[..want]) {
-            Ok(0) => return Err(short(path, c, c.size - left)),
+            Ok(0) => return Err(short(path, c, c.size - tail_len - left)),
             Ok(n) => {
                 w.put(&chunk[..n])?;
                 left -= n as u64;
@@ -176,6 +226,20 @@ fn stream(
                     source,
                 })
             }
+        }
+    }
+    if let Some((len, digest)) = tail {
+        // len < BLOCK_SIZE <= chunk.len() (the layout's tail is `size % BLOCK_SIZE`).
+        let into = chunk.get_mut(..len).ok_or_else(|| Error::Internal {
+            path: display(path),
+            expected: len as u64,
+            at: 0,
+        })?;
+        fill(&mut *reader, c, path, c.size - tail_len, into)?;
+        if <[u8; 32]>::from(Sha256::digest(&*into)) != *digest {
+            return Err(Error::ContentChanged {
+                path: display(path),
+            });
         }
     }
     expect_end(&mut *reader, c, path)
@@ -211,6 +275,33 @@ fn expect_end(reader: &mut dyn Read, c: &Content, path: &[u8]) -> Result<(), Err
                 })
             }
         }
+    }
+}
+
+/// The error for a failed positioned read of a tail: a short content is reported with the
+/// length its stream has (counted here, on this error path only), like a short stream.
+fn tail_error(
+    content: &dyn ContentSource,
+    c: &Content,
+    path: &[u8],
+    source: std::io::Error,
+) -> Error {
+    if source.kind() == std::io::ErrorKind::UnexpectedEof {
+        let counted = open(content, c, path).and_then(|mut r| {
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::ReadContent {
+                path: display(path),
+                source: e,
+            })
+        });
+        if let Ok(actual) = counted {
+            if actual < c.size {
+                return short(path, c, actual);
+            }
+        }
+    }
+    Error::ReadContent {
+        path: display(path),
+        source,
     }
 }
 

@@ -138,14 +138,35 @@ impl MemoryContent {
     }
 }
 
-impl ContentSource for MemoryContent {
-    fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>> {
+impl MemoryContent {
+    fn blob(&self, content: &Content) -> std::io::Result<&[u8]> {
         match self.blobs.get(&content.sha256) {
-            Some(b) => Ok(Box::new(b.as_slice())),
+            Some(b) => Ok(b.as_slice()),
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("no content with sha256 {}", hex::encode(content.sha256)),
             )),
         }
+    }
+}
+
+impl ContentSource for MemoryContent {
+    fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.blob(content)?))
+    }
+
+    fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let blob = self.blob(content)?;
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| blob.get(start..start.checked_add(buf.len())?));
+        let Some(range) = range else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "range past the end of the content",
+            ));
+        };
+        buf.copy_from_slice(range);
+        Ok(())
     }
 }
