@@ -198,10 +198,11 @@ impl ContentSource for ContentStore {
         if let Some(start) = state.index.get(&content.sha256) {
             return self.pack.file().read_exact_at(buf, start + offset);
         }
-        let path = state
+        let path = &state
             .adopted
             .get(&content.sha256)
-            .ok_or_else(|| not_stored(content))?;
+            .ok_or_else(|| not_stored(content))?
+            .path;
         let file = fs_err::File::open(path)?;
         file.file()
             .read_exact_at(buf, offset)
@@ -423,11 +424,16 @@ mod tests {
         let b = store.put(&mut &b"second, after the first"[..], 23).unwrap();
         let path = dir.path().join("adopted");
         fs_err::write(&path, b"adopted bytes").unwrap();
-        let adopted = Content {
-            size: 13,
-            sha256: Sha256::digest(b"adopted bytes").into(),
-        };
-        store.adopt(&path, adopted).unwrap();
+        let adopted = store
+            .adopt(&PinnedFile {
+                source: "adopted".into(),
+                path: path.clone(),
+                sha256: measurements::Sha256Digest(Sha256::digest(b"adopted bytes").into()),
+                size: 13,
+                field: "disks[0].files[0]".into(),
+                deferred: true,
+            })
+            .unwrap();
         for (c, offset, expected) in [
             (&a, 6, &b"content"[..]),
             (&b, 0, b"second"),

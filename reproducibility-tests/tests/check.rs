@@ -224,6 +224,7 @@ fn check_passes_on_the_demo_and_cmp_agrees() {
             "initrd.img",
             "rootfs.img",
             "run-qemu.sh",
+            "uki-qemu-swtpm.efi",
             "vmlinuz",
             "cmdline",
             "record.json"
