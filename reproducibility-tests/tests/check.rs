@@ -176,6 +176,16 @@ fn redact(report: &str, random_offsets: bool) -> String {
         // Random content makes every offset into it (and into the digests derived from it)
         // random too: the first differing hex digit of two digests moves with chance 1/16.
         if random_offsets {
+            // A section of the UKI: its first differing byte and how many differ, e.g.
+            // `section .cmdline (PE, +203): bytes (63 differ)`, move with the digests.
+            for marker in ["(PE, +", "bytes ("] {
+                if let Some(i) = l.find(marker).map(|i| i + marker.len()) {
+                    let digits = l[i..].chars().take_while(char::is_ascii_digit).count();
+                    if digits > 0 {
+                        l.replace_range(i..i + digits, "[random]");
+                    }
+                }
+            }
             for marker in [" at offset ", "(char "] {
                 let mut from = 0;
                 while let Some(i) = l[from..].find(marker).map(|i| from + i + marker.len()) {

@@ -108,6 +108,7 @@ fn release_dir(root: &Path, name: &str, model: &[u8]) -> PathBuf {
             "run-qemu.sh",
             b"#!/bin/sh\nexec qemu-system-x86_64 \"$@\"\n".to_vec(),
         ),
+        ("uki-qemu-swtpm.efi", bytes(4, 100_000)),
     ];
     let mut outputs = Vec::new();
     for (n, b) in &files {

@@ -258,7 +258,12 @@ fn demo_model_change_uploads_only_what_changed_and_release_diff_names_it() {
     let names: BTreeSet<&str> = differ.keys().map(|n| n.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["cmdline", "disk-model.img", "record.json"])
+        BTreeSet::from([
+            "cmdline",
+            "disk-model.img",
+            "record.json",
+            "uki-qemu-swtpm.efi"
+        ])
     );
 
     let reg = TestRegistry::start(None);
