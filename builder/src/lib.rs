@@ -9,7 +9,7 @@
 //!     ──stage_components──▶ built Rust binaries
 //!     ──stage_tree (tree::apply, tree::wheel, placement)──▶ Tree (names, modes, owners,
 //!                                         xattrs; contents in the content::ContentStore)
-//!     ──stage_root_image (verity_image: erofs::write, verity::build)──▶ rootfs.img
+//!     ──stage_root_image (verity_image: erofs::write, verity::tee)──▶ rootfs.img
 //!     ──stage_disks (the same verity_image writer)──▶ disk-*.img
 //!     ──stage_boot──▶ cmdline, vmlinuz, initrd.img, OVMF.fd, run-qemu.sh, measurements
 //!     ──stage_record──▶ record.json; output::Staging renames the directory into place

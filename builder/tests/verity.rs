@@ -139,6 +139,20 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
         tree.hash_blocks,
         field(&out, "Hash blocks").parse::<u64>().unwrap()
     );
+    // The positioned-read path, over the file veritysetup read.
+    let file = fs_err::File::open(&data_path).unwrap();
+    let at = verity::build_at(&file, data.len() as u64, params).unwrap();
+    assert_eq!(
+        at.root_hash_hex(),
+        field(&out, "Root hash"),
+        "build_at's root hash, {} bytes",
+        data.len()
+    );
+    assert!(
+        theirs == at.area,
+        "build_at's hash area differs from veritysetup's, {} bytes",
+        data.len()
+    );
     (tree, out)
 }
 

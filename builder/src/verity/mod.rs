@@ -389,7 +389,7 @@ pub enum Error {
 /// [`HashTree::dm_table`] refuses other offsets.
 pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<HashTree, Error> {
     let layout = Layout::new(params, data_size)?;
-    let salted = Sha256::new_with_prefix(&params.salt);
+    let salted = Salted::new(&params.salt);
     let dbs = layout.data_block_size.bytes();
     let mut level0 = Vec::new();
     // `Layout::new` checked that the area (larger than level 0) fits in a usize.
@@ -399,6 +399,90 @@ pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<Has
     level0.resize(layout.data_blocks as usize * DIGEST_SIZE, 0);
     hash_stream(data, data_size, dbs, &salted, &mut level0)?;
     from_level0(params, data_size, &level0)
+}
+
+/// Data read at any offset, from several threads at once: a file (positioned reads, which
+/// leave the file's position alone) or bytes in memory.
+pub trait ReadAt: Sync {
+    /// Reads into `buf` from byte `offset`; returns how many bytes were read, 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for fs_err::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self.file(), buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = usize::try_from(offset).map_or(self.len(), |o| o.min(self.len()));
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// Bytes a worker of [`build_at`] reads and hashes per step: small enough to stay in its
+/// core's cache between the read and the hashing.
+const PIECE_BYTES: usize = 1 << 20;
+
+/// [`build`] for data that can be read at any offset (a file): every core reads its own
+/// pieces with positioned reads and hashes them while they are in its cache, so the copy out
+/// of the page cache runs in parallel too. The result is the same as [`build`]'s.
+pub fn build_at<R: ReadAt + ?Sized>(
+    data: &R,
+    data_size: u64,
+    params: &Params,
+) -> Result<HashTree, Error> {
+    let layout = Layout::new(params, data_size)?;
+    let salted = Salted::new(&params.salt);
+    let dbs = layout.data_block_size.bytes();
+    let mut level0 = Vec::new();
+    // `Layout::new` checked that the area (larger than level 0) fits in a usize.
+    level0
+        .try_reserve_exact(layout.data_blocks as usize * DIGEST_SIZE)
+        .map_err(|_| Error::TooLarge { data_size })?;
+    level0.resize(layout.data_blocks as usize * DIGEST_SIZE, 0);
+    // PIECE_BYTES is a multiple of every block size (powers of two up to 64 KiB).
+    let digests_per_piece = PIECE_BYTES / dbs * DIGEST_SIZE;
+    level0
+        .par_chunks_mut(digests_per_piece)
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, (i, out)| {
+            let len = out.len() / DIGEST_SIZE * dbs;
+            buf.resize(len, 0);
+            let offset = i as u64 * PIECE_BYTES as u64;
+            fill_at(data, &mut buf[..len], offset, data_size)?;
+            salted.digest_blocks(&buf[..len], dbs, out);
+            Ok(())
+        })?;
+    from_level0(params, data_size, &level0)
+}
+
+/// Fills `buf` from byte `offset` of `data`.
+fn fill_at<R: ReadAt + ?Sized>(
+    data: &R,
+    buf: &mut [u8],
+    offset: u64,
+    data_size: u64,
+) -> Result<(), Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset + done as u64;
+        match data.read_at(&mut buf[done..], at) {
+            Ok(0) => {
+                return Err(Error::Truncated {
+                    offset: at,
+                    data_size,
+                })
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::Read { offset: at, source }),
+        }
+    }
+    Ok(())
 }
 
 /// Builds the hash area from the data blocks' digests (`sha256(salt ‖ block)` for each data
@@ -431,7 +515,7 @@ pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<Has
     area.resize(area_len, 0);
     area[..SUPERBLOCK_SIZE].copy_from_slice(&sb);
 
-    let salted = Sha256::new_with_prefix(&params.salt);
+    let salted = Salted::new(&params.salt);
     let hbs = layout.hash_block_size.bytes();
     let root_hash = if layout.levels() == 0 {
         // One data block: the root is its digest and there is no tree. The length check
@@ -451,7 +535,7 @@ pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<Has
             hash_blocks(src, hbs, &salted, &mut upper[this.start..this.start + used]);
         }
         let top = layout.level_range(layout.levels() - 1);
-        digest(&salted, &area[top])
+        salted.digest(&area[top])
     };
     Ok(HashTree {
         root_hash,
@@ -487,7 +571,7 @@ pub fn tee<T, E: From<io::Error>>(
     write: impl FnOnce(&mut dyn io::Write) -> Result<T, E>,
 ) -> Result<(T, Teed), E> {
     let block = data_block_size.bytes();
-    let salted = Sha256::new_with_prefix(salt);
+    let salted = Salted::new(salt);
     // Two chunks in flight (one being hashed, one queued) plus the one being filled.
     let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
     let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -596,7 +680,7 @@ fn hash_stream(
     data: &mut dyn Read,
     data_size: u64,
     block: usize,
-    salted: &Sha256,
+    salted: &Salted,
     mut out: &mut [u8],
 ) -> Result<(), Error> {
     // CHUNK_BYTES is a multiple of every block size (powers of two ≤ 64 KiB).
@@ -633,17 +717,66 @@ fn chunk_len(data_size: u64, offset: u64) -> usize {
 }
 
 /// Digests of each `block`-sized piece of `src` into consecutive 32-byte slots of `out`.
-fn hash_blocks(src: &[u8], block: usize, salted: &Sha256, out: &mut [u8]) {
-    src.par_chunks(block)
-        .zip(out.par_chunks_mut(DIGEST_SIZE))
-        .with_min_len(64)
-        .for_each(|(b, o)| o.copy_from_slice(&digest(salted, b)));
+fn hash_blocks(src: &[u8], block: usize, salted: &Salted, out: &mut [u8]) {
+    src.par_chunks(2 * block)
+        .zip(out.par_chunks_mut(2 * DIGEST_SIZE))
+        .with_min_len(32)
+        .for_each(|(b, o)| salted.digest_blocks(b, block, o));
 }
 
-fn digest(salted: &Sha256, block: &[u8]) -> [u8; 32] {
-    let mut h = salted.clone();
-    h.update(block);
-    h.finalize().into()
+/// `sha256(salt ‖ block)`, two blocks at a time where the CPU allows ([`sha256x2`]), else
+/// one at a time with the salt's state cloned.
+#[derive(Clone, Debug)]
+struct Salted {
+    one: Sha256,
+    two: Option<sha256x2::Sha256x2>,
+}
+
+impl Salted {
+    fn new(salt: &[u8]) -> Self {
+        Salted {
+            one: Sha256::new_with_prefix(salt),
+            two: sha256x2::Sha256x2::new(salt),
+        }
+    }
+
+    /// The same hasher without the two-lane path (tests compare both).
+    #[cfg(test)]
+    fn one_lane(salt: &[u8]) -> Self {
+        Salted {
+            one: Sha256::new_with_prefix(salt),
+            two: None,
+        }
+    }
+
+    fn digest(&self, block: &[u8]) -> [u8; DIGEST_SIZE] {
+        let mut h = self.one.clone();
+        h.update(block);
+        h.finalize().into()
+    }
+
+    /// Digests of each `block`-sized piece of `src` (the last may be shorter) into consecutive
+    /// slots of `out`.
+    fn digest_blocks(&self, src: &[u8], block: usize, out: &mut [u8]) {
+        let mut pieces = src.chunks(block).zip(out.chunks_mut(DIGEST_SIZE));
+        while let Some((a, out_a)) = pieces.next() {
+            let Some((b, out_b)) = pieces.next() else {
+                out_a.copy_from_slice(&self.digest(a));
+                break;
+            };
+            match self.two.as_ref().map(|two| two.digest_pair(a, b)) {
+                Some(Ok([da, db])) => {
+                    out_a.copy_from_slice(&da);
+                    out_b.copy_from_slice(&db);
+                }
+                // No SHA extensions, or a short last block: one at a time.
+                _ => {
+                    out_a.copy_from_slice(&self.digest(a));
+                    out_b.copy_from_slice(&self.digest(b));
+                }
+            }
+        }
+    }
 }
 
 /// Fills `buf` from `data`, whose position is byte `offset`.

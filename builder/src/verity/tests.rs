@@ -342,3 +342,83 @@ fn tee_returns_the_writers_error() {
     .unwrap_err();
     assert_eq!(err.to_string(), "the writer failed");
 }
+
+/// `sha256(salt ‖ block)` straight from the format description, without the module's helpers.
+fn salted_digest(salt: &[u8], block: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(salt)
+        .chain_update(block)
+        .finalize()
+        .into()
+}
+
+#[test]
+fn block_digests_in_pairs_and_one_at_a_time_are_sha256_of_salt_and_block() {
+    let salt = b"a salt of 32 bytes, as in builds";
+    let data: Vec<u8> = (0..4096 * 7 + 100u32)
+        .map(|i| (i * 13 % 241) as u8)
+        .collect();
+    // Odd and even block counts, and a short last block (a hash level's last block is whole,
+    // but the helper must not pair blocks of different lengths).
+    for (len, block) in [
+        (4096 * 7, 4096),
+        (4096 * 6, 4096),
+        (data.len(), 4096),
+        (4096, 512),
+    ] {
+        let expected: Vec<u8> = data[..len]
+            .chunks(block)
+            .flat_map(|b| salted_digest(salt, b))
+            .collect();
+        for salted in [Salted::new(salt), Salted::one_lane(salt)] {
+            let mut out = vec![0u8; expected.len()];
+            hash_blocks(&data[..len], block, &salted, &mut out);
+            assert!(
+                out == expected,
+                "{len} bytes in {block}-byte blocks, two lanes: {}",
+                salted.two.is_some()
+            );
+        }
+    }
+    // This machine class (x86-64 with the SHA extensions) takes the two-lane path.
+    if std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1") {
+        assert!(Salted::new(salt).two.is_some());
+    }
+}
+
+#[test]
+fn build_at_gives_builds_tree_and_names_where_the_data_ends() {
+    // Pieces of 1 MiB: 3 MiB + 5 blocks spans several, with a short last one.
+    let data: Vec<u8> = (0..(3 << 20) + 5 * 4096u32)
+        .map(|i| (i * 31 % 253) as u8)
+        .collect();
+    let size = data.len() as u64;
+    let a = build(&mut &data[..], size, &params()).unwrap();
+    let b = build_at(&data[..], size, &params()).unwrap();
+    assert_eq!(a.root_hash, b.root_hash);
+    assert!(a.area == b.area);
+    assert!(matches!(
+        build_at(&data[..4096 * 3], 4096 * 4, &params()),
+        Err(Error::Truncated {
+            offset: 12288,
+            data_size: 16384
+        })
+    ));
+
+    struct Failing;
+    impl ReadAt for Failing {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if offset >= 8192 {
+                return Err(io::Error::other("boom"));
+            }
+            let n = buf.len().min(1000);
+            buf[..n].fill(0);
+            Ok(n)
+        }
+    }
+    // Reads of 1000 bytes: the one at 8000 succeeds, the next (at 9000) fails.
+    assert!(matches!(
+        build_at(&Failing, 16384, &params()),
+        Err(Error::Read { offset: 9000, .. })
+    ));
+}

@@ -1,0 +1,279 @@
+//! The x86-64 implementation: SHA-256 compression with the SHA extensions
+//! (`sha256rnds2`, `sha256msg1`, `sha256msg2`), two messages interleaved round by round.
+//!
+//! The algorithm is FIPS 180-4 section 6.2; the instructions' register layout is Intel's
+//! (state as the lanes ABEF and CDGH, four message words per register, two rounds per
+//! `sha256rnds2` with their `W + K` in the low 64 bits).
+//!
+//! `unsafe` is allowed in this module only, for the two uses the crate's documentation names.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::{
+    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_extract_epi32, _mm_loadu_si128,
+    _mm_set_epi32, _mm_set_epi64x, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32,
+    _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm_shuffle_epi8,
+};
+
+use crate::DIGEST_LEN;
+
+/// FIPS 180-4 4.2.2: the round constants.
+const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// FIPS 180-4 5.3.3: the initial hash value.
+const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+const BLOCK: usize = 64;
+
+/// The CPU features every function below is compiled for.
+fn detected() -> bool {
+    std::arch::is_x86_feature_detected!("sha")
+        && std::arch::is_x86_feature_detected!("sse2")
+        && std::arch::is_x86_feature_detected!("ssse3")
+        && std::arch::is_x86_feature_detected!("sse4.1")
+}
+
+/// A hash state in the instructions' layout: words (a, b, e, f) and (c, d, g, h), each
+/// register's lane 3 holding the first.
+#[derive(Clone, Copy)]
+struct State {
+    abef: __m128i,
+    cdgh: __m128i,
+}
+
+/// The state after a prefix's whole blocks, and the prefix's last partial block.
+#[derive(Clone)]
+pub(crate) struct Prefixed {
+    state: State,
+    tail: [u8; BLOCK],
+    tail_len: usize,
+    prefix_len: u64,
+}
+
+impl Prefixed {
+    /// `None` unless the CPU has the SHA extensions and SSE4.1.
+    pub(crate) fn new(prefix: &[u8]) -> Option<Self> {
+        if !detected() {
+            return None;
+        }
+        // SAFETY: `detected()` just confirmed every feature `start` is compiled for.
+        Some(unsafe { start(prefix) })
+    }
+
+    /// `[sha256(prefix ‖ a), sha256(prefix ‖ b)]`; the caller checked `a.len() == b.len()`.
+    pub(crate) fn digest_pair(&self, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
+        // SAFETY: a `Prefixed` exists only after `new` detected every feature `pair` is
+        // compiled for.
+        unsafe { pair(self, a, b) }
+    }
+}
+
+/// Four words as one register, `w[0]` in lane 0.
+#[target_feature(enable = "sse2")]
+fn words(w: [u32; 4]) -> __m128i {
+    // The `as` casts reinterpret the bits, which is what the lanes hold.
+    _mm_set_epi32(w[3] as i32, w[2] as i32, w[1] as i32, w[0] as i32)
+}
+
+/// Message words `4i..4i+4` of `block`, big-endian as FIPS 180-4 reads them.
+#[target_feature(enable = "sse2,ssse3")]
+fn load(block: &[u8; BLOCK], i: usize) -> __m128i {
+    debug_assert!(i < 4);
+    // Reverses the bytes of each 32-bit lane.
+    let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+    let at = &block[16 * (i & 3)..][..16];
+    // SAFETY: `at` is 16 readable bytes (a sub-slice of `block`), which is what an unaligned
+    // 128-bit load reads.
+    let raw = unsafe { _mm_loadu_si128(at.as_ptr().cast::<__m128i>()) };
+    _mm_shuffle_epi8(raw, swap)
+}
+
+/// `state` from the eight words in FIPS order.
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+fn to_state(h: &[u32; 8]) -> State {
+    let dcba = words([h[0], h[1], h[2], h[3]]);
+    let hgfe = words([h[4], h[5], h[6], h[7]]);
+    let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    let efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    State {
+        abef: _mm_alignr_epi8(cdab, efgh, 8),
+        cdgh: _mm_blend_epi16(efgh, cdab, 0xF0),
+    }
+}
+
+/// The digest of a final `state`.
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+fn digest(state: State) -> [u8; DIGEST_LEN] {
+    let feba = _mm_shuffle_epi32(state.abef, 0x1B);
+    let dchg = _mm_shuffle_epi32(state.cdgh, 0xB1);
+    let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+    let hgfe = _mm_alignr_epi8(dchg, feba, 8);
+    // The `as` casts reinterpret the lanes' bits.
+    let h = [
+        _mm_extract_epi32(dcba, 0) as u32,
+        _mm_extract_epi32(dcba, 1) as u32,
+        _mm_extract_epi32(dcba, 2) as u32,
+        _mm_extract_epi32(dcba, 3) as u32,
+        _mm_extract_epi32(hgfe, 0) as u32,
+        _mm_extract_epi32(hgfe, 1) as u32,
+        _mm_extract_epi32(hgfe, 2) as u32,
+        _mm_extract_epi32(hgfe, 3) as u32,
+    ];
+    let mut out = [0u8; DIGEST_LEN];
+    for (o, w) in out.chunks_exact_mut(4).zip(h) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+/// Four rounds (`4g..4g+4`) of both lanes. `$w0` is the register of message words `4g-16..`,
+/// replaced by words `4g..` (FIPS 180-4 6.2.2 step 1, four words at a time); `$w1`, `$w2`,
+/// `$w3` hold words `4g-12..`, `4g-8..`, `4g-4..`.
+macro_rules! four_rounds {
+    ($g:literal, $a:ident, $b:ident, $wa:ident, $wb:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
+        if $g >= 4 {
+            // W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]: msg1 adds σ0(W[t-15]) to
+            // W[t-16], alignr supplies W[t-7], msg2 adds σ1(W[t-2]).
+            let x = _mm_sha256msg1_epu32($wa.$w0, $wa.$w1);
+            let x = _mm_add_epi32(x, _mm_alignr_epi8($wa.$w3, $wa.$w2, 4));
+            $wa.$w0 = _mm_sha256msg2_epu32(x, $wa.$w3);
+            let x = _mm_sha256msg1_epu32($wb.$w0, $wb.$w1);
+            let x = _mm_add_epi32(x, _mm_alignr_epi8($wb.$w3, $wb.$w2, 4));
+            $wb.$w0 = _mm_sha256msg2_epu32(x, $wb.$w3);
+        }
+        let k = words([K[4 * $g], K[4 * $g + 1], K[4 * $g + 2], K[4 * $g + 3]]);
+        let ka = _mm_add_epi32($wa.$w0, k);
+        let kb = _mm_add_epi32($wb.$w0, k);
+        // Two rounds with the low words, then two with the high ones; each call returns the
+        // new ABEF, and the old ABEF is the new CDGH.
+        $a.cdgh = _mm_sha256rnds2_epu32($a.cdgh, $a.abef, ka);
+        $b.cdgh = _mm_sha256rnds2_epu32($b.cdgh, $b.abef, kb);
+        $a.abef = _mm_sha256rnds2_epu32($a.abef, $a.cdgh, _mm_shuffle_epi32(ka, 0x0E));
+        $b.abef = _mm_sha256rnds2_epu32($b.abef, $b.cdgh, _mm_shuffle_epi32(kb, 0x0E));
+    }};
+}
+
+/// One compression of each lane: `a` with `block_a`, `b` with `block_b`.
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn compress2(a: &mut State, block_a: &[u8; BLOCK], b: &mut State, block_b: &[u8; BLOCK]) {
+    let (start_a, start_b) = (*a, *b);
+    let mut wa = (
+        load(block_a, 0),
+        load(block_a, 1),
+        load(block_a, 2),
+        load(block_a, 3),
+    );
+    let mut wb = (
+        load(block_b, 0),
+        load(block_b, 1),
+        load(block_b, 2),
+        load(block_b, 3),
+    );
+    four_rounds!(0, a, b, wa, wb, 0 1 2 3);
+    four_rounds!(1, a, b, wa, wb, 1 2 3 0);
+    four_rounds!(2, a, b, wa, wb, 2 3 0 1);
+    four_rounds!(3, a, b, wa, wb, 3 0 1 2);
+    four_rounds!(4, a, b, wa, wb, 0 1 2 3);
+    four_rounds!(5, a, b, wa, wb, 1 2 3 0);
+    four_rounds!(6, a, b, wa, wb, 2 3 0 1);
+    four_rounds!(7, a, b, wa, wb, 3 0 1 2);
+    four_rounds!(8, a, b, wa, wb, 0 1 2 3);
+    four_rounds!(9, a, b, wa, wb, 1 2 3 0);
+    four_rounds!(10, a, b, wa, wb, 2 3 0 1);
+    four_rounds!(11, a, b, wa, wb, 3 0 1 2);
+    four_rounds!(12, a, b, wa, wb, 0 1 2 3);
+    four_rounds!(13, a, b, wa, wb, 1 2 3 0);
+    four_rounds!(14, a, b, wa, wb, 2 3 0 1);
+    four_rounds!(15, a, b, wa, wb, 3 0 1 2);
+    a.abef = _mm_add_epi32(a.abef, start_a.abef);
+    a.cdgh = _mm_add_epi32(a.cdgh, start_a.cdgh);
+    b.abef = _mm_add_epi32(b.abef, start_b.abef);
+    b.cdgh = _mm_add_epi32(b.cdgh, start_b.cdgh);
+}
+
+/// The prefix's whole blocks compressed (in both lanes, the second discarded: the prefix is
+/// hashed once per hasher, not per message).
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn start(prefix: &[u8]) -> Prefixed {
+    let mut state = to_state(&IV);
+    let (blocks, rest) = prefix.as_chunks::<BLOCK>();
+    for block in blocks {
+        let mut discard = state;
+        compress2(&mut state, block, &mut discard, block);
+    }
+    let mut tail = [0u8; BLOCK];
+    tail[..rest.len()].copy_from_slice(rest);
+    Prefixed {
+        state,
+        tail,
+        tail_len: rest.len(),
+        // A slice's length fits in a u64 on x86-64.
+        prefix_len: prefix.len() as u64,
+    }
+}
+
+/// Both digests; `a.len() == b.len()`.
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
+    debug_assert_eq!(a.len(), b.len());
+    let (mut sa, mut sb) = (p.state, p.state);
+    let t = p.tail_len;
+    // The message after the prefix's whole blocks is `tail ‖ data`. If the tail and the data
+    // fill a first block, it is put together here; every later block is 64 bytes of the data
+    // in place; what remains (with the tail, if no block was filled) goes into the padding.
+    let (head, mid_a, mid_b): (&[u8], &[u8], &[u8]) = if t == 0 {
+        (&[], a, b)
+    } else if t + a.len() >= BLOCK {
+        let first = |m: &[u8]| {
+            let mut block = [0u8; BLOCK];
+            block[..t].copy_from_slice(&p.tail[..t]);
+            block[t..].copy_from_slice(&m[..BLOCK - t]);
+            block
+        };
+        compress2(&mut sa, &first(a), &mut sb, &first(b));
+        (&[], &a[BLOCK - t..], &b[BLOCK - t..])
+    } else {
+        // No block is filled: `a` and `b` are shorter than one, all of them is `rest`.
+        (&p.tail[..t], a, b)
+    };
+    let (blocks_a, rest_a) = mid_a.as_chunks::<BLOCK>();
+    let (blocks_b, rest_b) = mid_b.as_chunks::<BLOCK>();
+    for (block_a, block_b) in blocks_a.iter().zip(blocks_b) {
+        compress2(&mut sa, block_a, &mut sb, block_b);
+    }
+    // FIPS 180-4 5.1.1: a 1 bit, zeros, and the length in bits as 64 bits, big-endian.
+    // Lengths in bits are taken modulo 2^64, as SHA-256 defines them.
+    let bits = p
+        .prefix_len
+        .wrapping_add(a.len() as u64)
+        .wrapping_mul(8)
+        .to_be_bytes();
+    let pad = |rest: &[u8]| {
+        let mut last = [0u8; 2 * BLOCK];
+        let used = head.len() + rest.len();
+        last[..head.len()].copy_from_slice(head);
+        last[head.len()..used].copy_from_slice(rest);
+        last[used] = 0x80;
+        let blocks = if used + 1 + 8 <= BLOCK { 1 } else { 2 };
+        last[blocks * BLOCK - 8..blocks * BLOCK].copy_from_slice(&bits);
+        (last, blocks)
+    };
+    let (last_a, blocks) = pad(rest_a);
+    let (last_b, _) = pad(rest_b);
+    let (last_a, _) = last_a.as_chunks::<BLOCK>();
+    let (last_b, _) = last_b.as_chunks::<BLOCK>();
+    for (block_a, block_b) in last_a.iter().zip(last_b).take(blocks) {
+        compress2(&mut sa, block_a, &mut sb, block_b);
+    }
+    [digest(sa), digest(sb)]
+}

@@ -1,0 +1,143 @@
+//! Two-lane SHA-256 against the `sha2` crate (an independent implementation) and the
+//! FIPS 180-2 appendix B vectors.
+
+use proptest::prelude::*;
+use sha2::{Digest, Sha256};
+use sha256x2::{LengthMismatch, Sha256x2};
+
+/// The hasher, on the machines this project builds on (x86-64 with the SHA extensions). On
+/// others the tests have nothing to check; `new` returning `None` there is checked below.
+fn hasher(prefix: &[u8]) -> Option<Sha256x2> {
+    let h = Sha256x2::new(prefix);
+    if cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("sha") {
+        assert!(h.is_some(), "the CPU has the SHA extensions, yet no hasher");
+    } else {
+        assert!(h.is_none());
+    }
+    h
+}
+
+fn reference(prefix: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prefix);
+    h.update(data);
+    h.finalize().into()
+}
+
+/// Deterministic bytes (an LCG): distinct per `seed`.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 33) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn fips_180_2_vectors() {
+    let Some(h) = hasher(b"") else { return };
+    // FIPS 180-2 appendix B.1 ("abc") and B.2 (the 448-bit message), written out by hand.
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let two_blocks = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+    let [x, y] = h
+        .digest_pair(
+            b"abc", b"abd", // only the first lane is checked against B.1
+        )
+        .unwrap();
+    assert_eq!(hex(&x), abc);
+    assert_ne!(x, y);
+    let m = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    let [x, y] = h.digest_pair(m, m).unwrap();
+    assert_eq!(hex(&x), two_blocks);
+    assert_eq!(hex(&y), two_blocks);
+    // The same vectors with part of the message as the prefix.
+    let h = hasher(b"ab").unwrap();
+    assert_eq!(hex(&h.digest_pair(b"c", b"c").unwrap()[1]), abc);
+    let h = hasher(&m[..40]).unwrap();
+    assert_eq!(
+        hex(&h.digest_pair(&m[40..], &m[40..]).unwrap()[0]),
+        two_blocks
+    );
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn every_prefix_and_message_length_around_the_block_edges() {
+    if hasher(b"").is_none() {
+        return;
+    }
+    for prefix_len in (0..=130).chain([255, 256]) {
+        let prefix = bytes(prefix_len, prefix_len as u64);
+        let h = hasher(&prefix).unwrap();
+        for len in (0..=200).chain([4096, 4096 + 1, 8192 - 1]) {
+            let a = bytes(len, 1000 + len as u64);
+            let b = bytes(len, 2000 + len as u64);
+            let [x, y] = h.digest_pair(&a, &b).unwrap();
+            assert_eq!(
+                x,
+                reference(&prefix, &a),
+                "prefix {prefix_len}, length {len}, lane a"
+            );
+            assert_eq!(
+                y,
+                reference(&prefix, &b),
+                "prefix {prefix_len}, length {len}, lane b"
+            );
+        }
+    }
+}
+
+#[test]
+fn verity_blocks_with_a_salt() {
+    // dm-verity's case: a 32-byte salt and 4 KiB blocks, and the 512 B to 64 KiB extremes.
+    let salt = bytes(32, 7);
+    let Some(h) = hasher(&salt) else { return };
+    for block in [512, 4096, 65536] {
+        let a = bytes(block, 1);
+        let b = bytes(block, 2);
+        assert_eq!(
+            h.digest_pair(&a, &b).unwrap(),
+            [reference(&salt, &a), reference(&salt, &b)]
+        );
+        // Equal blocks give equal digests (the lanes do not mix).
+        let [x, y] = h.digest_pair(&a, &a).unwrap();
+        assert_eq!(x, y);
+    }
+}
+
+#[test]
+fn messages_of_different_lengths_are_refused() {
+    let Some(h) = hasher(b"salt") else { return };
+    assert_eq!(
+        h.digest_pair(b"abc", b"abcd"),
+        Err(LengthMismatch {
+            first: 3,
+            second: 4
+        })
+    );
+}
+
+proptest! {
+    #[test]
+    fn same_as_sha2(
+        prefix in proptest::collection::vec(any::<u8>(), 0..300),
+        pair in (0usize..600).prop_flat_map(|n| (
+            proptest::collection::vec(any::<u8>(), n),
+            proptest::collection::vec(any::<u8>(), n),
+        )),
+    ) {
+        if let Some(h) = Sha256x2::new(&prefix) {
+            let (a, b) = pair;
+            let [x, y] = h.digest_pair(&a, &b).unwrap();
+            prop_assert_eq!(x, reference(&prefix, &a));
+            prop_assert_eq!(y, reference(&prefix, &b));
+        }
+    }
+}
