@@ -806,3 +806,50 @@ fn apply_checked_reads_once_and_refuses_a_wrong_digest_at_the_end() {
     let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
     assert!(matches!(&err, CheckedError::Apply(_)), "{err}");
 }
+
+#[test]
+fn apply_checked_streams_a_plain_layer_of_many_chunks_and_refuses_a_file_that_grew() {
+    use builder::inputs::layer::{apply_checked, open_layer, CheckedError};
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MB spans many of the reading thread's chunks; the small file after it must come out
+    // whole and in order.
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| b'a' + (i * 7 % 26) as u8)
+        .collect();
+    let t = Layer::new().file("big", &big).file("z", b"end").finish();
+    let path = dir.path().join("layer");
+    fs_err::write(&path, &t).unwrap();
+    let (_d, store) = store();
+    let blob = tar_blob(&path, &sha(&t)).unwrap();
+    let mut read_once = Tree::new();
+    apply_checked(&blob, |r| apply_layer(&mut read_once, r, "l", &store)).unwrap();
+    // The same layer through `open_layer` (checked first, then read on this thread).
+    let mut checked_first = Tree::new();
+    apply_layer(
+        &mut checked_first,
+        &mut open_layer(&blob).unwrap(),
+        "l",
+        &store,
+    )
+    .unwrap();
+    let dumped = dump(&read_once, &store);
+    assert!(
+        dumped.contains(&"/z file \"end\" 644 0:0".to_owned()),
+        "{dumped:?}"
+    );
+    assert_eq!(dumped, dump(&checked_first, &store));
+    // The file grew after it was sized for its pin: nothing past the pinned size is applied
+    // (the tar is whole without it), and the build is refused by size.
+    fs_err::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"appended")
+        .unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::Size { expected, found, .. })
+            if *expected == t.len() as u64 && *found == t.len() as u64 + 8),
+        "{err}"
+    );
+}

@@ -325,9 +325,17 @@ fn a_nul_in_a_symlink_target_is_refused_at_input() {
 /// while the layer is decompressed: exit 3, both digests named, nothing left.
 #[test]
 fn mismatching_diff_ids_are_refused() {
+    // An uncompressed layer's diff_id is its checked digest (the build does not hash it
+    // twice): a config that says otherwise is refused all the same.
+    for compression in [Compression::Gzip, Compression::None] {
+        mismatching_diff_id_is_refused(compression);
+    }
+}
+
+fn mismatching_diff_id_is_refused(compression: Compression) {
     let mut c = Case::new();
     let tar = simple_tar();
-    let l = c.oci("img", &[(tar.clone(), Compression::Gzip)]);
+    let l = c.oci("img", &[(tar.clone(), compression)]);
     // The layout as written (right diff_ids) builds.
     let (code, err, out) = c.build();
     assert_eq!(code, 0, "{err}");

@@ -5,9 +5,10 @@
 //!   decompressed or parsed, so a wrong or tampered blob is reported as a wrong digest and never
 //!   reaches the tar parser. It then rewinds the same open file and decompresses it as a stream
 //!   (`lint` uses it: it only reads).
-//! - [`apply_checked`] reads the blob once (the build uses it): the sha256 is computed from
-//!   the compressed bytes as the decompressor pulls them, and checked when the layer ends,
-//!   before the build goes on. What the layer's entries produced meanwhile lives only in the
+//! - [`apply_checked`] reads the blob once (the build uses it): a thread reads the compressed
+//!   bytes, hashes them and hands them to the decompressor (so the hash runs on another core
+//!   than decompressing and parsing), and the sha256 is checked when the layer ends, before the
+//!   build goes on. An uncompressed blob's diff_id is that checked digest, not hashed again. What the layer's entries produced meanwhile lives only in the
 //!   staging directory and the in-memory tree, which a refused layer ends with the build. If
 //!   applying fails, the rest of the blob is still hashed and a wrong digest is reported
 //!   instead of the parse error, so a tampered blob is always named as such.
@@ -16,9 +17,10 @@
 //! `io::Error`s of kind `InvalidData` whose payload is a [`LayerError::Decompress`] naming the
 //! layer and the decompressed offset, so whoever parses the tar can report both.
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead as _, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use measurements::Sha256Digest;
 use sha2::{Digest as _, Sha256};
@@ -91,46 +93,125 @@ pub struct LayerReader {
     inner: Box<dyn Read + Send>,
     blob: LayerBlob,
     offset: u64,
-    /// sha256 of the uncompressed bytes delivered so far (the diff_id).
-    hasher: Sha256,
+    /// sha256 of the uncompressed bytes delivered so far (the diff_id); `None` for an
+    /// uncompressed blob read by [`apply_checked`], whose diff_id is its checked digest.
+    hasher: Option<Sha256>,
     /// For a reader from [`apply_checked`]: the blob's bytes hashed as they are read.
     raw: Option<RawCheck>,
 }
 
-/// The compressed side of a layer read once: what the decompressor has pulled from the file
-/// so far, hashed, and a second handle on the same open file (sharing its position) to read
-/// the rest at the end.
+/// The compressed side of a layer read once. A thread reads the blob in chunks, hashes them
+/// and hands them to the decompressor (never past the pinned size), so the pin's hash runs on
+/// another core than decompressing and parsing; past the pinned size, and once the
+/// decompressor is gone, it only hashes, to the end of the file (a longer file is a size
+/// mismatch).
 struct RawCheck {
-    seen: Arc<Mutex<RawSeen>>,
-    file: fs_err::File,
+    /// The reading thread, until it is joined.
+    thread: Option<std::thread::JoinHandle<io::Result<RawSeen>>>,
+    /// What the thread saw, once joined; an I/O error as its kind and text.
+    seen: Option<Result<RawSeen, (io::ErrorKind, String)>>,
+    /// Bytes the decompressor has taken, for progress.
+    taken: Arc<AtomicU64>,
 }
 
-/// Bytes of the blob read so far and their running sha256.
+/// The whole blob file's size and sha256.
+#[derive(Clone, Copy)]
 struct RawSeen {
-    hasher: Sha256,
     size: u64,
+    sha256: [u8; 32],
 }
 
-/// A reader over the blob file that feeds [`RawSeen`], never past the pinned size.
-struct HashingFile {
-    file: fs_err::File,
-    seen: Arc<Mutex<RawSeen>>,
+/// Bytes per chunk the reading thread hands over: small enough to be in cache when the
+/// decompressor takes them.
+const AHEAD_CHUNK: usize = 256 << 10;
+/// Chunks in flight between the reading thread and the decompressor.
+const AHEAD_CHUNKS: usize = 8;
+
+/// The reading thread of [`RawCheck`]: reads `file` to its end, hashing every byte, and sends
+/// the first `limit` bytes on `to_reader` while anyone listens.
+fn read_ahead(
+    mut file: fs_err::File,
     limit: u64,
+    to_reader: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<RawSeen> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut to_reader = Some(to_reader);
+    loop {
+        let left = limit.saturating_sub(size);
+        if left == 0 {
+            // Ends the decompressor's input: nothing past the pinned size reaches it.
+            to_reader = None;
+        }
+        let want = match to_reader {
+            Some(_) => usize::try_from(left).unwrap_or(usize::MAX).min(AHEAD_CHUNK),
+            None => AHEAD_CHUNK,
+        };
+        let mut chunk = vec![0u8; want];
+        let n = match file.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if let Some(tx) = &to_reader {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        hasher.update(&chunk);
+        size = size.saturating_add(n as u64);
+        if let Some(tx) = &to_reader {
+            if tx.send(Ok(chunk)).is_err() {
+                // The decompressor is gone: hash the rest alone.
+                to_reader = None;
+            }
+        }
+    }
+    Ok(RawSeen {
+        size,
+        sha256: hasher.finalize().into(),
+    })
 }
 
-impl Read for HashingFile {
+/// The decompressor's input: the chunks [`read_ahead`] sends, in order.
+struct AheadReader {
+    chunks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    taken: Arc<AtomicU64>,
+}
+
+impl Read for AheadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let left = self.limit.saturating_sub(seen.size);
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let Some(dst) = buf.get_mut(..want) else {
-            return Ok(0);
-        };
-        let n = self.file.read(dst)?;
-        // `n` is at most `dst.len()` (the Read contract).
-        seen.hasher.update(dst.get(..n).unwrap_or_default());
-        seen.size = seen.size.saturating_add(n as u64);
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
+    }
+}
+
+impl io::BufRead for AheadReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.at >= self.chunk.len() {
+            self.at = 0;
+            match self.chunks.recv() {
+                Ok(chunk) => self.chunk = chunk?,
+                // The thread stopped sending: the end of the pinned bytes.
+                Err(_) => self.chunk.clear(),
+            }
+        }
+        Ok(self.chunk.get(self.at..).unwrap_or_default())
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.chunk.len().saturating_sub(self.at));
+        self.at += n;
+        self.taken.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -171,23 +252,36 @@ pub fn apply_checked<T, E: std::error::Error + 'static>(
 /// Opens `blob` as a decompressed stream without reading it first; the blob's digest is
 /// checked by [`LayerReader::finish`] / [`LayerReader::check_blob`].
 fn stream_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
-    let io_err = |source| LayerError::Io {
+    let file = fs_err::File::open(&blob.path).map_err(|source| LayerError::Io {
         path: blob.path.clone(),
         source,
+    })?;
+    let (to_reader, chunks) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
+    let limit = blob.size;
+    let thread = std::thread::Builder::new()
+        .name("layer-sha256".into())
+        .spawn(move || read_ahead(file, limit, to_reader))
+        .map_err(|source| LayerError::Io {
+            path: blob.path.clone(),
+            source,
+        })?;
+    let taken = Arc::new(AtomicU64::new(0));
+    let ahead = AheadReader {
+        chunks,
+        chunk: Vec::new(),
+        at: 0,
+        taken: Arc::clone(&taken),
     };
-    let file = fs_err::File::open(&blob.path).map_err(io_err)?;
-    let second = file.try_clone().map_err(io_err)?;
-    let seen = Arc::new(Mutex::new(RawSeen {
-        hasher: Sha256::new(),
-        size: 0,
-    }));
-    let hashing = HashingFile {
-        file,
-        seen: Arc::clone(&seen),
-        limit: blob.size,
-    };
-    let mut reader = decompress(blob, BufReader::with_capacity(1 << 16, hashing))?;
-    reader.raw = Some(RawCheck { seen, file: second });
+    let mut reader = decompress(blob, ahead)?;
+    if blob.compression == Compression::None {
+        // The stream is the blob: its diff_id is the digest `check_blob` checks.
+        reader.hasher = None;
+    }
+    reader.raw = Some(RawCheck {
+        thread: Some(thread),
+        seen: None,
+        taken,
+    });
     Ok(reader)
 }
 
@@ -210,7 +304,7 @@ fn decompress(
         inner,
         blob: blob.clone(),
         offset: 0,
-        hasher: Sha256::new(),
+        hasher: Some(Sha256::new()),
         raw: None,
     })
 }
@@ -276,7 +370,7 @@ impl LayerReader {
     /// a reader not from [`apply_checked`], the decompressed offset.
     pub fn blob_position(&self) -> u64 {
         match &self.raw {
-            Some(raw) => raw.seen.lock().unwrap_or_else(PoisonError::into_inner).size,
+            Some(raw) => raw.taken.load(Ordering::Relaxed),
             None => self.offset,
         }
     }
@@ -291,7 +385,11 @@ impl LayerReader {
             path: self.blob.path.clone(),
             source,
         })?;
-        let found = Sha256Digest(self.hasher.finalize().into());
+        let found = match self.hasher {
+            Some(hasher) => Sha256Digest(hasher.finalize().into()),
+            // Uncompressed, from `apply_checked`: `check_blob` just checked these bytes' digest.
+            None => self.blob.digest,
+        };
         match self.blob.diff_id {
             Some(expected) if expected != found => Err(LayerError::DiffId {
                 path: self.blob.path.clone(),
@@ -310,26 +408,32 @@ impl LayerReader {
         let Some(raw) = &mut self.raw else {
             return Ok(());
         };
-        let io_err = |source| LayerError::Io {
-            path: self.blob.path.clone(),
-            source,
-        };
-        let mut seen = raw.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        // `raw.file` shares the decompressor's file position: it continues right after the
-        // last byte hashed. Read to the end of the file, so a longer file is a size mismatch.
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = match raw.file.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(e)),
+        if let Some(thread) = raw.thread.take() {
+            // Dropping the decompressor drops the receiving end: the thread hashes the rest of
+            // the file alone, to its end.
+            self.inner = Box::new(io::empty());
+            let joined = match thread.join() {
+                Ok(seen) => seen,
+                Err(panic) => std::panic::resume_unwind(panic),
             };
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                break;
-            };
-            seen.hasher.update(chunk);
-            seen.size = seen.size.saturating_add(n as u64);
+            raw.seen = Some(joined.map_err(|e| (e.kind(), e.to_string())));
         }
+        let seen = match &raw.seen {
+            Some(Ok(seen)) => *seen,
+            Some(Err((kind, text))) => {
+                return Err(LayerError::Io {
+                    path: self.blob.path.clone(),
+                    source: io::Error::new(*kind, text.clone()),
+                })
+            }
+            // Joined above, or by an earlier call: not reached.
+            None => {
+                return Err(LayerError::Io {
+                    path: self.blob.path.clone(),
+                    source: io::Error::other("the layer's reading thread was lost"),
+                })
+            }
+        };
         if seen.size != self.blob.size {
             return Err(LayerError::Size {
                 path: self.blob.path.clone(),
@@ -337,7 +441,7 @@ impl LayerReader {
                 found: seen.size,
             });
         }
-        let found = Sha256Digest::from(<[u8; 32]>::from(seen.hasher.clone().finalize()));
+        let found = Sha256Digest(seen.sha256);
         if found != self.blob.digest {
             return Err(LayerError::Digest {
                 path: self.blob.path.clone(),
@@ -359,8 +463,10 @@ impl Read for LayerReader {
         match self.inner.read(buf) {
             Ok(n) => {
                 self.offset = self.offset.saturating_add(n as u64);
-                // `n` is at most `buf.len()` (the Read contract).
-                self.hasher.update(buf.get(..n).unwrap_or_default());
+                if let Some(hasher) = &mut self.hasher {
+                    // `n` is at most `buf.len()` (the Read contract).
+                    hasher.update(buf.get(..n).unwrap_or_default());
+                }
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
