@@ -382,7 +382,6 @@ mod tests {
             sha256: measurements::Sha256Digest(sha256),
             size: 5,
             field: "disks[0].files[0]".into(),
-            deferred: true,
         };
         let c = store.adopt(&pinned).unwrap();
         assert_eq!(c, Content { size: 5, sha256 });
@@ -431,7 +430,6 @@ mod tests {
                 sha256: measurements::Sha256Digest(Sha256::digest(b"adopted bytes").into()),
                 size: 13,
                 field: "disks[0].files[0]".into(),
-                deferred: true,
             })
             .unwrap();
         for (c, offset, expected) in [
