@@ -145,6 +145,64 @@ pub fn check(args: &AttestCheckOptions, out: &mut dyn Write) -> anyhow::Result<(
     finish(&verdict)
 }
 
+/// A command-line option's value that is not the fixed-length hex it must be.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{option} {text:?}: expected {digits} hex digits ({bytes} bytes), but {problem}")]
+struct HexOptionError {
+    /// The option, e.g. `--xfam`.
+    option: String,
+    /// The value as given (trimmed).
+    text: String,
+    /// How many hex digits the option takes.
+    digits: usize,
+    /// How many bytes they make.
+    bytes: usize,
+    /// What is wrong with `text`.
+    problem: HexProblem,
+}
+
+/// What is wrong with a fixed-length hex value.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum HexProblem {
+    /// All hex digits, but not as many as expected.
+    #[error("it has {0}")]
+    Length(usize),
+    /// A character that is not a hex digit (position counted from 1).
+    #[error("character {position} ({character:?}) is not a hex digit")]
+    NotHex {
+        /// Where, counted in characters from 1.
+        position: usize,
+        /// The character.
+        character: char,
+    },
+}
+
+/// Parses `text` (surrounding whitespace ignored) as exactly `N` bytes of hex, for `option`.
+fn fixed_hex<const N: usize>(option: &str, text: &str) -> Result<[u8; N], HexOptionError> {
+    let text = text.trim();
+    let err = |problem| HexOptionError {
+        option: option.to_owned(),
+        text: text.to_owned(),
+        digits: 2 * N,
+        bytes: N,
+        problem,
+    };
+    if let Some((i, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
+    {
+        return Err(err(HexProblem::NotHex {
+            position: i + 1,
+            character: c,
+        }));
+    }
+    // All ASCII hex digits now, so only the length can be wrong.
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|_| err(HexProblem::Length(text.len())))?;
+    Ok(out)
+}
+
 fn finish(verdict: &Verdict) -> anyhow::Result<()> {
     if verdict.passed() {
         Ok(())
@@ -181,24 +239,16 @@ fn check_tdx(
             .as_secs(),
     };
     let release = tdx_release(record, args.profile.as_deref())?;
-    let xfam = match &args.xfam {
-        None => None,
-        Some(h) => {
-            let mut x = [0u8; 8];
-            hex::decode_to_slice(h.trim(), &mut x)
-                .with_context(|| format!("--xfam {h:?} is not 16 hex digits"))?;
-            Some(x)
-        }
-    };
-    let rtmr0 = match &args.rtmr0 {
-        None => None,
-        Some(h) => {
-            let mut r = [0u8; 48];
-            hex::decode_to_slice(h.trim(), &mut r)
-                .with_context(|| format!("--rtmr0 {h:?} is not 96 hex digits"))?;
-            Some(r)
-        }
-    };
+    let xfam = args
+        .xfam
+        .as_deref()
+        .map(|h| fixed_hex::<8>("--xfam", h))
+        .transpose()?;
+    let rtmr0 = args
+        .rtmr0
+        .as_deref()
+        .map(|h| fixed_hex::<48>("--rtmr0", h))
+        .transpose()?;
     let policy = TdxPolicy {
         accepted_tcb_status: args.tcb_status.clone(),
         xfam,
@@ -241,9 +291,7 @@ fn check_tpm(
                     "--pcr {p:?}: N must be 0..23 other than 4 and 11 (those come from the record)"
                 )
             })?;
-        let mut value = [0u8; 32];
-        hex::decode_to_slice(v.trim(), &mut value)
-            .with_context(|| format!("--pcr {p:?}: the value must be 64 hex digits (sha256)"))?;
+        let value = fixed_hex::<32>(&format!("--pcr {n} (sha256)"), v)?;
         release.other.insert(n, value);
     }
     let evidence = verifier::tpm::TpmEvidence {
@@ -488,5 +536,45 @@ impl Certs {
             }
         }
         Ok(Self { vcek, ark, ask })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_hex_takes_exactly_n_bytes_of_hex() {
+        assert_eq!(
+            fixed_hex::<8>("--xfam", " e702060000000000\n"),
+            Ok([0xe7, 0x02, 0x06, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(fixed_hex::<2>("--x", "aBcD"), Ok([0xab, 0xcd]));
+    }
+
+    #[test]
+    fn fixed_hex_names_the_option_the_length_and_the_problem() {
+        let short = fixed_hex::<48>("--rtmr0", "abc").unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "--rtmr0 \"abc\": expected 96 hex digits (48 bytes), but it has 3"
+        );
+        let long = fixed_hex::<2>("--x", "abcdef").unwrap_err();
+        assert_eq!(long.problem, HexProblem::Length(6));
+        let not_hex = fixed_hex::<8>("--xfam", "0xe702060000000000").unwrap_err();
+        assert_eq!(
+            not_hex.to_string(),
+            "--xfam \"0xe702060000000000\": expected 16 hex digits (8 bytes), \
+             but character 2 ('x') is not a hex digit"
+        );
+        // Non-ASCII is a character, not a byte, position.
+        let accent = fixed_hex::<2>("--x", "aé00").unwrap_err();
+        assert_eq!(
+            accent.problem,
+            HexProblem::NotHex {
+                position: 2,
+                character: 'é'
+            }
+        );
     }
 }

@@ -151,7 +151,7 @@ impl ContentStore {
 
     /// Serves `file`'s content (its pinned size and sha256, returned) from where it is instead
     /// of copying it into the pack. Reading it back hashes it: bytes that are not the pinned
-    /// ones are an error of kind `InvalidData` holding the [`PinError`]. Files with the same
+    /// ones are an error of kind `InvalidData` whose source is the [`PinError`]. Files with the same
     /// pin are read from the first one adopted (only those bytes reach the image).
     pub fn adopt(&self, file: &PinnedFile) -> io::Result<Content> {
         let content = Content {
@@ -282,10 +282,18 @@ impl Read for Extent<'_> {
     }
 }
 
+/// What an adopted file's read fails with, inside an [`io::ErrorKind::InvalidData`] error,
+/// when its bytes are not the pinned ones. The [`PinError`] is its `source`, and an
+/// `io::Error`'s `source` is its payload's, so the pin error is in the error chain itself
+/// (`lib.rs` finds it there for the refused-input exit code).
+#[derive(Debug, thiserror::Error)]
+#[error("not the pinned file")]
+pub struct NotPinned(#[source] pub PinError);
+
 /// An adopted file read back: its bytes pass through, and when its declared size has been
 /// read, their sha256 must be the pinned one (bytes after that pass through unchecked, for
 /// the caller's length check to refuse). A mismatch is an [`io::ErrorKind::InvalidData`]
-/// error holding the [`PinError`] (`lib.rs` maps it to the refused-input exit code).
+/// error holding [`NotPinned`].
 struct Checked {
     file: fs_err::File,
     pinned: PinnedFile,
@@ -310,12 +318,12 @@ impl Read for Checked {
                 if found != self.content.sha256 {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        PinError::Mismatch {
+                        NotPinned(PinError::Mismatch {
                             field: self.pinned.field.clone(),
                             source_path: self.pinned.source.clone(),
                             expected: measurements::Sha256Digest(self.content.sha256),
                             found: measurements::Sha256Digest(found),
-                        },
+                        }),
                     ));
                 }
             }
@@ -382,7 +390,6 @@ mod tests {
             sha256: measurements::Sha256Digest(sha256),
             size: 5,
             field: "disks[0].files[0]".into(),
-            deferred: true,
         };
         let c = store.adopt(&pinned).unwrap();
         assert_eq!(c, Content { size: 5, sha256 });
@@ -403,8 +410,10 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(err.get_ref().is_some_and(|e| e.is::<PinError>()), "{err:?}");
-        let text = err.to_string();
+        // The pin error is the chain's next link, as anyhow walks it (`lib.rs` exit codes).
+        let pin = std::error::Error::source(&err);
+        assert!(pin.is_some_and(|e| e.is::<PinError>()), "{err:?}");
+        let text = pin.map(ToString::to_string).unwrap_or_default();
         for needle in [
             "disks[0].files[0] (weights): sha256 mismatch",
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
@@ -431,7 +440,6 @@ mod tests {
                 sha256: measurements::Sha256Digest(Sha256::digest(b"adopted bytes").into()),
                 size: 13,
                 field: "disks[0].files[0]".into(),
-                deferred: true,
             })
             .unwrap();
         for (c, offset, expected) in [

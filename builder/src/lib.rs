@@ -429,11 +429,6 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<placement::PathTwice>()
             || e.is::<verify::UnknownRecordSchema>()
             || e.is::<tree::apply::ApplyError>()
-            // A pin checked as the file is read (`pin::check_deferred`: data-disk files) fails
-            // inside the image writer's read, as an I/O error holding the pin error.
-            || e.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .is_some_and(|inner| inner.is::<pin::PinError>())
             || e.is::<release::ReleaseError>()
     });
     if refused {

@@ -23,10 +23,6 @@ pub struct PinnedFile {
     pub size: u64,
     /// The manifest field that pins it (`disks[0].files[1]`), for the deferred check's error.
     pub field: String,
-    /// `true` when the bytes have not been hashed yet: the stage that reads the file must
-    /// compare them with `sha256` when it has read them all, and fail before anything built
-    /// from them is committed.
-    pub deferred: bool,
 }
 
 /// A pin problem with one input.
@@ -141,7 +137,6 @@ pub fn check(
             sha256: found,
             size,
             field: field.to_owned(),
-            deferred: false,
         }),
     }
 }
@@ -181,7 +176,6 @@ pub fn check_deferred(
         sha256: *pin,
         size: meta.len(),
         field: field.to_owned(),
-        deferred: true,
     })
 }
 
@@ -200,7 +194,7 @@ mod tests {
         // Pinned: sized and opened, not hashed (any pin is taken as given until read).
         let other: Sha256Digest = "00".repeat(32).parse().unwrap();
         let p = check_deferred(dir.path(), "w", Some(&other), "disks[0].files[0]").unwrap();
-        assert_eq!((p.size, p.sha256, p.deferred), (5, other, true));
+        assert_eq!((p.size, p.sha256), (5, other));
         assert_eq!(p.field, "disks[0].files[0]");
         // Unpinned: hashed now, so the refusal prints the digest to pin.
         match check_deferred(dir.path(), "w", None, "f") {
@@ -214,7 +208,10 @@ mod tests {
                 other => panic!("{source}: {other:?}"),
             }
         }
-        // The immediate check still hashes.
-        assert!(!check(dir.path(), "w", Some(&pin), "f").unwrap().deferred);
+        // The immediate check still hashes: the same wrong pin is refused now.
+        match check(dir.path(), "w", Some(&other), "f") {
+            Err(PinError::Mismatch { found, .. }) => assert_eq!(found, pin),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::workload::workload_json;
 #[derive(Debug)]
 pub struct VerifiedInputs {
     /// Layers in application order, each with the record entry of its source.
-    pub layers: Vec<oci_layout::LayerBlob>,
+    pub layers: Vec<VerifiedLayer>,
     /// Record entries, in manifest order.
     pub records: Vec<record::Input>,
     /// Extra files (manifest entry index, pinned source).
@@ -37,6 +37,16 @@ pub struct VerifiedInputs {
     pub profile_stubs: Vec<Option<PinnedFile>>,
     /// `workload.json` for the guest init, from the last OCI image's config.
     pub workload: Option<Vec<u8>>,
+}
+
+/// One layer to apply.
+#[derive(Debug)]
+pub struct VerifiedLayer {
+    /// The blob, with the digest it must have.
+    pub blob: oci_layout::LayerBlob,
+    /// A plain tar layer's pin (its manifest field and path), checked as the layer is applied,
+    /// so that a mismatch names them; `None` for an OCI image's layer (the image manifest pins it).
+    pub tar: Option<PinnedFile>,
 }
 
 /// One data disk's pinned inputs.
@@ -83,7 +93,7 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
                         size: l.size,
                         media_type: l.media_type.clone(),
                     });
-                    layers.push(l);
+                    layers.push(VerifiedLayer { blob: l, tar: None });
                 }
             }
             LayerSource::Tar { tar, sha256 } => {
@@ -99,7 +109,10 @@ pub fn verify_inputs(plan: &Plan) -> anyhow::Result<VerifiedInputs> {
                             size: p.size,
                             media_type: l.media_type.clone(),
                         });
-                        layers.push(l);
+                        layers.push(VerifiedLayer {
+                            blob: l,
+                            tar: Some(p),
+                        });
                     }
                     Err(e) => problems.push(e),
                 }

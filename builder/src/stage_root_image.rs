@@ -30,7 +30,7 @@ pub fn write_root_image(
     let mut parts: Vec<Part<'_>> = inputs
         .layers
         .iter()
-        .map(|l| Part::Layer(&l.digest))
+        .map(|l| Part::Layer(&l.blob.digest))
         .collect();
     for (i, p) in &inputs.files {
         let f = &m.rootfs.files[*i];

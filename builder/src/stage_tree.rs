@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use crate::content::ContentStore;
 use crate::inputs::layer;
+use crate::pin::PinError;
 use crate::placement::{one_input_per_path, place_file, NewFile};
 use crate::plan::Plan;
 use crate::progress::{Meter, Progress};
@@ -24,7 +25,8 @@ pub fn assemble_tree(
 ) -> anyhow::Result<(Tree, Vec<wheel::Unpacked>)> {
     let mut tree = Tree::new();
     let n = inputs.layers.len();
-    for (i, l) in inputs.layers.iter().enumerate() {
+    for (i, verified) in inputs.layers.iter().enumerate() {
+        let l = &verified.blob;
         // Both errors below name the layer themselves ("layer sha256:...: ..."): no context
         // that would say it twice.
         let name = format!("sha256:{} ({})", l.digest, l.media_type);
@@ -47,9 +49,22 @@ pub fn assemble_tree(
         })
         // The typed error itself, not its transparent wrapper, goes into the chain: the exit
         // code is chosen by the error's type (lib.rs `exit_code`).
-        .map_err(|e| match e {
-            layer::CheckedError::Layer(e) => anyhow::Error::new(e),
-            layer::CheckedError::Apply(e) => anyhow::Error::new(e),
+        .map_err(|e| match (e, &verified.tar) {
+            // A plain tar layer's pin is checked here: named by its manifest field, as the
+            // other pin checks name theirs.
+            (
+                layer::CheckedError::Layer(layer::LayerError::Digest {
+                    expected, found, ..
+                }),
+                Some(pinned),
+            ) => anyhow::Error::new(PinError::Mismatch {
+                field: pinned.field.clone(),
+                source_path: pinned.source.clone(),
+                expected,
+                found,
+            }),
+            (layer::CheckedError::Layer(e), _) => anyhow::Error::new(e),
+            (layer::CheckedError::Apply(e), _) => anyhow::Error::new(e),
         })?;
     }
     for (i, pinned) in &inputs.files {

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use attested_server::VtpmQuote;
 
-use crate::util::{build_quiet, demo_build, demo_manifest, esp_with, ok, repo, Swtpm, OVMF};
+use crate::util::{
+    build_quiet, console_text, demo_build, demo_manifest, esp_with, free_port, ok, repo,
+    ConsoleLog as _, Swtpm, OVMF,
+};
 
 /// How long a boot may take to answer (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(400);
@@ -149,13 +152,8 @@ impl Guest {
         fs_err::create_dir_all(work).unwrap();
         let esp = esp_with(work, &release.join(UKI));
         let swtpm = Swtpm::for_qemu(state, &work.join("swtpm.sock"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let console = work.join("console.log");
-        let log = fs_err::File::create(&console).unwrap();
         let drive = |file: &Path, id: &str, addr: &str, extra: &str| {
             [
                 "-drive".to_owned(),
@@ -185,9 +183,7 @@ impl Guest {
             // No option ROM: the network card is not a boot option.
             .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
             .args(swtpm.qemu_args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap().into_parts().0)
-            .stderr(log.into_parts().0)
+            .console_log(&console)
             .spawn()
             .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
         let mut guest = Guest {
@@ -205,7 +201,7 @@ impl Guest {
     }
 
     fn console(&self) -> String {
-        String::from_utf8_lossy(&fs_err::read(&self.console).unwrap()).replace('\r', "")
+        console_text(&self.console)
     }
 
     /// Waits for the server's ready line on the console, then for its TLS port.

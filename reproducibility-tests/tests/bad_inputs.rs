@@ -110,7 +110,12 @@ fn wrong_digest_prints_both_digests() {
     let t = simple_tar();
     let wrong = Sha256Digest::of(b"something else").to_hex();
     c.tar("l.tar", &t, Some(wrong.clone()));
-    c.refused(&["l.tar", "mismatch", &wrong, &Sha256Digest::of(&t).to_hex()]);
+    // The pin is checked as the layer is applied; the refusal still names the manifest field.
+    c.refused(&[
+        "rootfs.layers[0] (l.tar): sha256 mismatch",
+        &wrong,
+        &Sha256Digest::of(&t).to_hex(),
+    ]);
 }
 
 #[test]

@@ -5,11 +5,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    demo_build, demo_component, embeddings, fsck_extract, http, ok, tool, HostServer,
+    console_text, demo_build, demo_component, embeddings, free_port, fsck_extract, http, ok, tool,
+    ConsoleLog as _, HostServer,
 };
 
 /// How long a boot may take to answer or to stop (TCG, two cores shared with other tests).
@@ -25,20 +26,13 @@ struct Vm {
 
 impl Vm {
     fn start(dir: &Path) -> Vm {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let console = dir.join("console.log");
-        let log = fs_err::File::create(&console).unwrap();
         let child = Command::new("sh")
             .arg(dir.join("run-qemu.sh"))
             .env("PORT", port.to_string())
             .env("MEM", "1024")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap().into_parts().0)
-            .stderr(log.into_parts().0)
+            .console_log(&console)
             .spawn()
             .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed");
         Vm {
@@ -54,7 +48,7 @@ impl Vm {
     }
 
     fn console(&self) -> String {
-        String::from_utf8_lossy(&fs_err::read(&self.console).unwrap()).into_owned()
+        console_text(&self.console)
     }
 
     fn exited(&mut self) -> bool {

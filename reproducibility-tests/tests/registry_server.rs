@@ -20,19 +20,11 @@ pub(crate) struct TestRegistry {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl TestRegistry {
     /// Starts a registry; with `user`, only that user (bcrypt htpasswd) may read or write.
     pub(crate) fn start(user: Option<(&str, &str)>) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = crate::util::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use reproducibility_tests::Layer;
@@ -606,5 +606,63 @@ impl Drop for Swtpm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP port that was free a moment ago (bound, then released), for a server a test
+/// starts (QEMU's forwarded port, a registry).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child whose output is kept in a file: a QEMU guest's serial console (`-nographic`).
+pub(crate) trait ConsoleLog {
+    /// Sends stdout and stderr to a new file at `path` (QEMU's own messages land beside the
+    /// guest's), with stdin from /dev/null.
+    fn console_log(&mut self, path: &Path) -> &mut Self;
+}
+
+impl ConsoleLog for Command {
+    fn console_log(&mut self, path: &Path) -> &mut Self {
+        let log = fs_err::File::create(path).unwrap();
+        self.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap().into_parts().0)
+            .stderr(log.into_parts().0)
+    }
+}
+
+/// What a [`ConsoleLog`] file holds so far, as text (lossy UTF-8), without the serial
+/// console's carriage returns.
+pub(crate) fn console_text(path: &Path) -> String {
+    String::from_utf8_lossy(&fs_err::read(path).unwrap()).replace('\r', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_log_keeps_stdout_and_stderr_without_carriage_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let status = Command::new("sh")
+            .args(["-c", "printf 'out\\r\\n'; printf 'err\\n' >&2; cat"])
+            .console_log(&log)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // stdin is /dev/null: `cat` adds nothing and returns.
+        assert_eq!(console_text(&log), "out\nerr\n");
+    }
+
+    #[test]
+    fn a_free_port_can_be_bound() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
     }
 }

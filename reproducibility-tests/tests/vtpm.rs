@@ -19,7 +19,10 @@ use measurements::record::{PlatformMeasurement, Record};
 use measurements::Sha256Digest;
 use reproducibility_tests::Layer;
 
-use crate::util::{build_quiet, builder, esp_with, manifest_head, ok, tool, Swtpm, EFI_STUB, OVMF};
+use crate::util::{
+    build_quiet, builder, console_text, esp_with, manifest_head, ok, tool, ConsoleLog as _, Swtpm,
+    EFI_STUB, OVMF,
+};
 
 /// How long one boot may take (TCG, two cores shared with other tests).
 const LIMIT: Duration = Duration::from_secs(400);
@@ -136,7 +139,6 @@ fn boot(work: &Path, uki: &Path, firmware: &Path, root: Option<&Path>) -> Seen {
     let esp_s = esp.to_str().unwrap();
     let swtpm = Swtpm::for_qemu(&work.join("tpm"), &work.join("swtpm.sock"));
     let console = work.join("console.log");
-    let log = fs_err::File::create(&console).unwrap();
     let mut qemu = Killed(
         Command::new("qemu-system-x86_64")
             .args([
@@ -166,9 +168,7 @@ fn boot(work: &Path, uki: &Path, firmware: &Path, root: Option<&Path>) -> Seen {
             ))
             .args(["-device", "virtio-blk-pci,drive=esp,addr=0x5,bootindex=0"])
             .args(swtpm.qemu_args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap().into_parts().0)
-            .stderr(log.into_parts().0)
+            .console_log(&console)
             .spawn()
             .expect("qemu-system-x86_64 (Debian package qemu-system-x86) must be installed"),
     );
@@ -185,7 +185,7 @@ fn boot(work: &Path, uki: &Path, firmware: &Path, root: Option<&Path>) -> Seen {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(swtpm);
-    let text = String::from_utf8_lossy(&fs_err::read(&console).unwrap()).replace('\r', "");
+    let text = console_text(&console);
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
