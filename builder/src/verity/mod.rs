@@ -391,14 +391,21 @@ pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<Has
     let layout = Layout::new(params, data_size)?;
     let salted = Salted::new(&params.salt);
     let dbs = layout.data_block_size.bytes();
-    let mut level0 = Vec::new();
-    // `Layout::new` checked that the area (larger than level 0) fits in a usize.
-    level0
-        .try_reserve_exact(layout.data_blocks as usize * DIGEST_SIZE)
-        .map_err(|_| Error::TooLarge { data_size })?;
-    level0.resize(layout.data_blocks as usize * DIGEST_SIZE, 0);
+    let mut level0 = level0_room(&layout, data_size)?;
     hash_stream(data, data_size, dbs, &salted, &mut level0)?;
     from_level0(params, data_size, &level0)
+}
+
+/// Zeroed room for the digests of `layout`'s data blocks (level 0), or `TooLarge`.
+fn level0_room(layout: &Layout, data_size: u64) -> Result<Vec<u8>, Error> {
+    // `Layout::new` checked that the area (larger than level 0) fits in a usize.
+    let len = layout.data_blocks as usize * DIGEST_SIZE;
+    let mut level0 = Vec::new();
+    level0
+        .try_reserve_exact(len)
+        .map_err(|_| Error::TooLarge { data_size })?;
+    level0.resize(len, 0);
+    Ok(level0)
 }
 
 /// Data read at any offset, from several threads at once: a file (positioned reads, which
@@ -438,12 +445,7 @@ pub fn build_at<R: ReadAt + ?Sized>(
     let layout = Layout::new(params, data_size)?;
     let salted = Salted::new(&params.salt);
     let dbs = layout.data_block_size.bytes();
-    let mut level0 = Vec::new();
-    // `Layout::new` checked that the area (larger than level 0) fits in a usize.
-    level0
-        .try_reserve_exact(layout.data_blocks as usize * DIGEST_SIZE)
-        .map_err(|_| Error::TooLarge { data_size })?;
-    level0.resize(layout.data_blocks as usize * DIGEST_SIZE, 0);
+    let mut level0 = level0_room(&layout, data_size)?;
     // PIECE_BYTES is a multiple of every block size (powers of two up to 64 KiB).
     let digests_per_piece = PIECE_BYTES / dbs * DIGEST_SIZE;
     level0
