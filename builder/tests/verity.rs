@@ -112,7 +112,7 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
     args.extend(format_args(params));
     let out = veritysetup_ok(&str_args(&args));
 
-    let tree = verity::build_at(&data[..], data.len() as u64, params).unwrap();
+    let tree = verity::build_at(data, data.len() as u64, params).unwrap();
     assert_eq!(
         tree.root_hash_hex(),
         field(&out, "Root hash"),
@@ -173,7 +173,7 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
     args.extend(format_args(params));
     let out = veritysetup_ok(&str_args(&args));
 
-    let tree = verity::build_at(&data[..], data.len() as u64, params).unwrap();
+    let tree = verity::build_at(data, data.len() as u64, params).unwrap();
     assert_eq!(tree.root_hash_hex(), field(&out, "Root hash"));
     let theirs = fs_err::read(&image).unwrap();
     assert!(
