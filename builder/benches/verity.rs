@@ -1,4 +1,4 @@
-//! `verity::build` against `veritysetup format` on the same file, in the same run.
+//! `verity::build_at` against `veritysetup format` on the same file, in the same run.
 //!
 //! `cargo bench -p enclave-builder --bench verity [-- SIZE_MIB]` (default 512 MiB). The data
 //! file is written to a temporary directory and read once to warm the page cache; each tool
@@ -43,8 +43,8 @@ fn main() {
     let (mut ours, mut theirs) = (Duration::MAX, Duration::MAX);
     for _ in 0..ROUNDS {
         let start = Instant::now();
-        let mut file = fs_err::File::open(&data_path).unwrap();
-        let tree = verity::build(&mut file, size, &params).unwrap();
+        let file = fs_err::File::open(&data_path).unwrap();
+        let tree = verity::build_at(&file, size, &params).unwrap();
         ours = ours.min(start.elapsed());
 
         let _ = fs_err::remove_file(&hash_path);

@@ -112,7 +112,7 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
     args.extend(format_args(params));
     let out = veritysetup_ok(&str_args(&args));
 
-    let tree = verity::build(&mut &data[..], data.len() as u64, params).unwrap();
+    let tree = verity::build_at(data, data.len() as u64, params).unwrap();
     assert_eq!(
         tree.root_hash_hex(),
         field(&out, "Root hash"),
@@ -139,18 +139,18 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
         tree.hash_blocks,
         field(&out, "Hash blocks").parse::<u64>().unwrap()
     );
-    // The positioned-read path, over the file veritysetup read.
+    // Over the file veritysetup read (positioned reads of a file, not bytes in memory).
     let file = fs_err::File::open(&data_path).unwrap();
     let at = verity::build_at(&file, data.len() as u64, params).unwrap();
     assert_eq!(
         at.root_hash_hex(),
         field(&out, "Root hash"),
-        "build_at's root hash, {} bytes",
+        "root hash over the file, {} bytes",
         data.len()
     );
     assert!(
         theirs == at.area,
-        "build_at's hash area differs from veritysetup's, {} bytes",
+        "hash area over the file differs from veritysetup's, {} bytes",
         data.len()
     );
     (tree, out)
@@ -173,7 +173,7 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
     args.extend(format_args(params));
     let out = veritysetup_ok(&str_args(&args));
 
-    let tree = verity::build(&mut &data[..], data.len() as u64, params).unwrap();
+    let tree = verity::build_at(data, data.len() as u64, params).unwrap();
     assert_eq!(tree.root_hash_hex(), field(&out, "Root hash"));
     let theirs = fs_err::read(&image).unwrap();
     assert!(
@@ -193,7 +193,7 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
 fn random_tree(blocks: usize, seed: u64) -> (Vec<u8>, verity::HashTree) {
     let params = params_with(4096, 4096, salt());
     let data = pseudo_random(blocks * 4096, seed);
-    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    let tree = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
     (data, tree)
 }
 
@@ -206,7 +206,7 @@ fn matches_veritysetup_at_hash_block_boundaries() {
     let dir = tempdir();
     let params = params_with(4096, 4096, salt());
     // One hash block holds 128 digests: 1 block has no tree, 128 fill one hash block exactly,
-    // 129 need a second level, 128*128+1 a third (and span several read chunks).
+    // 129 need a second level, 128*128+1 a third (and span many read pieces).
     for (seed, blocks) in [1usize, 2, 127, 128, 129, 128 * 128, 128 * 128 + 1]
         .into_iter()
         .enumerate()
@@ -249,7 +249,7 @@ fn matches_veritysetup_on_patterned_data_and_other_block_sizes() {
 #[test]
 fn large_random_data_across_read_chunks() {
     let dir = tempdir();
-    // 20 MiB + 3 blocks: several 8 MiB chunks and a short last one.
+    // 20 MiB + 3 blocks: many 1 MiB read pieces and a short last one.
     let data = pseudo_random((20 << 20) + 3 * 4096, 99);
     check_appended(dir.path(), &data, &params_with(4096, 4096, salt()));
 }
@@ -422,13 +422,13 @@ fn superblock_fields_match_veritysetup_dump() {
 fn deterministic() {
     let params = params_with(4096, 4096, salt());
     let data = pseudo_random(1000 * 4096, 11);
-    let a = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
-    let b = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    let a = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
+    let b = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
     assert_eq!(a.root_hash, b.root_hash);
     assert!(a.area == b.area);
     // A different salt or uuid changes what it should, and only that.
-    let c = verity::build(
-        &mut &data[..],
+    let c = verity::build_at(
+        &data[..],
         data.len() as u64,
         &Params {
             uuid: [0; 16],
@@ -438,8 +438,8 @@ fn deterministic() {
     .unwrap();
     assert_eq!(a.root_hash, c.root_hash);
     assert!(a.area[4096..] == c.area[4096..] && a.area[..4096] != c.area[..4096]);
-    let d = verity::build(
-        &mut &data[..],
+    let d = verity::build_at(
+        &data[..],
         data.len() as u64,
         &Params {
             salt: vec![1],
@@ -459,7 +459,7 @@ fn deterministic() {
 fn known_answer_from_veritysetup() {
     let data: Vec<u8> = (0..129u8).flat_map(|i| [i; 4096]).collect();
     let params = params_with(4096, 4096, vec![0xa5; 32]);
-    let tree = verity::build(&mut &data[..], data.len() as u64, &params).unwrap();
+    let tree = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
     assert_eq!(
         tree.root_hash_hex(),
         "8a62b977412fd871a9f18a3acee686afe1b8058a87762b6e51783702489753ed",

@@ -1,6 +1,7 @@
 //! dm-verity hash tree in the veritysetup on-disk format (format version 1, SHA-256).
 //!
-//! [`build`] streams the data once and returns a [`HashTree`]: the root hash and the *hash
+//! [`build_at`] reads the data once (or [`tee`] hashes it as it is written and
+//! [`from_level0`] finishes the tree) and returns a [`HashTree`]: the root hash and the *hash
 //! area*, the bytes veritysetup would write to the hash device:
 //!
 //! ```text
@@ -28,7 +29,7 @@
 //! padding is the caller's decision.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -41,9 +42,6 @@ pub use superblock::{Superblock, MAX_SALT_SIZE, SUPERBLOCK_SIZE};
 
 /// Size of one digest (SHA-256) in bytes.
 pub const DIGEST_SIZE: usize = 32;
-
-/// Bytes of data read and hashed per step. Two such buffers are alive at a time.
-const CHUNK_BYTES: usize = 8 << 20;
 
 /// Parameters that reach the hash area bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,32 +378,46 @@ pub enum Error {
     },
 }
 
-/// Builds the hash tree over the first `data_size` bytes read from `data` (bytes after them
-/// are not read). The data is streamed; only the tree (32 bytes per data block) is held.
+/// Builds the hash tree over the first `data_size` bytes of `data`, a file or bytes in memory
+/// (bytes after them are not read). Every core reads its own 1 MiB pieces with positioned
+/// reads and hashes them while they are in its cache, so the copy out of the page cache runs in
+/// parallel too. Each byte is read once and not kept: only the tree (32 bytes per data block,
+/// then the area) is held.
 ///
-/// `data_size` must be a non-zero multiple of the data block size. The returned area is
-/// what veritysetup writes at any hash offset that is a multiple of the hash block size
-/// (appended to a 4096-aligned image with 4096-byte hash blocks, always);
+/// `data_size` must be a non-zero multiple of the data block size; data that ends before it
+/// is [`Error::Truncated`], a failed read [`Error::Read`], both with the byte offset. The
+/// returned area is what veritysetup writes at any hash offset that is a multiple of the hash
+/// block size (appended to a 4096-aligned image with 4096-byte hash blocks, always);
 /// [`HashTree::dm_table`] refuses other offsets.
-pub fn build(data: &mut dyn Read, data_size: u64, params: &Params) -> Result<HashTree, Error> {
+pub fn build_at<R: ReadAt + ?Sized>(
+    data: &R,
+    data_size: u64,
+    params: &Params,
+) -> Result<HashTree, Error> {
     let layout = Layout::new(params, data_size)?;
     let salted = Salted::new(&params.salt);
     let dbs = layout.data_block_size.bytes();
-    let mut level0 = level0_room(&layout, data_size)?;
-    hash_stream(data, data_size, dbs, &salted, &mut level0)?;
-    from_level0(params, data_size, &level0)
-}
-
-/// Zeroed room for the digests of `layout`'s data blocks (level 0), or `TooLarge`.
-fn level0_room(layout: &Layout, data_size: u64) -> Result<Vec<u8>, Error> {
     // `Layout::new` checked that the area (larger than level 0) fits in a usize.
-    let len = layout.data_blocks as usize * DIGEST_SIZE;
+    let level0_len = layout.data_blocks as usize * DIGEST_SIZE;
     let mut level0 = Vec::new();
     level0
-        .try_reserve_exact(len)
+        .try_reserve_exact(level0_len)
         .map_err(|_| Error::TooLarge { data_size })?;
-    level0.resize(len, 0);
-    Ok(level0)
+    level0.resize(level0_len, 0);
+    // PIECE_BYTES is a multiple of every block size (powers of two up to 64 KiB).
+    let digests_per_piece = PIECE_BYTES / dbs * DIGEST_SIZE;
+    level0
+        .par_chunks_mut(digests_per_piece)
+        .enumerate()
+        .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, (i, out)| {
+            let len = out.len() / DIGEST_SIZE * dbs;
+            buf.resize(len, 0);
+            let offset = i as u64 * PIECE_BYTES as u64;
+            fill_at(data, &mut buf[..len], offset, data_size)?;
+            salted.digest_blocks(&buf[..len], dbs, out);
+            Ok(())
+        })?;
+    from_level0(params, data_size, &level0)
 }
 
 /// Data read at any offset, from several threads at once: a file (positioned reads, which
@@ -434,34 +446,6 @@ impl ReadAt for [u8] {
 /// core's cache between the read and the hashing.
 const PIECE_BYTES: usize = 1 << 20;
 
-/// [`build`] for data that can be read at any offset (a file): every core reads its own
-/// pieces with positioned reads and hashes them while they are in its cache, so the copy out
-/// of the page cache runs in parallel too. The result is the same as [`build`]'s.
-pub fn build_at<R: ReadAt + ?Sized>(
-    data: &R,
-    data_size: u64,
-    params: &Params,
-) -> Result<HashTree, Error> {
-    let layout = Layout::new(params, data_size)?;
-    let salted = Salted::new(&params.salt);
-    let dbs = layout.data_block_size.bytes();
-    let mut level0 = level0_room(&layout, data_size)?;
-    // PIECE_BYTES is a multiple of every block size (powers of two up to 64 KiB).
-    let digests_per_piece = PIECE_BYTES / dbs * DIGEST_SIZE;
-    level0
-        .par_chunks_mut(digests_per_piece)
-        .enumerate()
-        .try_for_each_init(Vec::new, |buf: &mut Vec<u8>, (i, out)| {
-            let len = out.len() / DIGEST_SIZE * dbs;
-            buf.resize(len, 0);
-            let offset = i as u64 * PIECE_BYTES as u64;
-            fill_at(data, &mut buf[..len], offset, data_size)?;
-            salted.digest_blocks(&buf[..len], dbs, out);
-            Ok(())
-        })?;
-    from_level0(params, data_size, &level0)
-}
-
 /// Fills `buf` from byte `offset` of `data`.
 fn fill_at<R: ReadAt + ?Sized>(
     data: &R,
@@ -489,7 +473,7 @@ fn fill_at<R: ReadAt + ?Sized>(
 
 /// Builds the hash area from the data blocks' digests (`sha256(salt ‖ block)` for each data
 /// block of `data_size` bytes, in order: what [`tee`] computes while the data is
-/// written). The result is the same as [`build`] over the data.
+/// written). The result is the same as [`build_at`] over the data.
 pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<HashTree, Error> {
     let layout = Layout::new(params, data_size)?;
     if level0.len() as u64 != layout.data_blocks * DIGEST_SIZE as u64 {
@@ -676,48 +660,6 @@ impl io::Write for TeeWriter<'_> {
     }
 }
 
-/// Hashes `data_size` bytes of `data` in blocks of `block`, writing the digests to `out`
-/// in order. Reads the next chunk on this thread while the current one is hashed in parallel.
-fn hash_stream(
-    data: &mut dyn Read,
-    data_size: u64,
-    block: usize,
-    salted: &Salted,
-    mut out: &mut [u8],
-) -> Result<(), Error> {
-    // CHUNK_BYTES is a multiple of every block size (powers of two ≤ 64 KiB).
-    let first = chunk_len(data_size, 0);
-    let mut cur = vec![0u8; first];
-    let mut next = vec![0u8; first];
-    read_exact_at(data, &mut cur, 0, data_size)?;
-    let mut offset = first as u64;
-    while !cur.is_empty() {
-        let want = chunk_len(data_size, offset);
-        next.resize(want, 0);
-        let (this_out, rest) =
-            std::mem::take(&mut out).split_at_mut(cur.len() / block * DIGEST_SIZE);
-        out = rest;
-        let read = std::thread::scope(|s| {
-            let hasher = s.spawn(|| hash_blocks(&cur, block, salted, this_out));
-            let read = read_exact_at(data, &mut next, offset, data_size);
-            if let Err(panic) = hasher.join() {
-                std::panic::resume_unwind(panic);
-            }
-            read
-        });
-        read?;
-        offset += want as u64;
-        std::mem::swap(&mut cur, &mut next);
-    }
-    Ok(())
-}
-
-/// Length of the chunk starting at `offset`: at most `CHUNK_BYTES`, 0 at the end.
-fn chunk_len(data_size: u64, offset: u64) -> usize {
-    // The minimum is at most CHUNK_BYTES, so it fits in a usize.
-    data_size.saturating_sub(offset).min(CHUNK_BYTES as u64) as usize
-}
-
 /// Digests of each `block`-sized piece of `src` into consecutive 32-byte slots of `out`.
 fn hash_blocks(src: &[u8], block: usize, salted: &Salted, out: &mut [u8]) {
     src.par_chunks(2 * block)
@@ -779,35 +721,6 @@ impl Salted {
             }
         }
     }
-}
-
-/// Fills `buf` from `data`, whose position is byte `offset`.
-fn read_exact_at(
-    data: &mut dyn Read,
-    buf: &mut [u8],
-    offset: u64,
-    data_size: u64,
-) -> Result<(), Error> {
-    let mut done = 0;
-    while done < buf.len() {
-        match data.read(&mut buf[done..]) {
-            Ok(0) => {
-                return Err(Error::Truncated {
-                    offset: offset + done as u64,
-                    data_size,
-                })
-            }
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(Error::Read {
-                    offset: offset + done as u64,
-                    source,
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

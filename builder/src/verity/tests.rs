@@ -1,4 +1,6 @@
-use std::io::{self, Read};
+use std::collections::HashSet;
+use std::io;
+use std::sync::Mutex;
 
 use super::*;
 
@@ -73,13 +75,13 @@ fn block_size_is_parsed() {
 
 #[test]
 fn bad_params_are_typed_errors() {
-    let mut empty = io::empty();
+    let empty: &[u8] = &[];
     let p = Params {
         data_block_size: 1000,
         ..params()
     };
     assert!(matches!(
-        build(&mut empty, 4096, &p),
+        build_at(empty, 4096, &p),
         Err(Error::InvalidBlockSize {
             field: "data_block_size",
             value: 1000
@@ -90,7 +92,7 @@ fn bad_params_are_typed_errors() {
         ..params()
     };
     assert!(matches!(
-        build(&mut empty, 4096, &p),
+        build_at(empty, 4096, &p),
         Err(Error::InvalidBlockSize {
             field: "hash_block_size",
             ..
@@ -101,22 +103,22 @@ fn bad_params_are_typed_errors() {
         ..params()
     };
     assert!(matches!(
-        build(&mut empty, 4096, &p),
+        build_at(empty, 4096, &p),
         Err(Error::SaltTooLong { len: 257 })
     ));
     assert!(matches!(
-        build(&mut empty, 0, &params()),
+        build_at(empty, 0, &params()),
         Err(Error::EmptyData)
     ));
     assert!(matches!(
-        build(&mut empty, 4097, &params()),
+        build_at(empty, 4097, &params()),
         Err(Error::UnalignedDataSize {
             data_size: 4097,
             data_block_size: 4096
         })
     ));
     assert!(matches!(
-        build(&mut empty, u64::MAX - 4095, &params()),
+        build_at(empty, u64::MAX - 4095, &params()),
         Err(Error::TooLarge { .. })
     ));
     // A salt of exactly 256 bytes is fine.
@@ -124,70 +126,117 @@ fn bad_params_are_typed_errors() {
         salt: vec![1; 256],
         ..params()
     };
-    build(&mut io::repeat(0).take(4096), 4096, &p).unwrap();
+    build_at(&[0u8; 4096][..], 4096, &p).unwrap();
+}
+
+/// `len` bytes of `byte`, then the end (`io::repeat(byte).take(len)` read at any offset).
+struct Repeat {
+    byte: u8,
+    len: u64,
+}
+
+impl ReadAt for Repeat {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let n = buf.len().min(self.len.saturating_sub(offset) as usize);
+        buf[..n].fill(self.byte);
+        Ok(n)
+    }
+}
+
+/// Zeros in reads of at most 1000 bytes; a read starting at or after byte `.0` fails.
+struct Failing(u64);
+
+impl ReadAt for Failing {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.0 {
+            return Err(io::Error::other("boom"));
+        }
+        let n = buf.len().min(1000);
+        buf[..n].fill(0);
+        Ok(n)
+    }
 }
 
 #[test]
 fn short_and_failing_readers_are_errors() {
-    let mut short = io::repeat(1).take(4096 * 3);
+    let short = Repeat {
+        byte: 1,
+        len: 4096 * 3,
+    };
     assert!(matches!(
-        build(&mut short, 4096 * 4, &params()),
+        build_at(&short, 4096 * 4, &params()),
         Err(Error::Truncated {
             offset: 12288,
             data_size: 16384
         })
     ));
-    // Short in a later chunk, too.
-    let size = (CHUNK_BYTES * 2) as u64;
-    let mut short = io::repeat(1).take(size - 4096);
+    // The same through the slice implementation.
     assert!(matches!(
-        build(&mut short, size, &params()),
-        Err(Error::Truncated { .. })
+        build_at(&[1u8; 4096 * 3][..], 4096 * 4, &params()),
+        Err(Error::Truncated {
+            offset: 12288,
+            data_size: 16384
+        })
+    ));
+    // Short in a later piece, too (pieces are 1 MiB; the first three are whole).
+    let size = 3 * (1 << 20) + 2 * 4096;
+    let short = Repeat {
+        byte: 1,
+        len: size - 4096,
+    };
+    assert!(matches!(
+        build_at(&short, size, &params()),
+        Err(Error::Truncated { offset, data_size }) if offset == size - 4096 && data_size == size
     ));
 
-    struct Failing(u64);
-    impl Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.0 == 0 {
-                return Err(io::Error::other("boom"));
-            }
-            let n = buf.len().min(self.0 as usize).min(1000);
-            buf[..n].fill(0);
-            self.0 -= n as u64;
-            Ok(n)
-        }
-    }
+    // Reads of 1000 bytes: the one at 4000 succeeds, the next (at 5000) fails.
     assert!(matches!(
-        build(&mut Failing(5000), 8192, &params()),
+        build_at(&Failing(5000), 8192, &params()),
         Err(Error::Read { offset: 5000, .. })
+    ));
+    // A read may run past the failing offset: the one at 8000 succeeds, the one at 9000 fails.
+    assert!(matches!(
+        build_at(&Failing(8192), 16384, &params()),
+        Err(Error::Read { offset: 9000, .. })
     ));
 }
 
 #[test]
 fn interrupted_and_tiny_reads_give_the_same_tree() {
-    struct Awkward<R>(R, bool);
-    impl<R: Read> Read for Awkward<R> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.1 = !self.1;
-            if self.1 {
+    /// Bytes in memory whose first read at each offset is `Interrupted` and whose reads
+    /// return at most 777 bytes.
+    struct Awkward<'a> {
+        data: &'a [u8],
+        interrupted: Mutex<HashSet<u64>>,
+    }
+    impl ReadAt for Awkward<'_> {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if self.interrupted.lock().unwrap().insert(offset) {
                 return Err(io::ErrorKind::Interrupted.into());
             }
             let n = buf.len().min(777);
-            self.0.read(&mut buf[..n])
+            self.data.read_at(&mut buf[..n], offset)
         }
     }
+    // 300 blocks: two pieces, the second short.
     let data: Vec<u8> = (0..4096 * 300u32).map(|i| (i * 7 % 251) as u8).collect();
-    let a = build(&mut &data[..], data.len() as u64, &params()).unwrap();
-    let b = build(&mut Awkward(&data[..], false), data.len() as u64, &params()).unwrap();
+    let a = build_at(&data[..], data.len() as u64, &params()).unwrap();
+    let awkward = Awkward {
+        data: &data,
+        interrupted: Mutex::new(HashSet::new()),
+    };
+    let b = build_at(&awkward, data.len() as u64, &params()).unwrap();
     assert_eq!(a.root_hash, b.root_hash);
     assert_eq!(a.area, b.area);
+    // Reads were short (at most 777 bytes) and each was interrupted once.
+    assert!(awkward.interrupted.into_inner().unwrap().len() >= data.len().div_ceil(777));
 }
 
 #[test]
 fn single_block_root_is_the_salted_block_digest() {
     // Straight from the format description, computed without the module's helpers.
     let block = [0x5au8; 4096];
-    let tree = build(&mut &block[..], 4096, &params()).unwrap();
+    let tree = build_at(&block[..], 4096, &params()).unwrap();
     let expected: [u8; 32] = Sha256::new()
         .chain_update(b"salt")
         .chain_update(block)
@@ -202,7 +251,7 @@ fn single_block_root_is_the_salted_block_digest() {
 fn two_level_tree_by_hand() {
     // 129 blocks with 4096-byte hash blocks: level 0 has 2 blocks, level 1 has 1.
     let data: Vec<u8> = (0..129u32).flat_map(|i| [i as u8; 4096]).collect();
-    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let tree = build_at(&data[..], data.len() as u64, &params()).unwrap();
     let h = |b: &[u8]| -> [u8; 32] {
         Sha256::new()
             .chain_update(b"salt")
@@ -225,7 +274,7 @@ fn two_level_tree_by_hand() {
 #[test]
 fn dm_table_line() {
     let data = vec![0u8; 4096 * 200];
-    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let tree = build_at(&data[..], data.len() as u64, &params()).unwrap();
     let root = tree.root_hash_hex();
     assert_eq!(
         tree.dm_table("/dev/vda", "/dev/vda", data.len() as u64, &[])
@@ -243,8 +292,8 @@ fn dm_table_line() {
             hash_block_size: 4096
         })
     ));
-    let unsalted = build(
-        &mut &data[..],
+    let unsalted = build_at(
+        &data[..],
         data.len() as u64,
         &Params {
             salt: vec![],
@@ -258,7 +307,7 @@ fn dm_table_line() {
 #[test]
 fn dump_reads_back_what_build_wrote() {
     let data: Vec<u8> = (0..129u32).flat_map(|i| [i as u8; 4096]).collect();
-    let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+    let tree = build_at(&data[..], data.len() as u64, &params()).unwrap();
     let text = dump(&tree.area).unwrap();
     assert!(
         text.contains(&format!("root_hash          {}", tree.root_hash_hex())),
@@ -293,7 +342,7 @@ proptest::proptest! {
         cut in 0usize..20000,
     ) {
         let data = vec![3u8; 4096 * 130];
-        let tree = build(&mut &data[..], data.len() as u64, &params()).unwrap();
+        let tree = build_at(&data[..], data.len() as u64, &params()).unwrap();
         let mut area = tree.area;
         for (at, byte) in edits {
             area[at] = byte;
@@ -325,7 +374,7 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
         <[u8; 32]>::from(Sha256::digest(&data))
     );
     let streamed = from_level0(&p, data.len() as u64, &teed.level0).unwrap();
-    let read = build(&mut &data[..], data.len() as u64, &p).unwrap();
+    let read = build_at(&data[..], data.len() as u64, &p).unwrap();
     assert_eq!(streamed.root_hash, read.root_hash);
     assert_eq!(streamed.area, read.area);
     // A level 0 of the wrong length is refused, not padded.
@@ -387,38 +436,29 @@ fn block_digests_in_pairs_and_one_at_a_time_are_sha256_of_salt_and_block() {
 }
 
 #[test]
-fn build_at_gives_builds_tree_and_names_where_the_data_ends() {
+fn build_at_over_a_file_and_over_memory_gives_the_level0_of_the_format() {
     // Pieces of 1 MiB: 3 MiB + 5 blocks spans several, with a short last one.
     let data: Vec<u8> = (0..(3 << 20) + 5 * 4096u32)
         .map(|i| (i * 31 % 253) as u8)
         .collect();
     let size = data.len() as u64;
-    let a = build(&mut &data[..], size, &params()).unwrap();
-    let b = build_at(&data[..], size, &params()).unwrap();
-    assert_eq!(a.root_hash, b.root_hash);
-    assert!(a.area == b.area);
-    assert!(matches!(
-        build_at(&data[..4096 * 3], 4096 * 4, &params()),
-        Err(Error::Truncated {
-            offset: 12288,
-            data_size: 16384
-        })
-    ));
-
-    struct Failing;
-    impl ReadAt for Failing {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            if offset >= 8192 {
-                return Err(io::Error::other("boom"));
-            }
-            let n = buf.len().min(1000);
-            buf[..n].fill(0);
-            Ok(n)
-        }
-    }
-    // Reads of 1000 bytes: the one at 8000 succeeds, the next (at 9000) fails.
-    assert!(matches!(
-        build_at(&Failing, 16384, &params()),
-        Err(Error::Read { offset: 9000, .. })
-    ));
+    let p = params();
+    let memory = build_at(&data[..], size, &p).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    fs_err::write(&path, &data).unwrap();
+    let on_disk = build_at(&fs_err::File::open(&path).unwrap(), size, &p).unwrap();
+    assert_eq!(memory.root_hash, on_disk.root_hash);
+    assert!(memory.area == on_disk.area);
+    // 773 blocks: level 0 is 7 hash blocks after the superblock and the root level, and holds
+    // each block's digest, computed here straight from the format description, in order.
+    let level0: Vec<u8> = data
+        .chunks(4096)
+        .flat_map(|b| salted_digest(&p.salt, b))
+        .collect();
+    assert_eq!(memory.area.len(), (2 + 7) * 4096);
+    assert!(memory.area[2 * 4096..2 * 4096 + level0.len()] == level0[..]);
+    assert!(memory.area[2 * 4096 + level0.len()..]
+        .iter()
+        .all(|&b| b == 0));
 }
