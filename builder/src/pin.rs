@@ -93,7 +93,8 @@ pub struct PinErrors(pub Vec<PinError>);
 pub fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
     let mut file = fs_err::File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Small reads stay in cache ([`crate::verity::PIECE_BYTES`] says why this size).
+    let mut buf = vec![0u8; crate::verity::PIECE_BYTES];
     let mut size = 0u64;
     loop {
         let n = file.read(&mut buf)?;

@@ -90,7 +90,9 @@ pub fn write_verity_image(
     let vtree = verity::from_level0(&params, info.size, &teed.level0)
         .context("computing the dm-verity tree")?;
     drop(teed.level0);
-    file.write_all(&vtree.area)?;
+    for piece in vtree.area.chunks(verity::PIECE_BYTES) {
+        file.write_all(piece)?;
+    }
     let mut hasher = teed.sha256;
     hasher.update(&vtree.area);
     let sha256 = Sha256Digest(hasher.finalize().into());

@@ -249,7 +249,7 @@ fn matches_veritysetup_on_patterned_data_and_other_block_sizes() {
 #[test]
 fn large_random_data_across_read_chunks() {
     let dir = tempdir();
-    // 20 MiB + 3 blocks: many 1 MiB read pieces and a short last one.
+    // 20 MiB + 3 blocks: many read pieces and a short last one.
     let data = pseudo_random((20 << 20) + 3 * 4096, 99);
     check_appended(dir.path(), &data, &params_with(4096, 4096, salt()));
 }

@@ -122,10 +122,10 @@ struct RawSeen {
 }
 
 /// Bytes per chunk the reading thread hands over: small enough to be in cache when the
-/// decompressor takes them.
-const AHEAD_CHUNK: usize = 256 << 10;
+/// decompressor takes them ([`crate::verity::PIECE_BYTES`] says why this size).
+const AHEAD_CHUNK: usize = crate::verity::PIECE_BYTES;
 /// Chunks in flight between the reading thread and the decompressor.
-const AHEAD_CHUNKS: usize = 8;
+const AHEAD_CHUNKS: usize = 16;
 
 /// The reading thread of [`RawCheck`]: reads `file` to its end, hashing every byte, and sends
 /// the first `limit` bytes on `to_reader` while anyone listens.

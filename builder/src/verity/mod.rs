@@ -379,8 +379,8 @@ pub enum Error {
 }
 
 /// Builds the hash tree over the first `data_size` bytes of `data`, a file or bytes in memory
-/// (bytes after them are not read). Every core reads its own 1 MiB pieces with positioned
-/// reads and hashes them while they are in its cache, so the copy out of the page cache runs in
+/// (bytes after them are not read). Every core reads its own pieces ([`PIECE_BYTES`]) with
+/// positioned reads and hashes them while they are in its cache, so the copy out of the page cache runs in
 /// parallel too. Each byte is read once and not kept: only the tree (32 bytes per data block,
 /// then the area) is held.
 ///
@@ -442,9 +442,14 @@ impl ReadAt for [u8] {
     }
 }
 
-/// Bytes a worker of [`build_at`] reads and hashes per step: small enough to stay in its
-/// core's cache between the read and the hashing.
-const PIECE_BYTES: usize = 1 << 20;
+/// Bytes moved per step: what a worker of [`build_at`] reads and hashes, what [`tee`] writes
+/// and hands to its hashing thread, and the most passed to one `read` or `write` of a file.
+/// Small enough to stay in the core's cache between being read or filled and being written
+/// or hashed. Measured on this project's 2-core machine (Linux 6.18, ext4, a 1 GiB file in the
+/// page cache): reading it into a reused 128 KiB buffer took 0.14-0.16 s of system time, into
+/// a 1 MiB one 0.6-0.7 s; writing it 4 MiB at a time took 1.6-3.8 s, 128 KiB at a time
+/// 0.5 s. Larger pieces only cost cache misses.
+pub const PIECE_BYTES: usize = 128 << 10;
 
 /// Fills `buf` from byte `offset` of `data`.
 fn fill_at<R: ReadAt + ?Sized>(
@@ -558,8 +563,9 @@ pub fn tee<T, E: From<io::Error>>(
 ) -> Result<(T, Teed), E> {
     let block = data_block_size.bytes();
     let salted = Salted::new(salt);
-    // Two chunks in flight (one being hashed, one queued) plus the one being filled.
-    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    // Up to TEE_QUEUE chunks queued for hashing plus the one being hashed and the one being
+    // filled: a few MiB, as the hashing's pace and the writes' vary.
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(TEE_QUEUE);
     let (recycle, spare) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
         let hasher = s.spawn(move || {
@@ -586,7 +592,7 @@ pub fn tee<T, E: From<io::Error>>(
         });
         let mut w = TeeWriter {
             out,
-            chunk: Vec::with_capacity(TEE_CHUNK_BYTES),
+            chunk: Vec::with_capacity(PIECE_BYTES),
             to_hasher: Some(to_hasher),
             spare,
         };
@@ -601,8 +607,8 @@ pub fn tee<T, E: From<io::Error>>(
     })
 }
 
-/// Bytes the tee writes and hashes per step.
-const TEE_CHUNK_BYTES: usize = 4 << 20;
+/// Chunks of [`PIECE_BYTES`] queued between [`tee`]'s writer and its hashing thread.
+const TEE_QUEUE: usize = 16;
 
 /// The writer [`tee`] hands out: fills a chunk, writes it to the output, then queues it for
 /// hashing and continues with a spare one.
@@ -623,7 +629,7 @@ impl TeeWriter<'_> {
         let next = self
             .spare
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(TEE_CHUNK_BYTES));
+            .unwrap_or_else(|_| Vec::with_capacity(PIECE_BYTES));
         let full = std::mem::replace(&mut self.chunk, next);
         self.chunk.clear();
         let gone = || io::Error::other("the dm-verity hashing thread stopped");
@@ -645,10 +651,10 @@ impl TeeWriter<'_> {
 
 impl io::Write for TeeWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = TEE_CHUNK_BYTES - self.chunk.len();
+        let room = PIECE_BYTES - self.chunk.len();
         let n = room.min(buf.len());
         self.chunk.extend_from_slice(&buf[..n]);
-        if self.chunk.len() == TEE_CHUNK_BYTES {
+        if self.chunk.len() == PIECE_BYTES {
             self.ship()?;
         }
         Ok(n)

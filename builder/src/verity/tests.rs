@@ -178,8 +178,8 @@ fn short_and_failing_readers_are_errors() {
             data_size: 16384
         })
     ));
-    // Short in a later piece, too (pieces are 1 MiB; the first three are whole).
-    let size = 3 * (1 << 20) + 2 * 4096;
+    // Short in a later piece, too (the pieces before the last are whole).
+    let size = 3 * PIECE_BYTES as u64 + 2 * 4096;
     let short = Repeat {
         byte: 1,
         len: size - 4096,
@@ -354,14 +354,14 @@ proptest::proptest! {
 
 #[test]
 fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
-    // 3 chunks and a bit of data (crossing the tee's 4 MiB chunks), in uneven writes.
-    let data: Vec<u8> = (0..(3 * TEE_CHUNK_BYTES + 5 * 4096) as u32)
+    // 3 chunks and a bit of data (crossing the tee's chunks), in uneven writes.
+    let data: Vec<u8> = (0..(3 * PIECE_BYTES + 5 * 4096) as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let p = params();
     let mut out = Vec::new();
     let ((), teed) = tee(&mut out, BlockSize::DEFAULT, &p.salt, |w| {
-        for piece in data.chunks(777_777) {
+        for piece in data.chunks(77_777) {
             w.write_all(piece)?;
         }
         Ok::<(), io::Error>(())
@@ -437,7 +437,7 @@ fn block_digests_in_pairs_and_one_at_a_time_are_sha256_of_salt_and_block() {
 
 #[test]
 fn build_at_over_a_file_and_over_memory_gives_the_level0_of_the_format() {
-    // Pieces of 1 MiB: 3 MiB + 5 blocks spans several, with a short last one.
+    // 3 MiB + 5 blocks spans several pieces, with a short last one.
     let data: Vec<u8> = (0..(3 << 20) + 5 * 4096u32)
         .map(|i| (i * 31 % 253) as u8)
         .collect();
