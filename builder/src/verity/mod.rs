@@ -380,8 +380,8 @@ pub enum Error {
 
 /// Builds the hash tree over the first `data_size` bytes of `data`, a file or bytes in memory
 /// (bytes after them are not read). Every core reads its own pieces ([`PIECE_BYTES`]) with
-/// positioned reads and hashes them while they are in its cache, so the copy out of the page cache runs in
-/// parallel too. Each byte is read once and not kept: only the tree (32 bytes per data block,
+/// positioned reads and hashes them while they are in its cache, so the copy out of the page
+/// cache runs in parallel too. Each byte is read once and not kept: only the tree (32 bytes per data block,
 /// then the area) is held.
 ///
 /// `data_size` must be a non-zero multiple of the data block size; data that ends before it
@@ -443,8 +443,8 @@ impl ReadAt for [u8] {
 }
 
 /// Bytes moved per step: what a worker of [`build_at`] reads and hashes, what [`tee`] writes
-/// and hands to its hashing thread, and the most passed to one `read` or `write` of a file.
-/// Small enough to stay in the core's cache between being read or filled and being written
+/// and hands to its hashing thread; the layer reader's chunks, the pin hash's reads and the
+/// dm-verity area's writes use it too. Small enough to stay in the core's cache between being read or filled and being written
 /// or hashed. Measured on this project's 2-core machine (Linux 6.18, ext4, a 1 GiB file in the
 /// page cache): reading it into a reused 128 KiB buffer took 0.14-0.16 s of system time, into
 /// a 1 MiB one 0.6-0.7 s; writing it 4 MiB at a time took 1.6-3.8 s, 128 KiB at a time

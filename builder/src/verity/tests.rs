@@ -218,7 +218,7 @@ fn interrupted_and_tiny_reads_give_the_same_tree() {
             self.data.read_at(&mut buf[..n], offset)
         }
     }
-    // 300 blocks: two pieces, the second short.
+    // 300 blocks: several pieces, the last one short.
     let data: Vec<u8> = (0..4096 * 300u32).map(|i| (i * 7 % 251) as u8).collect();
     let a = build_at(&data[..], data.len() as u64, &params()).unwrap();
     let awkward = Awkward {
