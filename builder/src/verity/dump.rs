@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Error, Layout, Params, Superblock};
 
-/// Dumps the hash area `area` (superblock block first, as [`super::build`] returns it).
+/// Dumps the hash area `area` (superblock block first, as [`super::build_at`] returns it).
 ///
 /// The text is stable: tests snapshot it. When the tree has levels, the root hash is
 /// recomputed from the top level block, which is what the kernel compares with the root hash
