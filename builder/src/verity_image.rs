@@ -9,6 +9,7 @@ use measurements::Sha256Digest;
 use sha2::Digest;
 
 use crate::content::ContentStore;
+use crate::output::WriteBehind;
 use crate::progress::{Meter, Progress};
 use crate::seed::Seed;
 use crate::tree::Tree;
@@ -65,11 +66,13 @@ pub fn write_verity_image(
         },
     )
     .context("laying out the EROFS image")?;
-    let mut file = fs_err::File::create(path)?;
+    let file = fs_err::File::create(path)?;
+    // Its writeback starts as it is written, so the sync before the rename has little left.
+    let mut out = WriteBehind::new(&file);
     // One pass: the EROFS writer's bytes go to the file and, on the other core, into the
     // dm-verity level 0 and the file's sha256; the image is never read back.
     let (info, teed) = verity::tee(
-        &mut file,
+        &mut out,
         verity::BlockSize::DEFAULT,
         &params.salt,
         |w| -> anyhow::Result<erofs::ImageInfo> {
@@ -91,12 +94,18 @@ pub fn write_verity_image(
         .context("computing the dm-verity tree")?;
     drop(teed.level0);
     for piece in vtree.area.chunks(verity::PIECE_BYTES) {
-        file.write_all(piece)?;
+        out.write_all(piece)?;
     }
     let mut hasher = teed.sha256;
     hasher.update(&vtree.area);
     let sha256 = Sha256Digest(hasher.finalize().into());
     let size = info.size + vtree.area.len() as u64;
+    anyhow::ensure!(
+        out.written() == size,
+        "{} bytes were written to {}, {size} were hashed",
+        out.written(),
+        path.display()
+    );
     file.sync_all()?;
     // Guard: the file on disk is exactly what was hashed.
     let mut check = fs_err::File::open(path)?;

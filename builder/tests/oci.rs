@@ -807,9 +807,88 @@ fn apply_checked_reads_once_and_refuses_a_wrong_digest_at_the_end() {
     assert!(matches!(&err, CheckedError::Apply(_)), "{err}");
 }
 
+/// Applies `blob` (a layer whose last file is `z`, "end") read once by `apply_checked` and
+/// checked first by `open_layer` (then read on this thread): both give the same tree, with
+/// `z` whole at the end.
+fn read_once_equals_checked_first(
+    blob: &builder::inputs::oci_layout::LayerBlob,
+    store: &builder::content::ContentStore,
+) {
+    use builder::inputs::layer::apply_checked;
+    let mut read_once = Tree::new();
+    apply_checked(blob, |r| apply_layer(&mut read_once, r, "l", store)).unwrap();
+    let mut checked_first = Tree::new();
+    apply_layer(
+        &mut checked_first,
+        &mut open_layer(blob).unwrap(),
+        "l",
+        store,
+    )
+    .unwrap();
+    let dumped = dump(&read_once, store);
+    assert!(
+        dumped.contains(&"/z file \"end\" 644 0:0".to_owned()),
+        "{dumped:?}"
+    );
+    assert_eq!(dumped, dump(&checked_first, store));
+}
+
+/// A gzip layer is decompressed and hashed for its diff_id on a thread of its own: a stream
+/// of many chunks (more than the 16 in flight) comes out whole and in order, the diff_id it
+/// hashes is the sha256 of the tar stream (the test's own), and a config that names another
+/// diff_id is refused with the stream's real one.
+#[test]
+fn apply_checked_inflates_a_gzip_layer_of_many_chunks_and_checks_its_diff_id() {
+    use builder::content::ContentSource as _;
+    use builder::inputs::layer::{apply_checked, CheckedError};
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    // 4 MB of pseudo-random letters (the dump shows contents as text) spans about 30
+    // decompressed chunks of 128 KiB.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..4_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'a' + (x % 26) as u8
+        })
+        .collect();
+    let t = Layer::new().file("big", &big).file("z", b"end").finish();
+    let g = gzip(&t);
+    let path = dir.path().join("layer");
+    fs_err::write(&path, &g).unwrap();
+    let (_d, store) = store();
+    let mut blob = tar_blob(&path, &sha(&g)).unwrap();
+    blob.diff_id = Some(sha(&t));
+    read_once_equals_checked_first(&blob, &store);
+    let stored = store
+        .open(&builder::content::Content {
+            size: big.len() as u64,
+            sha256: sha(&big).0,
+        })
+        .map(|mut r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).unwrap();
+            v
+        })
+        .unwrap();
+    assert!(
+        stored == big,
+        "the big file's bytes differ after the round trip"
+    );
+    // The config names another diff_id: refused, naming the stream's real one.
+    blob.diff_id = Some(sha(b"another tar stream"));
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::DiffId { found, .. }) if *found == sha(&t)),
+        "{err}"
+    );
+}
+
 #[test]
 fn apply_checked_streams_a_plain_layer_of_many_chunks_and_refuses_a_file_that_grew() {
-    use builder::inputs::layer::{apply_checked, open_layer, CheckedError};
+    use builder::inputs::layer::{apply_checked, CheckedError};
     let dir = tempfile::tempdir().unwrap();
     // 3 MB spans many of the reading thread's chunks; the small file after it must come out
     // whole and in order.
@@ -821,23 +900,7 @@ fn apply_checked_streams_a_plain_layer_of_many_chunks_and_refuses_a_file_that_gr
     fs_err::write(&path, &t).unwrap();
     let (_d, store) = store();
     let blob = tar_blob(&path, &sha(&t)).unwrap();
-    let mut read_once = Tree::new();
-    apply_checked(&blob, |r| apply_layer(&mut read_once, r, "l", &store)).unwrap();
-    // The same layer through `open_layer` (checked first, then read on this thread).
-    let mut checked_first = Tree::new();
-    apply_layer(
-        &mut checked_first,
-        &mut open_layer(&blob).unwrap(),
-        "l",
-        &store,
-    )
-    .unwrap();
-    let dumped = dump(&read_once, &store);
-    assert!(
-        dumped.contains(&"/z file \"end\" 644 0:0".to_owned()),
-        "{dumped:?}"
-    );
-    assert_eq!(dumped, dump(&checked_first, &store));
+    read_once_equals_checked_first(&blob, &store);
     // The file grew after it was sized for its pin: nothing past the pinned size is applied
     // (the tar is whole without it), and the build is refused by size.
     fs_err::OpenOptions::new()

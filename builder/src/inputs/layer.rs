@@ -6,12 +6,15 @@
 //!   reaches the tar parser. It then rewinds the same open file and decompresses it as a stream
 //!   (`lint` uses it: it only reads).
 //! - [`apply_checked`] reads the blob once (the build uses it): a thread reads the compressed
-//!   bytes, hashes them and hands them to the decompressor (so the hash runs on another core
-//!   than decompressing and parsing), and the sha256 is checked when the layer ends, before the
-//!   build goes on. An uncompressed blob's diff_id is that checked digest, not hashed again. What the layer's entries produced meanwhile lives only in the
-//!   staging directory and the in-memory tree, which a refused layer ends with the build. If
-//!   applying fails, the rest of the blob is still hashed and a wrong digest is reported
-//!   instead of the parse error, so a tampered blob is always named as such.
+//!   bytes, hashes them and hands them to the decompressor, and the sha256 is checked when the
+//!   layer ends, before the build goes on. A compressed blob is decompressed on a thread of its
+//!   own, which hashes the uncompressed stream for the diff_id and hands it to the tar parser in
+//!   chunks, so reading, decompressing and parsing (with storing the files) overlap on the
+//!   cores. An uncompressed blob's diff_id is that checked digest, not hashed again. What the
+//!   layer's entries produced meanwhile lives only in the staging directory and the in-memory
+//!   tree, which a refused layer ends with the build. If applying fails, the rest of the blob
+//!   is still hashed and a wrong digest is reported instead of the parse error, so a tampered
+//!   blob is always named as such.
 //!
 //! Decompression errors (corrupt or truncated gzip/zstd) surface from [`LayerReader::read`] as
 //! `io::Error`s of kind `InvalidData` whose payload is a [`LayerError::Decompress`] naming the
@@ -93,11 +96,15 @@ pub struct LayerReader {
     inner: Box<dyn Read + Send>,
     blob: LayerBlob,
     offset: u64,
-    /// sha256 of the uncompressed bytes delivered so far (the diff_id); `None` for an
-    /// uncompressed blob read by [`apply_checked`], whose diff_id is its checked digest.
+    /// sha256 of the uncompressed bytes delivered so far (the diff_id); `None` for a blob read
+    /// by [`apply_checked`]: an uncompressed one's diff_id is its checked digest, a compressed
+    /// one's is hashed by the inflating thread.
     hasher: Option<Sha256>,
     /// For a reader from [`apply_checked`]: the blob's bytes hashed as they are read.
     raw: Option<RawCheck>,
+    /// For a compressed blob read by [`apply_checked`]: the thread that decompresses it and
+    /// hashes the uncompressed stream (the diff_id), until it is joined.
+    inflater: Option<std::thread::JoinHandle<Sha256>>,
 }
 
 /// The compressed side of a layer read once. A thread reads the blob in chunks, hashes them
@@ -215,6 +222,58 @@ impl io::BufRead for AheadReader {
     }
 }
 
+/// The inflating thread of [`stream_layer`]: reads `decoder` (the decompressed stream) in
+/// chunks, hashes them for the diff_id and sends them on `to_parser`, in order, until the
+/// stream ends, fails (the error is sent as it is: [`LayerReader::read`] names the layer and the
+/// offset, which is the bytes sent before it) or nobody listens. Returns the hash of the bytes
+/// sent.
+fn inflate_ahead(
+    mut decoder: Box<dyn Read + Send>,
+    to_parser: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> Sha256 {
+    let mut hasher = Sha256::new();
+    loop {
+        let mut chunk = vec![0u8; AHEAD_CHUNK];
+        let mut filled = 0;
+        let mut failed = None;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        chunk.truncate(filled);
+        let end = filled < AHEAD_CHUNK;
+        if !chunk.is_empty() {
+            hasher.update(&chunk);
+            if to_parser.send(Ok(chunk)).is_err() {
+                // The parser is gone (it failed): the pin's check reads the rest alone.
+                return hasher;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = to_parser.send(Err(e));
+            return hasher;
+        }
+        if end {
+            return hasher;
+        }
+    }
+}
+
+/// Waits for `thread`; its panic goes on here.
+fn join<T>(thread: std::thread::JoinHandle<T>) -> T {
+    match thread.join() {
+        Ok(t) => t,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Either the layer was not the pinned blob, or applying it failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -276,6 +335,26 @@ fn stream_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
     if blob.compression == Compression::None {
         // The stream is the blob: its diff_id is the digest `check_blob` checks.
         reader.hasher = None;
+    } else {
+        // Decompressing and the diff_id move to their own thread: this thread parses the tar
+        // and stores its files meanwhile.
+        let (to_parser, decompressed) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
+        let decoder = std::mem::replace(&mut reader.inner, Box::new(io::empty()));
+        let inflater = std::thread::Builder::new()
+            .name("layer-inflate".into())
+            .spawn(move || inflate_ahead(decoder, to_parser))
+            .map_err(|source| LayerError::Io {
+                path: blob.path.clone(),
+                source,
+            })?;
+        reader.inner = Box::new(AheadReader {
+            chunks: decompressed,
+            chunk: Vec::new(),
+            at: 0,
+            taken: Arc::new(AtomicU64::new(0)),
+        });
+        reader.hasher = None;
+        reader.inflater = Some(inflater);
     }
     reader.raw = Some(RawCheck {
         thread: Some(thread),
@@ -306,6 +385,7 @@ fn decompress(
         offset: 0,
         hasher: Some(Sha256::new()),
         raw: None,
+        inflater: None,
     })
 }
 
@@ -385,10 +465,13 @@ impl LayerReader {
             path: self.blob.path.clone(),
             source,
         })?;
-        let found = match self.hasher {
-            Some(hasher) => Sha256Digest(hasher.finalize().into()),
+        let found = match (self.hasher, self.inflater.take()) {
+            (Some(hasher), _) => Sha256Digest(hasher.finalize().into()),
+            // Compressed, from `apply_checked`: the inflating thread hashed what it sent, and
+            // it sent everything (drained above).
+            (None, Some(inflater)) => Sha256Digest(join(inflater).finalize().into()),
             // Uncompressed, from `apply_checked`: `check_blob` just checked these bytes' digest.
-            None => self.blob.digest,
+            (None, None) => self.blob.digest,
         };
         match self.blob.diff_id {
             Some(expected) if expected != found => Err(LayerError::DiffId {
@@ -409,13 +492,11 @@ impl LayerReader {
             return Ok(());
         };
         if let Some(thread) = raw.thread.take() {
-            // Dropping the decompressor drops the receiving end: the thread hashes the rest of
-            // the file alone, to its end.
+            // Dropping the decompressor (or the inflating thread's receiving end, which ends
+            // that thread and the decompressor with it) drops the reading thread's receiving
+            // end: it hashes the rest of the file alone, to its end.
             self.inner = Box::new(io::empty());
-            let joined = match thread.join() {
-                Ok(seen) => seen,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
+            let joined = join(thread);
             raw.seen = Some(joined.map_err(|e| (e.kind(), e.to_string())));
         }
         let seen = match &raw.seen {
