@@ -33,6 +33,19 @@ else
 fi
 mkdir -p target/bench
 inputs=$PWD/target/bench/inputs-$scale
+# The outputs kept at once (our images, the peer's unpacked tree and images, the floors'
+# copies; BENCH_BASE's images too) take about 17 GiB at scale 1 (22 with BENCH_BASE), and the
+# inputs 6 GiB the first time: refuse now rather than fail with a full disk half-way.
+gib_at_1=17
+[[ -z ${BENCH_BASE:-} ]] || gib_at_1=22
+[[ -f $inputs/done ]] || gib_at_1=$((gib_at_1 + 6))
+need_gib=$(python3 -c 'import math, sys; print(math.ceil(float(sys.argv[1]) * int(sys.argv[2])))' "$scale" "$gib_at_1")
+avail_gib=$(($(df -Pk target/bench | awk 'NR == 2 {print $4}') / 1048576))
+if ((avail_gib < need_gib)); then
+  echo "bench: needs about $need_gib GiB free under target/bench, $avail_gib GiB are;" \
+    "free some, or run at a smaller BENCH_SCALE" >&2
+  exit 2
+fi
 echo "generating inputs in $inputs (once per scale)" >&2
 python3 scripts/bench-inputs.py "$inputs" "$scale"
 # shellcheck source=/dev/null

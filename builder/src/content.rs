@@ -10,8 +10,9 @@
 //! deleted with it; it is a private spool, never a copy of the image tree.
 //!
 //! A pinned local file (a data disk's weights) is not copied into the pack: [`ContentStore::adopt`]
-//! records where it is, and [`ContentSource::open`] streams it from there, hashing it as it
-//! goes: that is its pin check (stage 1 only took its size, [`crate::pin::check_deferred`]), so
+//! records where it is, and [`ContentSource::open`] streams it from there. Its pin is checked
+//! by whoever writes it into an image, from the image's own bytes ([`ContentStore::adopted`],
+//! [`crate::verity_image`]): stage 1 only took its size ([`crate::pin::check_deferred`]), so
 //! the weights are read once, and a file that is not the pinned one fails the build with the
 //! pin error, naming its manifest field, before the image is committed.
 
@@ -23,7 +24,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::pin::{PinError, PinnedFile};
+use crate::pin::PinnedFile;
 
 /// A regular file's content, by size and digest. The bytes come from a [`ContentSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -150,9 +151,10 @@ impl ContentStore {
     }
 
     /// Serves `file`'s content (its pinned size and sha256, returned) from where it is instead
-    /// of copying it into the pack. Reading it back hashes it: bytes that are not the pinned
-    /// ones are an error of kind `InvalidData` whose source is the [`PinError`]. Files with the same
-    /// pin are read from the first one adopted (only those bytes reach the image).
+    /// of copying it into the pack. Its bytes are **not** checked as they are read: whoever
+    /// writes them into an artifact checks their sha256 against the pin
+    /// ([`ContentStore::adopted`] says which contents need it). Files with the same pin are
+    /// read from the first one adopted (only those bytes reach the image).
     pub fn adopt(&self, file: &PinnedFile) -> io::Result<Content> {
         let content = Content {
             size: file.size,
@@ -168,6 +170,20 @@ impl ContentStore {
             .entry(content.sha256)
             .or_insert_with(|| file.clone());
         Ok(content)
+    }
+
+    /// The pinned file `content` is served from, if it is an adopted one (and not also in
+    /// the pack, whose contents were hashed as they were stored): its bytes must be checked
+    /// against the pin by the reader ([`ContentStore::adopt`]).
+    pub fn adopted(&self, content: &Content) -> io::Result<Option<PinnedFile>> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("content store poisoned"))?;
+        if state.index.contains_key(&content.sha256) {
+            return Ok(None);
+        }
+        Ok(state.adopted.get(&content.sha256).cloned())
     }
 
     /// The store's directory.
@@ -216,14 +232,10 @@ impl ContentSource for ContentStore {
             .map_err(|_| io::Error::other("content store poisoned"))?;
         if !state.index.contains_key(&content.sha256) {
             if let Some(pinned) = state.adopted.get(&content.sha256) {
+                // Unchecked here ([`ContentStore::adopt`]); the caller's length checks see
+                // any bytes past the pinned size.
                 let file = fs_err::File::open(&pinned.path)?;
-                return Ok(Box::new(Checked {
-                    file,
-                    pinned: pinned.clone(),
-                    hasher: Sha256::new(),
-                    content: *content,
-                    seen: 0,
-                }));
+                return Ok(Box::new(file));
             }
         }
         let offset = *state
@@ -282,56 +294,6 @@ impl Read for Extent<'_> {
     }
 }
 
-/// What an adopted file's read fails with, inside an [`io::ErrorKind::InvalidData`] error,
-/// when its bytes are not the pinned ones. The [`PinError`] is its `source`, and an
-/// `io::Error`'s `source` is its payload's, so the pin error is in the error chain itself
-/// (`lib.rs` finds it there for the refused-input exit code).
-#[derive(Debug, thiserror::Error)]
-#[error("not the pinned file")]
-pub struct NotPinned(#[source] pub PinError);
-
-/// An adopted file read back: its bytes pass through, and when its declared size has been
-/// read, their sha256 must be the pinned one (bytes after that pass through unchecked, for
-/// the caller's length check to refuse). A mismatch is an [`io::ErrorKind::InvalidData`]
-/// error holding [`NotPinned`].
-struct Checked {
-    file: fs_err::File,
-    pinned: PinnedFile,
-    hasher: Sha256,
-    content: Content,
-    seen: u64,
-}
-
-impl Read for Checked {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        let in_content = usize::try_from(self.content.size.saturating_sub(self.seen))
-            .unwrap_or(usize::MAX)
-            .min(n);
-        if in_content > 0 {
-            // `in_content` ≤ `n` ≤ `buf.len()`.
-            self.hasher
-                .update(buf.get(..in_content).unwrap_or_default());
-            self.seen += in_content as u64;
-            if self.seen == self.content.size {
-                let found: [u8; 32] = self.hasher.clone().finalize().into();
-                if found != self.content.sha256 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        NotPinned(PinError::Mismatch {
-                            field: self.pinned.field.clone(),
-                            source_path: self.pinned.source.clone(),
-                            expected: measurements::Sha256Digest(self.content.sha256),
-                            found: measurements::Sha256Digest(found),
-                        }),
-                    ));
-                }
-            }
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn adopted_files_are_read_in_place_and_rechecked() {
+    fn adopted_files_are_read_in_place_and_left_to_the_writer_to_check() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
         let path = dir.path().join("weights");
@@ -401,26 +363,21 @@ mod tests {
                 .len(),
             0
         );
-        // Not the pinned bytes: the read fails when the content is complete, with the pin
-        // error naming the field and both digests (sha256("jello") by coreutils' sha256sum).
+        // Whoever writes it must check it: the store says which file it is.
+        assert_eq!(
+            store.adopted(&c).unwrap().map(|p| p.field),
+            Some("disks[0].files[0]".into())
+        );
+        // The store does not check it when read (the image writer does, from the image's
+        // bytes): other bytes pass through.
         fs_err::write(&path, b"jello").unwrap();
-        let err = store
-            .open(&c)
-            .unwrap()
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        // The pin error is the chain's next link, as anyhow walks it (`lib.rs` exit codes).
-        let pin = std::error::Error::source(&err);
-        assert!(pin.is_some_and(|e| e.is::<PinError>()), "{err:?}");
-        let text = pin.map(ToString::to_string).unwrap_or_default();
-        for needle in [
-            "disks[0].files[0] (weights): sha256 mismatch",
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-            "187c9bceeb919e1b3e6d20fa50ecabf7d9d50b5343e8f9a3d912abb13929102e",
-        ] {
-            assert!(text.contains(needle), "{needle}: {text}");
-        }
+        assert_eq!(read_back(&store, &c), b"jello");
+        // Bytes that are also in the pack are served from it, and need no check.
+        let mut writer = b"hello".as_slice();
+        let packed = store.put(&mut writer, 5).unwrap();
+        assert_eq!(packed, c);
+        assert_eq!(store.adopted(&c).unwrap(), None);
+        assert_eq!(read_back(&store, &c), b"hello");
     }
 
     /// Positioned reads (the EROFS writer's inline tails) of packed and adopted contents;

@@ -1,15 +1,19 @@
 //! Stages 3 and 4, one function for the root and every data disk: a tree → an EROFS image
 //! with its dm-verity hash area appended, hashed as it is written (never read back).
+//!
+//! Adopted contents (a data disk's pinned weights, [`ContentStore::adopt`]) are checked
+//! against their pins here, from the image's bytes: the image's sha256 and each pin's are
+//! computed in one pass over them ([`verity::Also`]).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use measurements::Sha256Digest;
-use sha2::Digest;
 
 use crate::content::ContentStore;
 use crate::output::WriteBehind;
+use crate::pin::PinError;
 use crate::progress::{Meter, Progress};
 use crate::seed::Seed;
 use crate::tree::Tree;
@@ -66,6 +70,20 @@ pub fn write_verity_image(
         },
     )
     .context("laying out the EROFS image")?;
+    // The adopted contents' bytes in the image: hashed as they are written, checked after.
+    let mut pinned = Vec::new();
+    for extent in planned.file_extents() {
+        if let Some(file) = store.adopted(&extent.content)? {
+            pinned.push((extent, file));
+        }
+    }
+    let also: Vec<verity::Also> = pinned
+        .iter()
+        .map(|(e, _)| verity::Also {
+            first: e.data.clone(),
+            then: e.tail.clone(),
+        })
+        .collect();
     let file = fs_err::File::create(path)?;
     // Its writeback starts as it is written, so the sync before the rename has little left.
     let mut out = WriteBehind::new(&file);
@@ -75,6 +93,7 @@ pub fn write_verity_image(
         &mut out,
         verity::BlockSize::DEFAULT,
         &params.salt,
+        &also,
         |w| -> anyhow::Result<erofs::ImageInfo> {
             let mut metered = Meter::new(progress, format!("EROFS {what}"), planned.size()).wrap(w);
             let info = planned
@@ -90,6 +109,17 @@ pub fn write_verity_image(
         teed.size,
         info.size
     );
+    for ((extent, file), found) in pinned.iter().zip(&teed.also) {
+        if *found != extent.content.sha256 {
+            return Err(PinError::Mismatch {
+                field: file.field.clone(),
+                source_path: file.source.clone(),
+                expected: Sha256Digest(extent.content.sha256),
+                found: Sha256Digest(*found),
+            })
+            .with_context(|| format!("{}: the bytes written to the {what}", file.path.display()));
+        }
+    }
     let vtree = verity::from_level0(&params, info.size, &teed.level0)
         .context("computing the dm-verity tree")?;
     drop(teed.level0);
@@ -98,7 +128,7 @@ pub fn write_verity_image(
     }
     let mut hasher = teed.sha256;
     hasher.update(&vtree.area);
-    let sha256 = Sha256Digest(hasher.finalize().into());
+    let sha256 = Sha256Digest(hasher.finalize());
     let size = info.size + vtree.area.len() as u64;
     anyhow::ensure!(
         out.written() == size,
@@ -124,4 +154,101 @@ pub fn write_verity_image(
         sha256,
         size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::pin::PinnedFile;
+    use crate::tree::{Leaf, LeafKind, Metadata};
+
+    /// A data disk holding one adopted file of `len` bytes pinned to `pin`'s bytes, written
+    /// from `on_disk`'s: the image, or the build's error.
+    fn disk_with(pin: &[u8], on_disk: &[u8]) -> (tempfile::TempDir, anyhow::Result<VerityImage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let weights = dir.path().join("weights.bin");
+        fs_err::write(&weights, on_disk).unwrap();
+        let pinned = PinnedFile {
+            source: "weights.bin".into(),
+            path: weights,
+            sha256: Sha256Digest(Sha256::digest(pin).into()),
+            size: pin.len() as u64,
+            field: "disks[0].files[0]".into(),
+        };
+        let content = store.adopt(&pinned).unwrap();
+        let mut tree = Tree::new();
+        let leaf = Leaf {
+            meta: Metadata {
+                mode: 0o644,
+                ..Default::default()
+            },
+            kind: LeafKind::Regular(content),
+        };
+        crate::tree::apply::insert_file(&mut tree, b"/model.safetensors", leaf).unwrap();
+        let built = write_verity_image(
+            0,
+            &Seed::new(0, &[]),
+            vec![7; 32],
+            &tree,
+            &store,
+            &dir.path().join("disk.img"),
+            "data disk test",
+            &|_: &str| {},
+        );
+        (dir, built)
+    }
+
+    /// Deterministic bytes: several tee chunks, and a tail that is packed inline.
+    fn weights(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn adopted_weights_are_checked_against_their_pin_from_the_image_s_bytes() {
+        for len in [
+            3 * verity::PIECE_BYTES + 4096 + 1234,
+            2 * verity::PIECE_BYTES,
+            777,
+        ] {
+            let good = weights(len, 1);
+            let (dir, built) = disk_with(&good, &good);
+            let image = built.unwrap();
+            // The record's digest is the file's (sha2 over the bytes on disk), and the weights
+            // are in it whole.
+            let bytes = fs_err::read(dir.path().join("disk.img")).unwrap();
+            assert_eq!(
+                image.sha256.0,
+                <[u8; 32]>::from(Sha256::digest(&bytes)),
+                "{len}"
+            );
+            let img = erofs::dump::Image::open(&bytes[..image.data_size as usize]).unwrap();
+            let root = img.inode(img.superblock().root_nid.into()).unwrap();
+            let entry = img.dir_entries(&root, "/").unwrap()[2].nid;
+            assert_eq!(img.data(&img.inode(entry).unwrap()).unwrap(), good, "{len}");
+
+            // Other bytes of the same size: the pin error, naming the field and both digests.
+            let mut bad = good.clone();
+            bad[len / 2] ^= 1;
+            let (_dir, built) = disk_with(&good, &bad);
+            let err = built.unwrap_err();
+            let pin = err.chain().find_map(|e| e.downcast_ref::<PinError>());
+            let text = format!("{err:#}");
+            assert!(
+                matches!(pin, Some(PinError::Mismatch { .. })),
+                "{len}: {text}"
+            );
+            for needle in [
+                "disks[0].files[0]".to_owned(),
+                hex::encode(Sha256::digest(&good)),
+                hex::encode(Sha256::digest(&bad)),
+            ] {
+                assert!(text.contains(&needle), "{len}: {needle} in {text}");
+            }
+        }
+    }
 }

@@ -8,6 +8,10 @@
 //! uses the same instructions). The Linux kernel hashes dm-verity and fs-verity blocks the
 //! same way (`sha256_finup_2x`).
 //!
+//! The same instructions pair two *streams* fed the same bytes ([`Sha256x2::update_both`] on
+//! two [`Stream`]s): a data disk's weights are hashed for their pin and, as part of the image
+//! file, for the image's sha256, in one pass over them.
+//!
 //! [`Sha256x2::new`] returns `None` when the CPU lacks the SHA extensions (or is not x86-64):
 //! callers then hash one message at a time with any SHA-256. The results are the same bytes.
 //!
@@ -20,6 +24,102 @@ mod x86;
 
 /// Length of a SHA-256 digest in bytes.
 pub const DIGEST_LEN: usize = 32;
+
+/// SHA-256's block size in bytes.
+const BLOCK: usize = 64;
+
+/// FIPS 180-4 5.3.3: the initial hash value.
+const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// A streaming SHA-256 whose state [`Sha256x2::update_both`] can advance together with another
+/// one's. Alone it hashes one lane at a time (the `sha2` crate's compression function, which
+/// uses the SHA extensions when the CPU has them).
+#[derive(Clone)]
+pub struct Stream {
+    state: [u32; 8],
+    /// The last partial block (`buffered` bytes of it).
+    buf: [u8; BLOCK],
+    buffered: usize,
+    /// Bytes hashed so far (SHA-256 counts them modulo 2^64 bits).
+    len: u64,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream::new()
+    }
+}
+
+impl Stream {
+    /// The hash of nothing yet.
+    pub fn new() -> Self {
+        Stream {
+            state: IV,
+            buf: [0; BLOCK],
+            buffered: 0,
+            len: 0,
+        }
+    }
+
+    /// Bytes hashed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was hashed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hashes `data` after what came before.
+    pub fn update(&mut self, mut data: &[u8]) {
+        // A slice's length fits in a u64 on every target Rust supports.
+        self.len = self.len.wrapping_add(data.len() as u64);
+        if self.buffered > 0 {
+            let take = (BLOCK - self.buffered).min(data.len());
+            self.buf[self.buffered..self.buffered + take].copy_from_slice(&data[..take]);
+            self.buffered += take;
+            data = &data[take..];
+            if self.buffered < BLOCK {
+                return;
+            }
+            sha2_compress::block_api::compress256(&mut self.state, &[self.buf]);
+            self.buffered = 0;
+        }
+        let (blocks, rest) = data.as_chunks::<BLOCK>();
+        sha2_compress::block_api::compress256(&mut self.state, blocks);
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.buffered = rest.len();
+    }
+
+    /// The digest of everything hashed (FIPS 180-4 5.1.1 padding: a 1 bit, zeros, the length
+    /// in bits as 64 bits, big-endian).
+    pub fn finalize(mut self) -> [u8; DIGEST_LEN] {
+        let bits = self.len.wrapping_mul(8).to_be_bytes();
+        let mut last = [0u8; 2 * BLOCK];
+        last[..self.buffered].copy_from_slice(&self.buf[..self.buffered]);
+        last[self.buffered] = 0x80;
+        let blocks = if self.buffered + 1 + 8 <= BLOCK { 1 } else { 2 };
+        last[blocks * BLOCK - 8..blocks * BLOCK].copy_from_slice(&bits);
+        let (last, _) = last.as_chunks::<BLOCK>();
+        sha2_compress::block_api::compress256(&mut self.state, &last[..blocks]);
+        let mut out = [0u8; DIGEST_LEN];
+        for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+}
 
 /// The two messages given to [`Sha256x2::digest_pair`] differ in length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +172,28 @@ impl Sha256x2 {
             let _ = prefix;
             None
         }
+    }
+
+    /// Hashes the same `data` into both streams (the hasher's prefix plays no part): their
+    /// whole blocks two lanes at a time when both streams are at a block boundary, as when
+    /// two streams meet at a 64-byte-aligned offset of both, else one lane at a time. Either
+    /// way `a` and `b` end as if each had been given `data` by [`Stream::update`].
+    pub fn update_both(&self, a: &mut Stream, b: &mut Stream, data: &[u8]) {
+        if a.buffered != 0 || b.buffered != 0 {
+            a.update(data);
+            b.update(data);
+            return;
+        }
+        let (blocks, rest) = data.as_chunks::<BLOCK>();
+        #[cfg(target_arch = "x86_64")]
+        self.inner.compress_both(&mut a.state, &mut b.state, blocks);
+        #[cfg(not(target_arch = "x86_64"))]
+        match self.inner {}
+        let whole = (blocks.len() * BLOCK) as u64;
+        a.len = a.len.wrapping_add(whole);
+        b.len = b.len.wrapping_add(whole);
+        a.update(rest);
+        b.update(rest);
     }
 
     /// `[sha256(prefix ‖ a), sha256(prefix ‖ b)]`. The messages must have the same length.

@@ -76,6 +76,13 @@ impl Prefixed {
         // compiled for.
         unsafe { pair(self, a, b) }
     }
+
+    /// Compresses each of `blocks` into both `a` and `b` (states in FIPS order).
+    pub(crate) fn compress_both(&self, a: &mut [u32; 8], b: &mut [u32; 8], blocks: &[[u8; BLOCK]]) {
+        // SAFETY: a `Prefixed` exists only after `new` detected every feature `both` is
+        // compiled for.
+        unsafe { both(a, b, blocks) }
+    }
 }
 
 /// Four words as one register, `w[0]` in lane 0.
@@ -111,15 +118,15 @@ fn to_state(h: &[u32; 8]) -> State {
     }
 }
 
-/// The digest of a final `state`.
+/// The eight words of `state` in FIPS order (the inverse of [`to_state`]).
 #[target_feature(enable = "sse2,ssse3,sse4.1")]
-fn digest(state: State) -> [u8; DIGEST_LEN] {
+fn from_state(state: State) -> [u32; 8] {
     let feba = _mm_shuffle_epi32(state.abef, 0x1B);
     let dchg = _mm_shuffle_epi32(state.cdgh, 0xB1);
     let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
     let hgfe = _mm_alignr_epi8(dchg, feba, 8);
     // The `as` casts reinterpret the lanes' bits.
-    let h = [
+    [
         _mm_extract_epi32(dcba, 0) as u32,
         _mm_extract_epi32(dcba, 1) as u32,
         _mm_extract_epi32(dcba, 2) as u32,
@@ -128,9 +135,14 @@ fn digest(state: State) -> [u8; DIGEST_LEN] {
         _mm_extract_epi32(hgfe, 1) as u32,
         _mm_extract_epi32(hgfe, 2) as u32,
         _mm_extract_epi32(hgfe, 3) as u32,
-    ];
+    ]
+}
+
+/// The digest of a final `state`.
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+fn digest(state: State) -> [u8; DIGEST_LEN] {
     let mut out = [0u8; DIGEST_LEN];
-    for (o, w) in out.chunks_exact_mut(4).zip(h) {
+    for (o, w) in out.chunks_exact_mut(4).zip(from_state(state)) {
         o.copy_from_slice(&w.to_be_bytes());
     }
     out
@@ -276,4 +288,15 @@ fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
         compress2(&mut sa, block_a, &mut sb, block_b);
     }
     [digest(sa), digest(sb)]
+}
+
+/// `blocks` compressed into both states, two lanes at a time.
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn both(a: &mut [u32; 8], b: &mut [u32; 8], blocks: &[[u8; BLOCK]]) {
+    let (mut sa, mut sb) = (to_state(a), to_state(b));
+    for block in blocks {
+        compress2(&mut sa, block, &mut sb, block);
+    }
+    *a = from_state(sa);
+    *b = from_state(sb);
 }

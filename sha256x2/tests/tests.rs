@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use sha256x2::{LengthMismatch, Sha256x2};
+use sha256x2::{LengthMismatch, Sha256x2, Stream};
 
 /// The hasher, on the machines this project builds on (x86-64 with the SHA extensions). On
 /// others the tests have nothing to check; `new` returning `None` there is checked below.
@@ -124,6 +124,68 @@ fn messages_of_different_lengths_are_refused() {
     );
 }
 
+#[test]
+fn a_stream_gives_the_fips_vectors() {
+    // FIPS 180-2 appendix B.1 and B.2, as above; and the empty message (FIPS 180-4's
+    // examples, also `sha256sum </dev/null`).
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"abc",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        (
+            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+        ),
+        (
+            b"",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ),
+    ];
+    for (message, expected) in cases {
+        let mut s = Stream::new();
+        s.update(message);
+        assert_eq!(s.len(), message.len() as u64);
+        assert_eq!(hex(&s.finalize()), expected);
+    }
+}
+
+/// `update_both` over `data` in `pieces`, after `a` was given `before`: both streams must end
+/// as `sha2` says, whichever path (two lanes or one) each piece took.
+fn both_after(h: &Sha256x2, before: &[u8], data: &[u8], pieces: &[usize]) {
+    let mut a = Stream::new();
+    a.update(before);
+    let mut b = Stream::new();
+    let mut rest = data;
+    for &n in pieces.iter().chain(std::iter::once(&usize::MAX)) {
+        let (piece, after) = rest.split_at(n.min(rest.len()));
+        h.update_both(&mut a, &mut b, piece);
+        rest = after;
+    }
+    let what = format!(
+        "{} bytes before, {} bytes in pieces {pieces:?}",
+        before.len(),
+        data.len()
+    );
+    assert_eq!(a.len(), (before.len() + data.len()) as u64, "{what}");
+    assert_eq!(a.finalize(), reference(before, data), "{what}: stream a");
+    assert_eq!(b.finalize(), reference(b"", data), "{what}: stream b");
+}
+
+#[test]
+fn two_streams_fed_the_same_bytes_end_as_each_alone() {
+    let Some(h) = hasher(b"") else { return };
+    let data = bytes(3 * 4096 + 100, 9);
+    // `a` at a block boundary (the image's sha256 where the weights start, 4 KiB-aligned),
+    // and off it (one lane until both are at a boundary again: they never are here).
+    for before in [0, 64, 4096, 4096 + 32, 1, 63] {
+        let before = bytes(before, 3);
+        for pieces in [&[][..], &[4096, 4096], &[64, 1, 63, 4096], &[100, 28, 8192]] {
+            both_after(&h, &before, &data, pieces);
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn same_as_sha2(
@@ -139,5 +201,25 @@ proptest! {
             prop_assert_eq!(x, reference(&prefix, &a));
             prop_assert_eq!(y, reference(&prefix, &b));
         }
+    }
+
+    #[test]
+    fn a_stream_in_pieces_is_sha2(
+        data in proptest::collection::vec(any::<u8>(), 0..700),
+        cuts in proptest::collection::vec(0usize..700, 0..6),
+    ) {
+        let mut cuts = cuts;
+        cuts.push(data.len());
+        cuts.sort_unstable();
+        let mut s = Stream::new();
+        let mut at = 0;
+        for cut in cuts {
+            let cut = cut.min(data.len());
+            if cut >= at {
+                s.update(&data[at..cut]);
+                at = cut;
+            }
+        }
+        prop_assert_eq!(s.finalize(), reference(b"", &data));
     }
 }

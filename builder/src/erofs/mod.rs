@@ -32,6 +32,17 @@ pub struct Options {
     pub uuid: [u8; 16],
 }
 
+/// Where one regular file's content lands in a planned image ([`Planned::file_extents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileExtent {
+    /// The content.
+    pub content: crate::tree::Content,
+    /// Its bytes in the data area (block-aligned start; all of the content, or all but the tail).
+    pub data: std::ops::Range<u64>,
+    /// Its inline tail in the metadata area (empty unless the file is tail-packed).
+    pub tail: std::ops::Range<u64>,
+}
+
 /// What was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageInfo {
@@ -204,6 +215,13 @@ impl Planned<'_> {
     /// The image's size in bytes.
     pub fn size(&self) -> u64 {
         self.layout.size
+    }
+
+    /// Where each regular file's bytes will be in the image, in inode order: a content's bytes
+    /// are `image[data] ‖ image[tail]` (the tail is the inline last partial block, which sits
+    /// in the metadata area, before the data). Hard links appear once.
+    pub fn file_extents(&self) -> Vec<FileExtent> {
+        writer::file_extents(&self.layout)
     }
 
     /// Writes the image to `out`, streaming file contents from `content`.

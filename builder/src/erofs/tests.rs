@@ -282,6 +282,61 @@ fn tails_go_inline_when_they_fit() {
     }
 }
 
+#[test]
+fn file_extents_say_where_each_file_s_bytes_are() {
+    // Empty, all inline, inline tail after blocks, whole blocks, a tail too long to inline
+    // (padded last block), two files with the same bytes (each has its own blocks).
+    let sizes = [
+        0u64,
+        100,
+        4097,
+        8192,
+        4096 + 4065,
+        3 * 4096 + 17,
+        3 * 4096 + 17,
+    ];
+    let mut tree = Tree::new();
+    let mut store = MemoryContent::default();
+    let mut files = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let data: Vec<u8> = (0..size)
+            .map(|j| (j * 13 % 251) as u8 ^ (i as u8).min(5))
+            .collect();
+        file(&mut tree, &mut store, format!("f{i}").as_bytes(), &data);
+        files.push(data);
+    }
+    let planned = plan(&tree, &options()).unwrap();
+    let extents = planned.file_extents();
+    let mut out = Vec::new();
+    planned.emit(&store, &mut out).unwrap();
+    assert_eq!(extents.len(), files.len());
+    let at = |r: &std::ops::Range<u64>| &out[r.start as usize..r.end as usize];
+    for data in &files {
+        let e = extents
+            .iter()
+            .find(|e| [at(&e.data), at(&e.tail)].concat() == *data)
+            .unwrap_or_else(|| panic!("no extent gives the {}-byte file", data.len()));
+        assert_eq!(e.content.size, data.len() as u64);
+        assert_eq!(e.data.start % 4096, 0);
+    }
+    // Tail-packed files have both parts, in the metadata area first.
+    let packed = extents.iter().find(|e| e.content.size == 4097).unwrap();
+    assert_eq!(
+        (
+            packed.data.end - packed.data.start,
+            packed.tail.end - packed.tail.start
+        ),
+        (4096, 1)
+    );
+    assert!(packed.tail.end <= packed.data.start);
+    let twins: Vec<_> = extents
+        .iter()
+        .filter(|e| e.content.size == 3 * 4096 + 17)
+        .collect();
+    assert_eq!(twins.len(), 2);
+    assert_ne!(twins[0].data, twins[1].data);
+}
+
 /// A source whose streams give zeros while its positioned reads give ones: a file that
 /// changed between the read of its inline tail and the stream of its blocks.
 struct Fickle;

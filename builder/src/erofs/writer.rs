@@ -117,6 +117,35 @@ pub(crate) fn emit(
     Ok(())
 }
 
+/// [`super::Planned::file_extents`]: the offsets `emit` writes each file's bytes at.
+pub(crate) fn file_extents(layout: &Layout<'_>) -> Vec<super::FileExtent> {
+    let mut buf = Vec::new();
+    layout
+        .inodes
+        .iter()
+        .filter_map(|inode| {
+            let Body::File(c) = &inode.body else {
+                return None;
+            };
+            buf.clear();
+            head(&inode.record, inode, &mut buf);
+            let tail_at = inode.offset + buf.len() as u64;
+            let inline = inode.inline_len as u64;
+            let start = u64::from(inode.record.i_u) * BS;
+            let in_blocks = if inode.blocks == 0 {
+                0
+            } else {
+                c.size - inline
+            };
+            Some(super::FileExtent {
+                content: **c,
+                data: start..start + in_blocks,
+                tail: tail_at..tail_at + inline,
+            })
+        })
+        .collect()
+}
+
 /// Appends the inode record and its inline xattr body to `buf`.
 fn head(record: &Inode, inode: &InodePlan<'_>, buf: &mut Vec<u8>) {
     let start = buf.len();

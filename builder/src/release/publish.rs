@@ -178,28 +178,14 @@ struct RecordOutput {
     sha256: String,
 }
 
-/// sha256 and size of a file, read once in 1 MiB pieces.
+/// sha256 and size of a file ([`crate::pin::hash_file`]), as an OCI digest.
 fn hash_file(path: &Path) -> Result<(OciDigest, u64), PublishError> {
-    use sha2::Digest as _;
-    let io = |source| PublishError::Io {
+    let (digest, size) = crate::pin::hash_file(path).map_err(|source| PublishError::Io {
         action: "reading",
         path: path.to_owned(),
         source,
-    };
-    let mut f = fs_err::File::open(path).map_err(io)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        let Some(piece) = buf.get(..n) else { break };
-        if n == 0 {
-            break;
-        }
-        h.update(piece);
-        size += n as u64;
-    }
-    Ok((OciDigest::from_hasher(h), size))
+    })?;
+    Ok((OciDigest(digest), size))
 }
 
 /// The entries of a release directory.

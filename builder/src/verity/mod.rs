@@ -546,29 +546,61 @@ pub struct Teed {
     /// if the byte count is not a multiple of the block size: [`from_level0`] refuses that).
     pub level0: Vec<u8>,
     /// Plain sha256 of every byte so far; keep updating it to digest a whole file.
-    pub sha256: Sha256,
+    pub sha256: sha256x2::Stream,
+    /// The sha256 of each [`Also`] given to [`tee`], in the same order.
+    pub also: Vec<[u8; DIGEST_SIZE]>,
     /// Bytes written.
     pub size: u64,
 }
 
+/// A byte stream within what [`tee`] is given to write: `bytes[first] ‖ bytes[then]`, whose
+/// sha256 it also computes (a data disk's pinned weights: their whole blocks in the data
+/// area, then their tail, stored inline earlier in the image). `first` is hashed in the same
+/// pass as the whole output's sha256, two lanes at a time where the CPU allows
+/// ([`sha256x2::Sha256x2::update_both`]); `then` is held in memory until the end (a tail is
+/// under a block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Also {
+    /// The main range (byte offsets in the output).
+    pub first: std::ops::Range<u64>,
+    /// Hashed after `first`, wherever it is in the output.
+    pub then: std::ops::Range<u64>,
+}
+
 /// Runs `write` with a writer that passes every byte to `out` in chunks of [`PIECE_BYTES`] and
 /// computes, each on a thread of its own, the dm-verity level-0 digests (`data_block_size`,
-/// `salt`) and the plain sha256 of the bytes: the data is hashed as it is written, never read
-/// back. Returns `write`'s result and the digests. If `write` fails, its error is returned
-/// and the digests are dropped.
+/// `salt`) and the plain sha256 of the bytes (and, on that same thread, the sha256 of each of
+/// `also`): the data is hashed as it is written, never read back. Returns `write`'s result
+/// and the digests. If `write` fails, its error is returned and the digests are dropped.
 ///
 /// Two threads that each wait only for their next chunk, rather than one thread that splits
 /// every chunk between rayon's workers: a `rayon::join` per 128 KiB chunk from outside the
 /// pool made 8,000 hand-offs per GB, and a quarter of the image stage's samples were the
 /// scheduler's.
+///
+/// `also`'s `first` ranges must not overlap one another (an error of kind `InvalidInput`).
 pub fn tee<T, E: From<io::Error>>(
     out: &mut dyn io::Write,
     data_block_size: BlockSize,
     salt: &[u8],
+    also: &[Also],
     write: impl FnOnce(&mut dyn io::Write) -> Result<T, E>,
 ) -> Result<(T, Teed), E> {
     let block = data_block_size.bytes();
     let salted = Salted::new(salt);
+    let mut order: Vec<usize> = (0..also.len())
+        .filter(|&i| !also[i].first.is_empty())
+        .collect();
+    order.sort_by_key(|&i| also[i].first.start);
+    if order
+        .windows(2)
+        .any(|w| also[w[0]].first.end > also[w[1]].first.start)
+    {
+        return Err(E::from(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "tee: the extra streams' main ranges overlap",
+        )));
+    }
     // Up to TEE_QUEUE chunks queued for each hashing thread plus the ones being hashed and the
     // one being filled: a few MiB, as the hashing's pace and the writes' vary.
     let (to_whole, whole_chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(TEE_QUEUE);
@@ -577,14 +609,12 @@ pub fn tee<T, E: From<io::Error>>(
     let recycle_too = recycle.clone();
     std::thread::scope(|s| {
         let whole = s.spawn(move || {
-            let mut sha256 = Sha256::new();
-            let mut size = 0u64;
+            let mut h = Wholes::new(also, order);
             for chunk in whole_chunks {
-                sha256.update(&*chunk);
-                size += chunk.len() as u64;
+                h.update(&chunk);
                 give_back(chunk, &recycle);
             }
-            (sha256, size)
+            h.finish()
         });
         let blocks = s.spawn(move || {
             let mut level0 = Vec::new();
@@ -608,7 +638,7 @@ pub fn tee<T, E: From<io::Error>>(
         let result = write(&mut w).and_then(|t| w.finish().map(|()| t).map_err(E::from));
         // Ends the hashers' loops (also after an error).
         drop(w);
-        let (sha256, size) = join(whole);
+        let (sha256, also, size) = join(whole);
         let level0 = join(blocks);
         result.map(|t| {
             (
@@ -616,11 +646,101 @@ pub fn tee<T, E: From<io::Error>>(
                 Teed {
                     level0,
                     sha256,
+                    also,
                     size,
                 },
             )
         })
     })
+}
+
+/// [`tee`]'s sequential hashes: the whole output's sha256 and each [`Also`]'s.
+struct Wholes<'a> {
+    whole: sha256x2::Stream,
+    lanes: Option<sha256x2::Sha256x2>,
+    also: &'a [Also],
+    streams: Vec<sha256x2::Stream>,
+    /// Each one's `then` bytes, gathered as they pass.
+    thens: Vec<Vec<u8>>,
+    /// Indexes of `also` with a non-empty `first`, by its start; `next` is the first not
+    /// yet passed.
+    order: Vec<usize>,
+    next: usize,
+    /// Output offset of the next byte.
+    at: u64,
+}
+
+impl<'a> Wholes<'a> {
+    fn new(also: &'a [Also], order: Vec<usize>) -> Self {
+        Wholes {
+            whole: sha256x2::Stream::new(),
+            lanes: sha256x2::Sha256x2::new(b""),
+            also,
+            streams: vec![sha256x2::Stream::new(); also.len()],
+            thens: vec![Vec::new(); also.len()],
+            order,
+            next: 0,
+            at: 0,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        let start = self.at;
+        let end = start + chunk.len() as u64;
+        let part = |r: &std::ops::Range<u64>| {
+            let (from, to) = (r.start.max(start), r.end.min(end));
+            // Both within `start..end`, so the offsets fit in `chunk`.
+            (from < to).then(|| &chunk[(from - start) as usize..(to - start) as usize])
+        };
+        for (a, then) in self.also.iter().zip(&mut self.thens) {
+            if let Some(bytes) = part(&a.then) {
+                then.extend_from_slice(bytes);
+            }
+        }
+        let mut at = start;
+        while at < end {
+            let here = at - start;
+            let current = self.order.get(self.next).map(|&i| (i, &self.also[i].first));
+            match current {
+                Some((i, first)) if first.start <= at => {
+                    let to = first.end.min(end);
+                    let bytes = &chunk[here as usize..(to - start) as usize];
+                    let (whole, side) = (&mut self.whole, &mut self.streams[i]);
+                    match &self.lanes {
+                        Some(lanes) => lanes.update_both(whole, side, bytes),
+                        None => {
+                            whole.update(bytes);
+                            side.update(bytes);
+                        }
+                    }
+                    if to == first.end {
+                        self.next += 1;
+                    }
+                    at = to;
+                }
+                other => {
+                    let to = other.map_or(end, |(_, first)| first.start.min(end));
+                    self.whole
+                        .update(&chunk[here as usize..(to - start) as usize]);
+                    at = to;
+                }
+            }
+        }
+        self.at = end;
+    }
+
+    fn finish(self) -> (sha256x2::Stream, Vec<[u8; DIGEST_SIZE]>, u64) {
+        let also = self
+            .streams
+            .into_iter()
+            .zip(self.thens)
+            .map(|(mut s, then)| {
+                s.update(&then);
+                s.finalize()
+            })
+            .collect();
+        (self.whole, also, self.at)
+    }
 }
 
 /// Waits for a scoped thread; its panic goes on here.

@@ -360,7 +360,27 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
         .collect();
     let p = params();
     let mut out = Vec::new();
-    let ((), teed) = tee(&mut out, BlockSize::DEFAULT, &p.salt, |w| {
+    // Extra streams: a 4 KiB-aligned range across chunks with a tail from before it (a
+    // tail-packed file), one off the 64-byte grid (one lane), a tail only, and nothing.
+    let also = [
+        Also {
+            first: 4096..(2 * PIECE_BYTES + 3 * 4096) as u64,
+            then: 1000..1500,
+        },
+        Also {
+            first: (2 * PIECE_BYTES + 3 * 4096 + 7) as u64..(3 * PIECE_BYTES + 100) as u64,
+            then: 0..0,
+        },
+        Also {
+            first: 0..0,
+            then: 3..30,
+        },
+        Also {
+            first: 10..10,
+            then: 10..10,
+        },
+    ];
+    let ((), teed) = tee(&mut out, BlockSize::DEFAULT, &p.salt, &also, |w| {
         for piece in data.chunks(77_777) {
             w.write_all(piece)?;
         }
@@ -370,9 +390,21 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
     assert_eq!(out, data, "the bytes pass through unchanged");
     assert_eq!(teed.size, data.len() as u64);
     assert_eq!(
-        <[u8; 32]>::from(teed.sha256.finalize()),
+        teed.sha256.finalize(),
         <[u8; 32]>::from(Sha256::digest(&data))
     );
+    let at = |r: &std::ops::Range<u64>| &data[r.start as usize..r.end as usize];
+    let expected: Vec<[u8; 32]> = also
+        .iter()
+        .map(|a| {
+            Sha256::new()
+                .chain_update(at(&a.first))
+                .chain_update(at(&a.then))
+                .finalize()
+                .into()
+        })
+        .collect();
+    assert_eq!(teed.also, expected);
     let streamed = from_level0(&p, data.len() as u64, &teed.level0).unwrap();
     let read = build_at(&data[..], data.len() as u64, &p).unwrap();
     assert_eq!(streamed.root_hash, read.root_hash);
@@ -384,12 +416,35 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
 #[test]
 fn tee_returns_the_writers_error() {
     let mut out = Vec::new();
-    let err = tee(&mut out, BlockSize::DEFAULT, b"", |w| {
+    let err = tee(&mut out, BlockSize::DEFAULT, b"", &[], |w| {
         w.write_all(&[1; 10_000])?;
         Err::<(), io::Error>(io::Error::other("the writer failed"))
     })
     .unwrap_err();
     assert_eq!(err.to_string(), "the writer failed");
+}
+
+#[test]
+fn tee_refuses_extra_streams_that_overlap() {
+    let overlapping = [
+        Also {
+            first: 0..8192,
+            then: 0..0,
+        },
+        Also {
+            first: 4096..10_000,
+            then: 0..0,
+        },
+    ];
+    let err = tee(
+        &mut Vec::new(),
+        BlockSize::DEFAULT,
+        b"",
+        &overlapping,
+        |w| w.write_all(&[1; 10_000]),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
 /// `sha256(salt ‖ block)` straight from the format description, without the module's helpers.
