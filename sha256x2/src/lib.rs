@@ -102,23 +102,37 @@ impl Stream {
         self.buffered = rest.len();
     }
 
-    /// The digest of everything hashed (FIPS 180-4 5.1.1 padding: a 1 bit, zeros, the length
-    /// in bits as 64 bits, big-endian).
+    /// The digest of everything hashed.
     pub fn finalize(mut self) -> [u8; DIGEST_LEN] {
-        let bits = self.len.wrapping_mul(8).to_be_bytes();
-        let mut last = [0u8; 2 * BLOCK];
-        last[..self.buffered].copy_from_slice(&self.buf[..self.buffered]);
-        last[self.buffered] = 0x80;
-        let blocks = if self.buffered + 1 + 8 <= BLOCK { 1 } else { 2 };
-        last[blocks * BLOCK - 8..blocks * BLOCK].copy_from_slice(&bits);
+        let (last, blocks) = last_blocks(&self.buf[..self.buffered], &[], self.len);
         let (last, _) = last.as_chunks::<BLOCK>();
         sha2_compress::block_api::compress256(&mut self.state, &last[..blocks]);
-        let mut out = [0u8; DIGEST_LEN];
-        for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
-            o.copy_from_slice(&w.to_be_bytes());
-        }
-        out
+        digest_bytes(self.state)
     }
+}
+
+/// The final block or two of a message of `len` bytes whose last partial block is
+/// `head ‖ rest` (together under 64 bytes), and how many of the two to compress. FIPS 180-4
+/// 5.1.1: a 1 bit, zeros, and the length in bits as 64 bits, big-endian; lengths in bits are
+/// taken modulo 2^64, as SHA-256 defines them.
+fn last_blocks(head: &[u8], rest: &[u8], len: u64) -> ([u8; 2 * BLOCK], usize) {
+    let mut last = [0u8; 2 * BLOCK];
+    let used = head.len() + rest.len();
+    last[..head.len()].copy_from_slice(head);
+    last[head.len()..used].copy_from_slice(rest);
+    last[used] = 0x80;
+    let blocks = if used + 1 + 8 <= BLOCK { 1 } else { 2 };
+    last[blocks * BLOCK - 8..blocks * BLOCK].copy_from_slice(&len.wrapping_mul(8).to_be_bytes());
+    (last, blocks)
+}
+
+/// A final state's digest: its words, big-endian.
+fn digest_bytes(state: [u32; 8]) -> [u8; DIGEST_LEN] {
+    let mut out = [0u8; DIGEST_LEN];
+    for (o, w) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
 }
 
 /// The two messages given to [`Sha256x2::digest_pair`] differ in length.

@@ -14,7 +14,7 @@ use std::arch::x86_64::{
     _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm_shuffle_epi8,
 };
 
-use crate::DIGEST_LEN;
+use crate::{digest_bytes, last_blocks, BLOCK, DIGEST_LEN, IV};
 
 /// FIPS 180-4 4.2.2: the round constants.
 const K: [u32; 64] = [
@@ -27,13 +27,6 @@ const K: [u32; 64] = [
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
-
-/// FIPS 180-4 5.3.3: the initial hash value.
-const IV: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
-
-const BLOCK: usize = 64;
 
 /// The CPU features every function below is compiled for.
 fn detected() -> bool {
@@ -141,11 +134,7 @@ fn from_state(state: State) -> [u32; 8] {
 /// The digest of a final `state`.
 #[target_feature(enable = "sse2,ssse3,sse4.1")]
 fn digest(state: State) -> [u8; DIGEST_LEN] {
-    let mut out = [0u8; DIGEST_LEN];
-    for (o, w) in out.chunks_exact_mut(4).zip(from_state(state)) {
-        o.copy_from_slice(&w.to_be_bytes());
-    }
-    out
+    digest_bytes(from_state(state))
 }
 
 /// Four rounds (`4g..4g+4`) of both lanes. `$w0` is the register of message words `4g-16..`,
@@ -263,25 +252,9 @@ fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
     for (block_a, block_b) in blocks_a.iter().zip(blocks_b) {
         compress2(&mut sa, block_a, &mut sb, block_b);
     }
-    // FIPS 180-4 5.1.1: a 1 bit, zeros, and the length in bits as 64 bits, big-endian.
-    // Lengths in bits are taken modulo 2^64, as SHA-256 defines them.
-    let bits = p
-        .prefix_len
-        .wrapping_add(a.len() as u64)
-        .wrapping_mul(8)
-        .to_be_bytes();
-    let pad = |rest: &[u8]| {
-        let mut last = [0u8; 2 * BLOCK];
-        let used = head.len() + rest.len();
-        last[..head.len()].copy_from_slice(head);
-        last[head.len()..used].copy_from_slice(rest);
-        last[used] = 0x80;
-        let blocks = if used + 1 + 8 <= BLOCK { 1 } else { 2 };
-        last[blocks * BLOCK - 8..blocks * BLOCK].copy_from_slice(&bits);
-        (last, blocks)
-    };
-    let (last_a, blocks) = pad(rest_a);
-    let (last_b, _) = pad(rest_b);
+    let len = p.prefix_len.wrapping_add(a.len() as u64);
+    let (last_a, blocks) = last_blocks(head, rest_a, len);
+    let (last_b, _) = last_blocks(head, rest_b, len);
     let (last_a, _) = last_a.as_chunks::<BLOCK>();
     let (last_b, _) = last_b.as_chunks::<BLOCK>();
     for (block_a, block_b) in last_a.iter().zip(last_b).take(blocks) {
