@@ -1,13 +1,17 @@
-//! The build's content store: regular-file contents spooled to disk, addressed by sha256.
+//! The build's content store: regular-file contents spooled to disk.
 //!
 //! Layers arrive as compressed tar streams that cannot be seeked, and images carry gigabytes
-//! of weights, so a file's bytes are streamed once from the layer into the store (hashing on
-//! the way) and streamed again from the store into the image. Nothing is held whole in memory.
+//! of weights, so a file's bytes are streamed once from the layer into the store and streamed
+//! again from the store into the image. Nothing is held whole in memory.
 //!
-//! The store is one append-only pack file plus an in-memory index from digest to extent:
-//! writing 50,000 small files costs one sequential write instead of 50,000 file creations, and
-//! identical contents are kept once. The pack lives in the build's staging directory and is
-//! deleted with it; it is a private spool, never a copy of the image tree.
+//! The store is one append-only pack file: writing 50,000 small files costs one sequential
+//! write instead of 50,000 file creations. A layer's files are spooled unhashed and named by
+//! where they are ([`ContentStore::spool`], [`Key::Spooled`]): the layer's pin covers their
+//! bytes, and is checked before anything from the layer reaches an artifact. Files whose own
+//! digest is checked (manifest files, built components, wheel members) are hashed as they are
+//! stored and named by their sha256, through an in-memory index from digest to extent
+//! ([`ContentStore::put`]; identical ones are kept once). The pack lives in the build's staging
+//! directory and is deleted with it; it is a private spool, never a copy of the image tree.
 //!
 //! A pinned local file (a data disk's weights) is not copied into the pack: [`ContentStore::adopt`]
 //! records where it is, and [`ContentSource::open`] streams it from there. Its pin is checked
@@ -26,25 +30,54 @@ use sha2::{Digest, Sha256};
 
 use crate::pin::PinnedFile;
 
-/// A regular file's content, by size and digest. The bytes come from a [`ContentSource`].
+/// A regular file's content, by size and key. The bytes come from a [`ContentSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Content {
     /// Length in bytes.
     pub size: u64,
-    /// SHA-256 of the bytes.
-    pub sha256: [u8; 32],
+    /// How the bytes are found.
+    pub key: Key,
+}
+
+/// How a [`Content`]'s bytes are named in their [`ContentSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// By their SHA-256: contents whose digest is checked or recorded (pinned files, built
+    /// components, wheel members, a data disk's weights), stored once however often they come.
+    Sha256([u8; 32]),
+    /// By where [`ContentStore::spool`] put them in its pack: a layer's files, whose bytes the
+    /// layer's pin covers, so they are not hashed one by one.
+    Spooled(u64),
+}
+
+impl Content {
+    /// A content named by its SHA-256.
+    pub fn hashed(size: u64, sha256: [u8; 32]) -> Self {
+        Content {
+            size,
+            key: Key::Sha256(sha256),
+        }
+    }
+
+    /// The SHA-256 of the bytes, when they are named by it.
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        match &self.key {
+            Key::Sha256(d) => Some(d),
+            Key::Spooled(_) => None,
+        }
+    }
 }
 
 /// Where the bytes of a [`Content`] can be read from, as a stream.
 pub trait ContentSource: Sync {
-    /// Opens a reader over exactly `content.size` bytes whose sha256 is `content.sha256`.
+    /// Opens a reader over exactly `content.size` bytes, those `content.key` names.
     fn open(&self, content: &Content) -> std::io::Result<Box<dyn Read + '_>>;
 
     /// Reads `buf.len()` bytes of `content` from byte `offset` (the EROFS writer's inline
     /// tails, needed before the rest of the file is streamed). The bytes are not checked
-    /// against `content.sha256` here: whoever uses them checks them against a later
-    /// [`ContentSource::open`] stream, which is. A range past the end is an error of kind
-    /// `UnexpectedEof`.
+    /// against anything here: whoever uses them compares them with the same range of a later
+    /// [`ContentSource::open`] stream (the EROFS writer does, by their digest). A range past the
+    /// end is an error of kind `UnexpectedEof`.
     ///
     /// The default opens a stream and skips to `offset`; sources that can seek override it.
     fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -60,7 +93,7 @@ pub trait ContentSource: Sync {
     }
 }
 
-/// A pack file of contents addressed by sha256.
+/// A pack file of contents: spooled ones named by where they are, hashed ones by sha256.
 #[derive(Debug)]
 pub struct ContentStore {
     dir: PathBuf,
@@ -76,6 +109,9 @@ struct State {
     index: HashMap<[u8; 32], u64>,
     /// Digest → a pinned file outside the pack holding those bytes ([`ContentStore::adopt`]).
     adopted: HashMap<[u8; 32], PinnedFile>,
+    /// The appending functions' read buffer, kept between calls: a layer of 26,000 small
+    /// files zeroed a new 64 KiB for each (1.7 GB of `memset`).
+    scratch: Vec<u8>,
 }
 
 impl ContentStore {
@@ -96,21 +132,66 @@ impl ContentStore {
         })
     }
 
-    /// Streams `reader` into the store and returns its content descriptor. The stream must
-    /// yield exactly `expected_size` bytes; a short or long stream is an error of kind
-    /// `UnexpectedEof` / `InvalidData`, and leaves the store as it was.
-    pub fn put(&self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
-        // One writer at a time: contents are appended at the end of the pack.
-        let mut state = self
-            .state
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        self.state
             .lock()
-            .map_err(|_| io::Error::other("content store poisoned"))?;
+            .map_err(|_| io::Error::other("content store poisoned"))
+    }
+
+    /// Streams `reader` into the store, hashing it, and returns its content, named by its
+    /// sha256, and that sha256 (for contents whose digest is checked: pinned files, wheel
+    /// members). The stream
+    /// must yield exactly `expected_size` bytes; a short or long stream is an error of kind
+    /// `UnexpectedEof` / `InvalidData`, and leaves the store as it was. Contents already
+    /// stored are kept once.
+    pub fn put(
+        &self,
+        reader: &mut dyn Read,
+        expected_size: u64,
+    ) -> io::Result<(Content, [u8; 32])> {
+        // One writer at a time: contents are appended at the end of the pack.
+        let mut state = self.lock()?;
+        let mut hasher = Sha256::new();
+        let start = self.append(&mut state, reader, expected_size, Some(&mut hasher))?;
+        let sha256: [u8; 32] = hasher.finalize().into();
+        // The index is only looked up, never iterated, so HashMap order cannot reach output.
+        if let std::collections::hash_map::Entry::Vacant(e) = state.index.entry(sha256) {
+            e.insert(start);
+            state.end = start + expected_size;
+        }
+        // A duplicate's bytes are simply overwritten by the next content.
+        Ok((Content::hashed(expected_size, sha256), sha256))
+    }
+
+    /// Streams `reader` into the store without hashing it and returns its content, named by
+    /// where it is ([`Key::Spooled`]): a layer's files, whose bytes the layer's pin covers
+    /// (their per-file SHA-256 was a sixth of a 1 GB OCI build's CPU time). Lengths are
+    /// checked as by [`ContentStore::put`]; each content is stored anew.
+    pub fn spool(&self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
+        let mut state = self.lock()?;
+        let start = self.append(&mut state, reader, expected_size, None)?;
+        state.end = start + expected_size;
+        Ok(Content {
+            size: expected_size,
+            key: Key::Spooled(start),
+        })
+    }
+
+    /// Writes `reader`'s bytes at the end of the pack (leaving `end` for the caller to move)
+    /// and returns where they start.
+    fn append(
+        &self,
+        state: &mut State,
+        reader: &mut dyn Read,
+        expected_size: u64,
+        mut hasher: Option<&mut Sha256>,
+    ) -> io::Result<u64> {
         let start = state.end;
         let mut pack = self.pack.file();
         pack.seek(SeekFrom::Start(start))?;
         let mut out = io::BufWriter::with_capacity(1 << 16, pack);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
+        let mut buf = std::mem::take(&mut state.scratch);
+        buf.resize(1 << 16, 0);
         let mut size = 0u64;
         let result = loop {
             let got = match reader.read(&mut buf) {
@@ -126,12 +207,15 @@ impl ContentStore {
                     format!("entry is longer than its declared {expected_size} bytes"),
                 ));
             }
-            hasher.update(&buf[..got]);
+            if let Some(h) = hasher.as_deref_mut() {
+                h.update(&buf[..got]);
+            }
             if let Err(e) = out.write_all(&buf[..got]) {
                 break Err(e);
             }
         };
         let flushed = out.flush();
+        state.scratch = buf;
         result?;
         flushed?;
         if size != expected_size {
@@ -140,14 +224,7 @@ impl ContentStore {
                 format!("entry ends after {size} of its declared {expected_size} bytes"),
             ));
         }
-        let sha256: [u8; 32] = hasher.finalize().into();
-        // The index is only looked up, never iterated, so HashMap order cannot reach output.
-        if let std::collections::hash_map::Entry::Vacant(e) = state.index.entry(sha256) {
-            e.insert(start);
-            state.end = start + size;
-        }
-        // A duplicate's bytes are simply overwritten by the next content.
-        Ok(Content { size, sha256 })
+        Ok(start)
     }
 
     /// Serves `file`'s content (its pinned size and sha256, returned) from where it is instead
@@ -156,18 +233,11 @@ impl ContentStore {
     /// ([`ContentStore::adopted`] says which contents need it). Files with the same pin are
     /// read from the first one adopted (only those bytes reach the image).
     pub fn adopt(&self, file: &PinnedFile) -> io::Result<Content> {
-        let content = Content {
-            size: file.size,
-            sha256: file.sha256.0,
-        };
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("content store poisoned"))?;
+        let content = Content::hashed(file.size, file.sha256.0);
         // Only looked up, never iterated (as `index`).
-        state
+        self.lock()?
             .adopted
-            .entry(content.sha256)
+            .entry(file.sha256.0)
             .or_insert_with(|| file.clone());
         Ok(content)
     }
@@ -176,25 +246,58 @@ impl ContentStore {
     /// the pack, whose contents were hashed as they were stored): its bytes must be checked
     /// against the pin by the reader ([`ContentStore::adopt`]).
     pub fn adopted(&self, content: &Content) -> io::Result<Option<PinnedFile>> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("content store poisoned"))?;
-        if state.index.contains_key(&content.sha256) {
+        let Some(sha256) = content.sha256() else {
+            return Ok(None);
+        };
+        let state = self.lock()?;
+        if state.index.contains_key(sha256) {
             return Ok(None);
         }
-        Ok(state.adopted.get(&content.sha256).cloned())
+        Ok(state.adopted.get(sha256).cloned())
     }
 
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Where `content`'s bytes are: in the pack from an offset, or in an adopted file.
+    fn find(&self, content: &Content) -> io::Result<Place> {
+        let state = self.lock()?;
+        match &content.key {
+            Key::Spooled(start) => {
+                // Within what was spooled (a `Content` made up by hand may not be).
+                if start
+                    .checked_add(content.size)
+                    .is_none_or(|end| end > state.end)
+                {
+                    return Err(not_stored(content, "in the store"));
+                }
+                Ok(Place::Pack(*start))
+            }
+            Key::Sha256(sha256) => {
+                if let Some(start) = state.index.get(sha256) {
+                    return Ok(Place::Pack(*start));
+                }
+                let pinned = state
+                    .adopted
+                    .get(sha256)
+                    .ok_or_else(|| not_stored(content, "in the store"))?;
+                Ok(Place::Adopted(pinned.path.clone()))
+            }
+        }
+    }
+}
+
+/// [`ContentStore::find`]'s answer.
+enum Place {
+    Pack(u64),
+    Adopted(PathBuf),
 }
 
 impl ContentSource for ContentStore {
-    /// A positioned read of the pack, or of an adopted file (the stream [`ContentSource::open`]
-    /// gives still checks the whole of it).
+    /// A positioned read of the pack, or of an adopted file (whoever writes the bytes checks
+    /// adopted ones: [`ContentStore::adopt`]).
     fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|end| end > content.size) {
@@ -207,59 +310,43 @@ impl ContentSource for ContentStore {
                 ),
             ));
         }
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("content store poisoned"))?;
-        if let Some(start) = state.index.get(&content.sha256) {
-            return self.pack.file().read_exact_at(buf, start + offset);
+        match self.find(content)? {
+            Place::Pack(start) => self.pack.file().read_exact_at(buf, start + offset),
+            Place::Adopted(path) => {
+                let file = fs_err::File::open(&path)?;
+                file.file().read_exact_at(buf, offset).map_err(|e| {
+                    io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
+                })
+            }
         }
-        let path = &state
-            .adopted
-            .get(&content.sha256)
-            .ok_or_else(|| not_stored(content))?
-            .path;
-        let file = fs_err::File::open(path)?;
-        file.file()
-            .read_exact_at(buf, offset)
-            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
     }
 
     fn open(&self, content: &Content) -> io::Result<Box<dyn Read + '_>> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("content store poisoned"))?;
-        if !state.index.contains_key(&content.sha256) {
-            if let Some(pinned) = state.adopted.get(&content.sha256) {
-                // Unchecked here ([`ContentStore::adopt`]); the caller's length checks see
-                // any bytes past the pinned size.
-                let file = fs_err::File::open(&pinned.path)?;
-                return Ok(Box::new(file));
-            }
+        match self.find(content)? {
+            Place::Pack(offset) => Ok(Box::new(io::BufReader::with_capacity(
+                1 << 16,
+                Extent {
+                    file: self.pack.file(),
+                    offset,
+                    remaining: content.size,
+                },
+            ))),
+            // Unchecked here ([`ContentStore::adopt`]); the caller's length checks see any
+            // bytes past the pinned size.
+            Place::Adopted(path) => Ok(Box::new(fs_err::File::open(path)?)),
         }
-        let offset = *state
-            .index
-            .get(&content.sha256)
-            .ok_or_else(|| not_stored(content))?;
-        Ok(Box::new(io::BufReader::with_capacity(
-            1 << 16,
-            Extent {
-                file: self.pack.file(),
-                offset,
-                remaining: content.size,
-            },
-        )))
     }
 }
 
-fn not_stored(content: &Content) -> io::Error {
+/// The error for a content a source (`place`) does not hold.
+pub(crate) fn not_stored(content: &Content, place: &str) -> io::Error {
+    let what = match &content.key {
+        Key::Sha256(d) => format!("with sha256 {}", hex::encode(d)),
+        Key::Spooled(at) => format!("of {} bytes at {at}", content.size),
+    };
     io::Error::new(
         io::ErrorKind::NotFound,
-        format!(
-            "no content with sha256 {} in the store",
-            hex::encode(content.sha256)
-        ),
+        format!("no content {what} {place}"),
     )
 }
 
@@ -308,12 +395,13 @@ mod tests {
     fn round_trips_and_checks_length() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let c = store.put(&mut &b"hello"[..], 5).unwrap();
+        let (c, sha256) = store.put(&mut &b"hello"[..], 5).unwrap();
         // sha256("hello"), a well-known vector.
         assert_eq!(
-            hex::encode(c.sha256),
+            hex::encode(sha256),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
+        assert_eq!(c, Content::hashed(5, sha256));
         assert_eq!(read_back(&store, &c), b"hello");
         assert_eq!(
             store.put(&mut &b"hell"[..], 5).unwrap_err().kind(),
@@ -324,9 +412,9 @@ mod tests {
             io::ErrorKind::InvalidData
         );
         // Failed puts and duplicates leave earlier contents intact.
-        let w = store.put(&mut &b"world, longer"[..], 13).unwrap();
-        let again = store.put(&mut &b"hello"[..], 5).unwrap();
-        let e = store.put(&mut &b""[..], 0).unwrap();
+        let (w, _) = store.put(&mut &b"world, longer"[..], 13).unwrap();
+        let (again, _) = store.put(&mut &b"hello"[..], 5).unwrap();
+        let (e, _) = store.put(&mut &b""[..], 0).unwrap();
         assert_eq!(again, c);
         assert_eq!(read_back(&store, &c), b"hello");
         assert_eq!(read_back(&store, &w), b"world, longer");
@@ -354,7 +442,7 @@ mod tests {
             field: "disks[0].files[0]".into(),
         };
         let c = store.adopt(&pinned).unwrap();
-        assert_eq!(c, Content { size: 5, sha256 });
+        assert_eq!(c, Content::hashed(5, sha256));
         assert_eq!(read_back(&store, &c), b"hello");
         // Not copied: the pack is empty.
         assert_eq!(
@@ -374,20 +462,22 @@ mod tests {
         assert_eq!(read_back(&store, &c), b"jello");
         // Bytes that are also in the pack are served from it, and need no check.
         let mut writer = b"hello".as_slice();
-        let packed = store.put(&mut writer, 5).unwrap();
+        let (packed, _) = store.put(&mut writer, 5).unwrap();
         assert_eq!(packed, c);
         assert_eq!(store.adopted(&c).unwrap(), None);
         assert_eq!(read_back(&store, &c), b"hello");
     }
 
-    /// Positioned reads (the EROFS writer's inline tails) of packed and adopted contents;
+    /// Positioned reads (the EROFS writer's inline tails) of packed, spooled and adopted contents;
     /// ranges past the end are `UnexpectedEof`.
     #[test]
     fn read_at_reads_ranges_of_packed_and_adopted_contents() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let a = store.put(&mut &b"first content"[..], 13).unwrap();
-        let b = store.put(&mut &b"second, after the first"[..], 23).unwrap();
+        let (a, _) = store.put(&mut &b"first content"[..], 13).unwrap();
+        let b = store
+            .spool(&mut &b"second, after the first"[..], 23)
+            .unwrap();
         let path = dir.path().join("adopted");
         fs_err::write(&path, b"adopted bytes").unwrap();
         let adopted = store
@@ -414,5 +504,52 @@ mod tests {
             let err = store.read_at(c, offset, &mut vec![0; len]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         }
+    }
+
+    /// A layer's files: stored unhashed, each where it was put (identical ones too), lengths
+    /// checked as for hashed ones; a failed spool or a hashed duplicate between them leaves
+    /// every earlier content readable; a spooled key the store did not give is refused.
+    #[test]
+    fn spooled_contents_are_named_by_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let one = store.spool(&mut &b"same bytes"[..], 10).unwrap();
+        let (hashed, _) = store.put(&mut &b"hashed"[..], 6).unwrap();
+        let two = store.spool(&mut &b"same bytes"[..], 10).unwrap();
+        assert_eq!(one.key, Key::Spooled(0));
+        assert_eq!(one.sha256(), None);
+        assert_eq!(two.key, Key::Spooled(16));
+        assert_ne!(one, two);
+        assert_eq!(
+            store.spool(&mut &b"short"[..], 6).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        assert_eq!(
+            store.spool(&mut &b"too long"[..], 3).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A duplicate of a hashed content is not kept: the next spool goes where it was.
+        let (again, _) = store.put(&mut &b"hashed"[..], 6).unwrap();
+        assert_eq!(again, hashed);
+        let three = store.spool(&mut &b"third"[..], 5).unwrap();
+        let empty = store.spool(&mut &b""[..], 0).unwrap();
+        assert_eq!(three.key, Key::Spooled(26));
+        for (c, bytes) in [
+            (&one, &b"same bytes"[..]),
+            (&hashed, b"hashed"),
+            (&two, b"same bytes"),
+            (&three, b"third"),
+            (&empty, b""),
+        ] {
+            assert_eq!(read_back(&store, c), bytes);
+        }
+        assert_eq!(store.adopted(&one).unwrap(), None);
+        let past = Content {
+            size: 6,
+            key: Key::Spooled(26),
+        };
+        let err = store.open(&past).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert!(err.to_string().contains("of 6 bytes at 26"), "{err}");
     }
 }

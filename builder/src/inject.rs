@@ -100,7 +100,7 @@ pub fn into_tree(
         Some(Inject::EnvFile { tz }) => (format!("built with TZ={tz}\n").into_bytes(), 0o644),
         Some(Inject::UmaskMode) => (b"mode from the umask\n".to_vec(), umask_mode()?),
     };
-    let content = store.put(&mut Cursor::new(&content), content.len() as u64)?;
+    let (content, _) = store.put(&mut Cursor::new(&content), content.len() as u64)?;
     let leaf = Leaf {
         meta: Metadata {
             mode,

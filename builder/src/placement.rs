@@ -64,10 +64,10 @@ pub(crate) fn place_file(
     expected: Option<&Sha256Digest>,
     file: &NewFile<'_>,
 ) -> anyhow::Result<()> {
-    let content = store.put(reader, size).context("reading")?;
+    let (content, sha256) = store.put(reader, size).context("reading")?;
     if let Some(expected) = expected {
         anyhow::ensure!(
-            content.sha256 == expected.0,
+            sha256 == expected.0,
             "changed while the build was reading it; rebuild"
         );
     }

@@ -109,12 +109,12 @@ pub fn write_verity_image(
         teed.size,
         info.size
     );
-    for ((extent, file), found) in pinned.iter().zip(&teed.also) {
-        if *found != extent.content.sha256 {
+    for ((_, file), found) in pinned.iter().zip(&teed.also) {
+        if *found != file.sha256.0 {
             return Err(PinError::Mismatch {
                 field: file.field.clone(),
                 source_path: file.source.clone(),
-                expected: Sha256Digest(extent.content.sha256),
+                expected: file.sha256,
                 found: Sha256Digest(*found),
             })
             .with_context(|| format!("{}: the bytes written to the {what}", file.path.display()));

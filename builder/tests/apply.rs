@@ -557,6 +557,18 @@ fn hardlink_to_lower_layer_file_shares_the_inode() {
 fn conflicting_duplicate_in_one_layer_is_refused() {
     for layer in [
         Layer::new().file("f", b"one").file("f", b"two").finish(),
+        // Same size, the bytes differ only in the first 64 KiB compared, or only in the last.
+        Layer::new()
+            .file("f", &vec![b'a'; 70_000])
+            .file(
+                "f",
+                &[vec![b'a'; 100], vec![b'b'], vec![b'a'; 69_899]].concat(),
+            )
+            .finish(),
+        Layer::new()
+            .file("f", &vec![b'a'; 70_000])
+            .file("f", &[vec![b'a'; 69_999], vec![b'b']].concat())
+            .finish(),
         Layer::new()
             .file("f", b"same")
             .file_owned("f", b"same", 0o600, 0, 0)
@@ -582,9 +594,12 @@ fn exact_duplicates_are_allowed() {
         .file("d/f", b"x")
         .hardlink("d/h", "d/f")
         .hardlink("d/h", "d/f")
+        // Over 64 KiB: compared in several pieces.
+        .file("d/big", &vec![b'a'; 70_000])
+        .file("d/big", &vec![b'a'; 70_000])
         .finish();
     let (tree, _d, store) = build(vec![layer]);
-    assert_eq!(dump(&tree, &store).len(), 4);
+    assert_eq!(dump(&tree, &store).len(), 5);
 }
 
 #[test]

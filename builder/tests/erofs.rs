@@ -29,7 +29,7 @@ fn options() -> Options {
 struct Fixture {
     tree: Tree,
     store: MemoryContent,
-    blobs: BTreeMap<[u8; 32], Vec<u8>>,
+    blobs: BTreeMap<builder::tree::Content, Vec<u8>>,
 }
 
 fn meta(mode: u32, uid: u32, gid: u32) -> Metadata {
@@ -66,7 +66,7 @@ impl Fixture {
 
     fn file(&mut self, meta: Metadata, data: Vec<u8>) -> LeafId {
         let c = self.store.insert(data.clone());
-        self.blobs.insert(c.sha256, data);
+        self.blobs.insert(c, data);
         self.leaf(meta, LeafKind::Regular(c))
     }
 
@@ -418,7 +418,7 @@ impl Compare<'_> {
                 assert!(ft.is_file(), "{path:?}: not a file");
                 let data = fs_err::read(path).unwrap();
                 assert_eq!(data.len() as u64, c.size, "{path:?}: size");
-                assert!(data == self.f.blobs[&c.sha256], "{path:?}: content differs");
+                assert!(data == self.f.blobs[c], "{path:?}: content differs");
             }
             LeafKind::Symlink(t) => {
                 assert!(ft.is_symlink(), "{path:?}: not a symlink");
@@ -578,7 +578,7 @@ fn fsck_erofs_passes_and_extracts_the_tree() {
         };
         let path = format!("/sizes/{} ", String::from_utf8_lossy(name));
         let line = listing.lines().find(|l| l.starts_with(&path)).unwrap();
-        let sha = hex::encode(sha2::Sha256::digest(&f.blobs[&c.sha256]));
+        let sha = hex::encode(sha2::Sha256::digest(&f.blobs[c]));
         assert!(line.contains(&format!(" sha256={sha}")), "{line}");
     }
     for (path, layout) in [
@@ -932,14 +932,14 @@ mod fuzz {
 }
 
 /// Contents read from host files, for the comparison with mkfs.erofs.
-struct HostFiles(BTreeMap<[u8; 32], PathBuf>);
+struct HostFiles(BTreeMap<builder::tree::Content, PathBuf>);
 
 impl builder::tree::ContentSource for HostFiles {
     fn open(
         &self,
         content: &builder::tree::Content,
     ) -> std::io::Result<Box<dyn std::io::Read + '_>> {
-        Ok(Box::new(fs_err::File::open(&self.0[&content.sha256])?))
+        Ok(Box::new(fs_err::File::open(&self.0[content])?))
     }
 }
 
@@ -974,11 +974,9 @@ fn host_dir(
             let mut hasher = sha2::Sha256::new();
             std::io::copy(&mut fs_err::File::open(&p).unwrap(), &mut hasher).unwrap();
             let sha256: [u8; 32] = hasher.finalize().into();
-            files.0.insert(sha256, p.clone());
-            LeafKind::Regular(builder::tree::Content {
-                size: st.len(),
-                sha256,
-            })
+            let c = builder::tree::Content::hashed(st.len(), sha256);
+            files.0.insert(c, p.clone());
+            LeafKind::Regular(c)
         } else if ft.is_symlink() {
             LeafKind::Symlink(
                 fs_err::read_link(&p)
@@ -1098,7 +1096,7 @@ fn materialize(f: &Fixture, d: &Directory, path: &Path, first: &mut BTreeMap<Lea
                     );
                 };
                 match &leaf.kind {
-                    LeafKind::Regular(c) => fs_err::write(&p, &f.blobs[&c.sha256]).unwrap(),
+                    LeafKind::Regular(c) => fs_err::write(&p, &f.blobs[c]).unwrap(),
                     LeafKind::Symlink(t) => {
                         std::os::unix::fs::symlink(OsStr::from_bytes(t), &p).unwrap()
                     }

@@ -358,10 +358,7 @@ fn refuses_bad_entries() {
         "initramfs entry `a`: mode 0o100644 has bits outside 0o7777"
     );
     let store = MemoryContent::default();
-    let wrong = builder::tree::Content {
-        size: 3,
-        sha256: [0; 32],
-    };
+    let wrong = builder::tree::Content::hashed(3, [0; 32]);
     assert!(msg(&[CpioEntry::new(
         "f",
         0o644,

@@ -11,7 +11,7 @@ use std::process::Command;
 use builder::inputs::layer::{open_layer, LayerError};
 use builder::inputs::oci_layout::{open_image, tar_blob, Compression, OciLayoutError};
 use builder::tree::apply::{apply_layer, ApplyError};
-use builder::tree::Tree;
+use builder::tree::{Entry, LeafKind, Tree};
 use measurements::Sha256Digest;
 use serde_json::{json, Value};
 
@@ -813,7 +813,7 @@ fn apply_checked_reads_once_and_refuses_a_wrong_digest_at_the_end() {
 fn read_once_equals_checked_first(
     blob: &builder::inputs::oci_layout::LayerBlob,
     store: &builder::content::ContentStore,
-) {
+) -> Tree {
     use builder::inputs::layer::apply_checked;
     let mut read_once = Tree::new();
     apply_checked(blob, |r| apply_layer(&mut read_once, r, "l", store)).unwrap();
@@ -831,6 +831,7 @@ fn read_once_equals_checked_first(
         "{dumped:?}"
     );
     assert_eq!(dumped, dump(&checked_first, store));
+    read_once
 }
 
 /// A gzip layer is decompressed and hashed for its diff_id on a thread of its own: a stream
@@ -861,12 +862,15 @@ fn apply_checked_inflates_a_gzip_layer_of_many_chunks_and_checks_its_diff_id() {
     let (_d, store) = store();
     let mut blob = tar_blob(&path, &sha(&g)).unwrap();
     blob.diff_id = Some(sha(&t));
-    read_once_equals_checked_first(&blob, &store);
+    let tree = read_once_equals_checked_first(&blob, &store);
+    let Some(Entry::Leaf(id)) = tree.root.entries.get(&b"big"[..]) else {
+        panic!("no file `big` in the layer's tree");
+    };
+    let LeafKind::Regular(content) = &tree.leaf(*id).kind else {
+        panic!("`big` is not a regular file");
+    };
     let stored = store
-        .open(&builder::content::Content {
-            size: big.len() as u64,
-            sha256: sha(&big).0,
-        })
+        .open(content)
         .map(|mut r| {
             let mut v = Vec::new();
             r.read_to_end(&mut v).unwrap();

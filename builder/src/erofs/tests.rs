@@ -14,10 +14,7 @@ fn options() -> Options {
 fn unread_file(tree: &mut Tree, size: u64) -> crate::tree::LeafId {
     tree.push_leaf(Leaf {
         meta: Metadata::default(),
-        kind: LeafKind::Regular(Content {
-            size,
-            sha256: [0; 32],
-        }),
+        kind: LeafKind::Regular(Content::hashed(size, [0; 32])),
     })
 }
 

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read};
 
 use super::{Directory, Entry, Leaf, LeafId, LeafKind, Metadata, Tree};
-use crate::content::ContentStore;
+use crate::content::{Content, ContentSource as _, ContentStore};
 use crate::manifest::NAME_MAX;
 
 /// How many symlinks one path may traverse before it is taken for a loop (Linux's limit).
@@ -262,6 +262,7 @@ pub fn insert_file(tree: &mut Tree, path: &[u8], leaf: Leaf) -> Result<LeafId, A
         &comps,
         NewLeaf::Leaf(leaf),
         &ctx,
+        None,
         &mut LayerState::default(),
     )
 }
@@ -353,7 +354,7 @@ fn apply_entry<R: Read>(
             .map(|t| t.into_owned())
             .unwrap_or_default();
         let id = link_target(tree, &target, ctx)?;
-        put_leaf(tree, &comps, NewLeaf::Link(id), ctx, state)?;
+        put_leaf(tree, &comps, NewLeaf::Link(id), ctx, None, state)?;
         return Ok(());
     }
     let meta = entry_meta(entry, ctx)?;
@@ -361,8 +362,9 @@ fn apply_entry<R: Read>(
         return put_dir(tree, &comps, meta, ctx, state);
     } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
         let size = entry.size();
+        // Unhashed: the layer's pin covers these bytes.
         let content = store
-            .put(entry, size)
+            .spool(entry, size)
             .map_err(|source| ApplyError::Content {
                 layer: ctx.layer(),
                 path: ctx.path.clone(),
@@ -409,6 +411,7 @@ fn apply_entry<R: Read>(
             kind: leaf_kind,
         }),
         ctx,
+        Some(store),
         state,
     )?;
     Ok(())
@@ -732,11 +735,46 @@ fn put_dir(
     Ok(())
 }
 
+/// Places `leaf` at `comps`. `store` holds the layer's file contents, for comparing a
+/// repeated entry's bytes with the first one's.
+/// Whether a repeated entry is the same as the first: equal metadata and kind, and regular
+/// files equal bytes. A layer's files are spooled unhashed and named by where they are
+/// ([`ContentStore::spool`]), so two copies of the same bytes have different names: their
+/// bytes are compared (a repeated path is rare, and so is this read).
+fn same_leaf(old: &Leaf, new: &Leaf, store: Option<&ContentStore>) -> io::Result<bool> {
+    match (&old.kind, &new.kind, store) {
+        (LeafKind::Regular(a), LeafKind::Regular(b), Some(store))
+            if old.meta == new.meta && a.size == b.size && a != b =>
+        {
+            same_bytes(store, a, b)
+        }
+        _ => Ok(old == new),
+    }
+}
+
+/// Whether two stored contents of the same size hold the same bytes.
+fn same_bytes(store: &ContentStore, a: &Content, b: &Content) -> io::Result<bool> {
+    let (mut ra, mut rb) = (store.open(a)?, store.open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut left = a.size;
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(ba.len());
+        ra.read_exact(&mut ba[..n])?;
+        rb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
 fn put_leaf(
     tree: &mut Tree,
     comps: &[Vec<u8>],
     leaf: NewLeaf,
     ctx: &Ctx<'_>,
+    store: Option<&ContentStore>,
     state: &mut LayerState,
 ) -> Result<LeafId, ApplyError> {
     let Some((parent, name)) = resolve_parent(tree, comps, ctx)? else {
@@ -757,8 +795,19 @@ fn put_leaf(
         // Only an identical entry may repeat: same inode for a link, equal leaf otherwise.
         return match (existing, &leaf) {
             (Some(Entry::Leaf(id)), NewLeaf::Link(new)) if id == new => Ok(*id),
-            (Some(Entry::Leaf(id)), NewLeaf::Leaf(new)) if tree.leaves.get(id.0) == Some(new) => {
-                Ok(*id)
+            (Some(Entry::Leaf(id)), NewLeaf::Leaf(new)) => {
+                let old = tree.leaves.get(id.0).ok_or_else(duplicate)?;
+                let same = same_leaf(old, new, store).map_err(|source| ApplyError::Content {
+                    layer: ctx.layer(),
+                    path: ctx.path.clone(),
+                    offset: ctx.offset,
+                    source,
+                })?;
+                if same {
+                    Ok(*id)
+                } else {
+                    Err(duplicate())
+                }
             }
             _ => Err(duplicate()),
         };

@@ -129,10 +129,7 @@ impl MemoryContent {
     /// Stores `data` and returns its [`Content`].
     pub fn insert(&mut self, data: Vec<u8>) -> Content {
         let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&data).into();
-        let content = Content {
-            size: data.len() as u64,
-            sha256,
-        };
+        let content = Content::hashed(data.len() as u64, sha256);
         self.blobs.insert(sha256, data);
         content
     }
@@ -140,12 +137,9 @@ impl MemoryContent {
 
 impl MemoryContent {
     fn blob(&self, content: &Content) -> std::io::Result<&[u8]> {
-        match self.blobs.get(&content.sha256) {
+        match content.sha256().and_then(|d| self.blobs.get(d)) {
             Some(b) => Ok(b.as_slice()),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no content with sha256 {}", hex::encode(content.sha256)),
-            )),
+            None => Err(crate::content::not_stored(content, "in memory")),
         }
     }
 }

@@ -267,14 +267,15 @@ pub fn unpack(
         } else {
             0o644
         };
-        let content = store
-            .put(&mut f as &mut dyn Read, size)
-            .map_err(|source| Error::Io {
-                wheel: wheel.clone(),
-                member: member.clone(),
-                source,
-            })?;
-        let found = Sha256Digest(content.sha256);
+        let (content, sha256) =
+            store
+                .put(&mut f as &mut dyn Read, size)
+                .map_err(|source| Error::Io {
+                    wheel: wheel.clone(),
+                    member: member.clone(),
+                    source,
+                })?;
+        let found = Sha256Digest(sha256);
         if let Some(expected) = expected.filter(|e| *e != found) {
             return Err(Error::Mismatch {
                 wheel: wheel.clone(),
