@@ -147,18 +147,24 @@ floor_disk() {
 echo "scale $scale: OCI layout $(du -sh "$inputs/oci" | cut -f1), weights $(du -sh "$inputs/weights.bin" | cut -f1)"
 # Warm the page cache for everyone.
 cat "$inputs"/oci/blobs/sha256/* "$inputs"/*.bin >/dev/null
+# With BENCH_BASE, every other round runs it before ours: on a VM that returns freed memory to
+# its host, the build that follows another's gigabytes of output pays for it (a 4 GiB build
+# by up to half its time), so a fixed order would favour one of the two.
+base_first() { [[ -n $base ]] && ((r % 2 == 0)); }
 for r in $(seq "$rounds"); do
   echo "round $r"
   if [[ $only == *oci* ]]; then
+    ! base_first || run base-oci base_oci
     run ours-oci ours_oci
-    [[ -z $base ]] || run base-oci base_oci
+    base_first || [[ -z $base ]] || run base-oci base_oci
     run peer-oci peer_oci
     run floor-oci floor_oci
   fi
   if [[ $only == *disk* ]]; then
+    ! base_first || run base-disk base_disk
     run ours-disk ours_disk
     rss ours-disk
-    [[ -z $base ]] || run base-disk base_disk
+    base_first || [[ -z $base ]] || run base-disk base_disk
     run peer-disk peer_disk
     run floor-disk floor_disk
   fi

@@ -1,6 +1,6 @@
 //! The assembled root file system: an ordered, in-memory tree of names and metadata.
 //!
-//! File *contents* are not held here: a regular file carries a [`Content`] (size and sha256)
+//! File *contents* are not held here: a regular file carries a [`Content`] (size and key)
 //! whose bytes live in a [`ContentSource`] (on disk during a build, see [`crate::content`]).
 //! Directory entries are ordered by raw name bytes (`BTreeMap<Vec<u8>, _>`), which is the
 //! order EROFS wants and makes every traversal deterministic.
