@@ -1,9 +1,9 @@
-//! Two-lane SHA-256 against the `sha2` crate (an independent implementation) and the
-//! FIPS 180-2 appendix B vectors.
+//! Two- and sixteen-lane SHA-256 against the `sha2` crate (an independent implementation) and
+//! the FIPS 180-2 appendix B vectors.
 
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use sha256x2::{LengthMismatch, Sha256x2, Stream};
+use sha256x2::{LengthMismatch, Sha256x16, Sha256x2, ShapeMismatch, Stream};
 
 /// The hasher, on the machines this project builds on (x86-64 with the SHA extensions). On
 /// others the tests have nothing to check; `new` returning `None` there is checked below.
@@ -186,7 +186,126 @@ fn two_streams_fed_the_same_bytes_end_as_each_alone() {
     }
 }
 
+/// The sixteen-lane hasher, where the CPU has AVX-512 F and BW; `None` elsewhere (checked).
+fn hasher16(prefix: &[u8]) -> Option<Sha256x16> {
+    let h = Sha256x16::new(prefix);
+    if cfg!(target_arch = "x86_64")
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        assert!(h.is_some(), "the CPU has AVX-512, yet no hasher");
+    } else {
+        assert!(h.is_none());
+    }
+    h
+}
+
+/// Sixteen parts of `len` bytes, each different, and their digests after `prefix` by `h`.
+fn sixteen(h: &Sha256x16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let data = bytes(16 * len, seed);
+    let mut out = vec![0u8; 16 * 32];
+    h.digest16(&data, &mut out).unwrap();
+    (data, out)
+}
+
+#[test]
+fn sixteen_lanes_give_the_fips_vectors() {
+    let Some(h) = hasher16(b"") else { return };
+    // FIPS 180-2 appendix B.1 and B.2 in lanes 0 and 15 (written out by hand above), other
+    // messages of the same length in between.
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let two_blocks = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+    for (m, expected) in [
+        (&b"abc"[..], abc),
+        (
+            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+            two_blocks,
+        ),
+    ] {
+        let mut data = bytes(16 * m.len(), 3);
+        data[..m.len()].copy_from_slice(m);
+        data[15 * m.len()..].copy_from_slice(m);
+        let mut out = vec![0u8; 16 * 32];
+        h.digest16(&data, &mut out).unwrap();
+        assert_eq!(hex(&out[..32]), expected);
+        assert_eq!(hex(&out[15 * 32..]), expected);
+        assert_ne!(out[32..64], out[..32]);
+    }
+}
+
+#[test]
+fn sixteen_lanes_at_every_prefix_and_length_around_the_block_edges() {
+    if hasher16(b"").is_none() {
+        return;
+    }
+    for prefix_len in (0..=130).step_by(7).chain([31, 32, 33, 63, 64, 65, 256]) {
+        let prefix = bytes(prefix_len, prefix_len as u64);
+        let h = hasher16(&prefix).unwrap();
+        for len in (0..=140).chain([4096 - 33, 4096 - 32, 4096, 4097]) {
+            let (data, out) = sixteen(&h, len, 5000 + len as u64);
+            for (j, (m, d)) in data.chunks(len.max(1)).zip(out.chunks(32)).enumerate() {
+                let m = if len == 0 { &[][..] } else { m };
+                assert_eq!(
+                    d,
+                    reference(&prefix, m),
+                    "prefix {prefix_len}, length {len}, lane {j}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sixteen_verity_blocks_with_a_salt() {
+    // dm-verity's case: a 32-byte salt and 4 KiB blocks, and the 512 B to 64 KiB extremes.
+    let salt = bytes(32, 7);
+    let Some(h) = hasher16(&salt) else { return };
+    for block in [512, 4096, 65536] {
+        let (data, out) = sixteen(&h, block, block as u64);
+        for (m, d) in data.chunks(block).zip(out.chunks(32)) {
+            assert_eq!(d, reference(&salt, m));
+        }
+    }
+    // Equal blocks give equal digests (the lanes do not mix).
+    let mut data = bytes(4096, 9);
+    data = data.repeat(16);
+    let mut out = vec![0u8; 16 * 32];
+    h.digest16(&data, &mut out).unwrap();
+    assert!(out.chunks(32).all(|d| d == &out[..32]));
+}
+
+#[test]
+fn sixteen_lanes_refuse_other_shapes() {
+    let Some(h) = hasher16(b"salt") else { return };
+    let mut out = vec![0u8; 16 * 32];
+    assert_eq!(
+        h.digest16(&[0; 17], &mut out),
+        Err(ShapeMismatch { data: 17, out: 512 })
+    );
+    assert_eq!(
+        h.digest16(&[0; 32], &mut out[..511]),
+        Err(ShapeMismatch { data: 32, out: 511 })
+    );
+}
+
 proptest! {
+    #[test]
+    fn sixteen_lanes_same_as_sha2(
+        prefix in proptest::collection::vec(any::<u8>(), 0..200),
+        len in 0usize..300,
+        seed in any::<u64>(),
+    ) {
+        if let Some(h) = Sha256x16::new(&prefix) {
+            let (data, out) = sixteen(&h, len, seed);
+            for j in 0..16 {
+                prop_assert_eq!(
+                    &out[32 * j..32 * j + 32],
+                    &reference(&prefix, &data[j * len..(j + 1) * len])[..]
+                );
+            }
+        }
+    }
+
     #[test]
     fn same_as_sha2(
         prefix in proptest::collection::vec(any::<u8>(), 0..300),

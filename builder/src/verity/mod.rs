@@ -621,10 +621,7 @@ pub fn tee<T, E: From<io::Error>>(
             for chunk in block_chunks {
                 let start = level0.len();
                 level0.resize(start + chunk.len().div_ceil(block) * DIGEST_SIZE, 0);
-                let out = &mut level0[start..];
-                for (b, o) in chunk.chunks(2 * block).zip(out.chunks_mut(2 * DIGEST_SIZE)) {
-                    salted.digest_blocks(b, block, o);
-                }
+                salted.digest_blocks(&chunk, block, &mut level0[start..]);
                 give_back(chunk, &recycle_too);
             }
             level0
@@ -823,18 +820,22 @@ impl io::Write for TeeWriter<'_> {
 
 /// Digests of each `block`-sized piece of `src` into consecutive 32-byte slots of `out`.
 fn hash_blocks(src: &[u8], block: usize, salted: &Salted, out: &mut [u8]) {
-    src.par_chunks(2 * block)
-        .zip(out.par_chunks_mut(2 * DIGEST_SIZE))
-        .with_min_len(32)
+    // Sixteen blocks per task, as the sixteen-lane hasher takes them; at least 64 per task.
+    src.par_chunks(16 * block)
+        .zip(out.par_chunks_mut(16 * DIGEST_SIZE))
+        .with_min_len(4)
         .for_each(|(b, o)| salted.digest_blocks(b, block, o));
 }
 
-/// `sha256(salt ‖ block)`, two blocks at a time where the CPU allows ([`sha256x2`]), else
-/// one at a time with the salt's state cloned.
+/// `sha256(salt ‖ block)`: sixteen blocks at a time where the CPU has AVX-512
+/// ([`sha256x2::Sha256x16`]), two at a time where it has the SHA extensions
+/// ([`sha256x2::Sha256x2`]) for the blocks left, else one at a time with the salt's state
+/// cloned.
 #[derive(Clone, Debug)]
 struct Salted {
     one: Sha256,
     two: Option<sha256x2::Sha256x2>,
+    sixteen: Option<sha256x2::Sha256x16>,
 }
 
 impl Salted {
@@ -842,15 +843,26 @@ impl Salted {
         Salted {
             one: Sha256::new_with_prefix(salt),
             two: sha256x2::Sha256x2::new(salt),
+            sixteen: sha256x2::Sha256x16::new(salt),
         }
     }
 
-    /// The same hasher without the two-lane path (tests compare both).
+    /// The same hasher without the many-lane paths (tests compare both).
     #[cfg(test)]
     fn one_lane(salt: &[u8]) -> Self {
         Salted {
             one: Sha256::new_with_prefix(salt),
             two: None,
+            sixteen: None,
+        }
+    }
+
+    /// The same hasher without the sixteen-lane path (tests compare it too).
+    #[cfg(test)]
+    fn two_lanes(salt: &[u8]) -> Self {
+        Salted {
+            sixteen: None,
+            ..Salted::new(salt)
         }
     }
 
@@ -862,7 +874,20 @@ impl Salted {
 
     /// Digests of each `block`-sized piece of `src` (the last may be shorter) into consecutive
     /// slots of `out`.
-    fn digest_blocks(&self, src: &[u8], block: usize, out: &mut [u8]) {
+    fn digest_blocks(&self, mut src: &[u8], block: usize, mut out: &mut [u8]) {
+        if let Some(sixteen) = &self.sixteen {
+            let group = sha256x2::Sha256x16::LANES * block;
+            let digests = sha256x2::Sha256x16::LANES * DIGEST_SIZE;
+            while src.len() >= group && out.len() >= digests {
+                let (blocks, rest) = src.split_at(group);
+                // The shape is right by construction; were it not, the blocks left go below.
+                if sixteen.digest16(blocks, &mut out[..digests]).is_err() {
+                    break;
+                }
+                src = rest;
+                out = &mut std::mem::take(&mut out)[digests..];
+            }
+        }
         let mut pieces = src.chunks(block).zip(out.chunks_mut(DIGEST_SIZE));
         while let Some((a, out_a)) = pieces.next() {
             let Some((b, out_b)) = pieces.next() else {

@@ -457,36 +457,58 @@ fn salted_digest(salt: &[u8], block: &[u8]) -> [u8; 32] {
 }
 
 #[test]
-fn block_digests_in_pairs_and_one_at_a_time_are_sha256_of_salt_and_block() {
+fn block_digests_sixteen_two_and_one_at_a_time_are_sha256_of_salt_and_block() {
     let salt = b"a salt of 32 bytes, as in builds";
-    let data: Vec<u8> = (0..4096 * 7 + 100u32)
+    let data: Vec<u8> = (0..4096 * 37 + 100u32)
         .map(|i| (i * 13 % 241) as u8)
         .collect();
-    // Odd and even block counts, and a short last block (a hash level's last block is whole,
-    // but the helper must not pair blocks of different lengths).
+    // Odd and even block counts, fewer than sixteen, whole groups of sixteen and more, and a
+    // short last block (a hash level's last block is whole, but the helper must not pair
+    // blocks of different lengths).
     for (len, block) in [
         (4096 * 7, 4096),
         (4096 * 6, 4096),
+        (4096 * 32, 4096),
+        (4096 * 37, 4096),
         (data.len(), 4096),
         (4096, 512),
+        (4096 * 16, 512),
     ] {
         let expected: Vec<u8> = data[..len]
             .chunks(block)
             .flat_map(|b| salted_digest(salt, b))
             .collect();
-        for salted in [Salted::new(salt), Salted::one_lane(salt)] {
+        for salted in [
+            Salted::new(salt),
+            Salted::two_lanes(salt),
+            Salted::one_lane(salt),
+        ] {
             let mut out = vec![0u8; expected.len()];
             hash_blocks(&data[..len], block, &salted, &mut out);
             assert!(
                 out == expected,
-                "{len} bytes in {block}-byte blocks, two lanes: {}",
-                salted.two.is_some()
+                "{len} bytes in {block}-byte blocks, two lanes: {}, sixteen: {}",
+                salted.two.is_some(),
+                salted.sixteen.is_some()
+            );
+            // The same through the one call the hashing threads make per chunk.
+            let mut out = vec![0u8; expected.len()];
+            salted.digest_blocks(&data[..len], block, &mut out);
+            assert!(
+                out == expected,
+                "{len} bytes in {block}-byte blocks, one call"
             );
         }
     }
-    // This machine class (x86-64 with the SHA extensions) takes the two-lane path.
+    // This machine class (x86-64 with the SHA extensions) takes the two-lane path, and the
+    // sixteen-lane one with AVX-512.
     if std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1") {
         assert!(Salted::new(salt).two.is_some());
+    }
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        assert!(Salted::new(salt).sixteen.is_some());
     }
 }
 
