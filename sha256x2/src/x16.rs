@@ -19,7 +19,7 @@ use std::arch::x86_64::{
     _mm512_srli_epi32, _mm512_storeu_si512, _mm512_ternarylogic_epi32,
 };
 
-use crate::{last_blocks, BLOCK, DIGEST_LEN, IV, K};
+use crate::{last_blocks, Stream, BLOCK, DIGEST_LEN, K};
 
 /// Messages hashed at once.
 pub(crate) const LANES: usize = 16;
@@ -30,32 +30,17 @@ fn detected() -> bool {
         && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
-/// The state after a prefix's whole blocks, and the prefix's last partial block.
+/// The prefix hashed: the state after its whole blocks, and its last partial block.
 #[derive(Clone)]
 pub(crate) struct Prefixed16 {
-    state: [u32; 8],
-    tail: [u8; BLOCK],
-    tail_len: usize,
-    prefix_len: u64,
+    prefix: Stream,
 }
 
 impl Prefixed16 {
     /// `None` unless the CPU has AVX-512 F and BW.
     pub(crate) fn new(prefix: &[u8]) -> Option<Self> {
-        if !detected() {
-            return None;
-        }
-        let mut state = IV;
-        let (blocks, rest) = prefix.as_chunks::<BLOCK>();
-        sha2_compress::block_api::compress256(&mut state, blocks);
-        let mut tail = [0u8; BLOCK];
-        tail[..rest.len()].copy_from_slice(rest);
-        Some(Prefixed16 {
-            state,
-            tail,
-            tail_len: rest.len(),
-            // A slice's length fits in a u64 on x86-64.
-            prefix_len: prefix.len() as u64,
+        detected().then(|| Prefixed16 {
+            prefix: Stream::after(prefix),
         })
     }
 
@@ -80,8 +65,9 @@ fn digest16(p: &Prefixed16, data: &[u8], out: &mut [u8]) {
     debug_assert_eq!(out.len(), LANES * DIGEST_LEN);
     let len = data.len() / LANES;
     let lane = |j: usize| &data[j * len..(j + 1) * len];
+    let p = &p.prefix;
     let mut s = p.state.map(|w| _mm512_set1_epi32(w as i32));
-    let t = p.tail_len;
+    let t = p.buffered;
     // As `x86::pair`: the message after the prefix's whole blocks is `tail ‖ m`. A first
     // block that needs the tail is put together; the following whole blocks are gathered in
     // place; the rest (with the tail, if no block was filled) goes into the padding.
@@ -90,13 +76,13 @@ fn digest16(p: &Prefixed16, data: &[u8], out: &mut [u8]) {
     } else if t + len >= BLOCK {
         let mut first = Blocks([[0; BLOCK]; LANES]);
         for (j, block) in first.0.iter_mut().enumerate() {
-            block[..t].copy_from_slice(&p.tail[..t]);
+            block[..t].copy_from_slice(&p.buf[..t]);
             block[t..].copy_from_slice(&lane(j)[..BLOCK - t]);
         }
         compress_side_by_side(&mut s, &first);
         (&[], BLOCK - t)
     } else {
-        (&p.tail[..t], 0)
+        (&p.buf[..t], 0)
     };
     let whole = (len - skip) / BLOCK;
     // The part's length fits an i32 sixteen times (the caller's check).
@@ -127,7 +113,7 @@ fn digest16(p: &Prefixed16, data: &[u8], out: &mut [u8]) {
         // SAFETY: every lane's 64 bytes from `base + offset` are within `data` (above).
         unsafe { compress_gathered(&mut s, base, strided) };
     }
-    let total = p.prefix_len.wrapping_add(len as u64);
+    let total = p.len.wrapping_add(len as u64);
     let from = skip + whole * BLOCK;
     let mut last = [Blocks([[0; BLOCK]; LANES]), Blocks([[0; BLOCK]; LANES])];
     let mut count = 0;

@@ -14,7 +14,7 @@ use std::arch::x86_64::{
     _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm_shuffle_epi8,
 };
 
-use crate::{digest_bytes, last_blocks, BLOCK, DIGEST_LEN, IV, K};
+use crate::{digest_bytes, last_blocks, Stream, BLOCK, DIGEST_LEN, K};
 
 /// The CPU features every function below is compiled for.
 fn detected() -> bool {
@@ -32,13 +32,12 @@ struct State {
     cdgh: __m128i,
 }
 
-/// The state after a prefix's whole blocks, and the prefix's last partial block.
+/// The prefix hashed (its whole blocks' state, in FIPS order and in the instructions'
+/// layout, and its last partial block).
 #[derive(Clone)]
 pub(crate) struct Prefixed {
+    prefix: Stream,
     state: State,
-    tail: [u8; BLOCK],
-    tail_len: usize,
-    prefix_len: u64,
 }
 
 impl Prefixed {
@@ -47,8 +46,10 @@ impl Prefixed {
         if !detected() {
             return None;
         }
-        // SAFETY: `detected()` just confirmed every feature `start` is compiled for.
-        Some(unsafe { start(prefix) })
+        let prefix = Stream::after(prefix);
+        // SAFETY: `detected()` just confirmed every feature `to_state` is compiled for.
+        let state = unsafe { to_state(&prefix.state) };
+        Some(Prefixed { prefix, state })
     }
 
     /// `[sha256(prefix ‖ a), sha256(prefix ‖ b)]`; the caller checked `a.len() == b.len()`.
@@ -190,33 +191,13 @@ fn compress2(a: &mut State, block_a: &[u8; BLOCK], b: &mut State, block_b: &[u8;
     b.cdgh = _mm_add_epi32(b.cdgh, start_b.cdgh);
 }
 
-/// The prefix's whole blocks compressed (in both lanes, the second discarded: the prefix is
-/// hashed once per hasher, not per message).
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn start(prefix: &[u8]) -> Prefixed {
-    let mut state = to_state(&IV);
-    let (blocks, rest) = prefix.as_chunks::<BLOCK>();
-    for block in blocks {
-        let mut discard = state;
-        compress2(&mut state, block, &mut discard, block);
-    }
-    let mut tail = [0u8; BLOCK];
-    tail[..rest.len()].copy_from_slice(rest);
-    Prefixed {
-        state,
-        tail,
-        tail_len: rest.len(),
-        // A slice's length fits in a u64 on x86-64.
-        prefix_len: prefix.len() as u64,
-    }
-}
-
 /// Both digests; `a.len() == b.len()`.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
     debug_assert_eq!(a.len(), b.len());
     let (mut sa, mut sb) = (p.state, p.state);
-    let t = p.tail_len;
+    let p = &p.prefix;
+    let t = p.buffered;
     // The message after the prefix's whole blocks is `tail ‖ data`. If the tail and the data
     // fill a first block, it is put together here; every later block is 64 bytes of the data
     // in place; what remains (with the tail, if no block was filled) goes into the padding.
@@ -225,7 +206,7 @@ fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
     } else if t + a.len() >= BLOCK {
         let first = |m: &[u8]| {
             let mut block = [0u8; BLOCK];
-            block[..t].copy_from_slice(&p.tail[..t]);
+            block[..t].copy_from_slice(&p.buf[..t]);
             block[t..].copy_from_slice(&m[..BLOCK - t]);
             block
         };
@@ -233,14 +214,14 @@ fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
         (&[], &a[BLOCK - t..], &b[BLOCK - t..])
     } else {
         // No block is filled: `a` and `b` are shorter than one, all of them is `rest`.
-        (&p.tail[..t], a, b)
+        (&p.buf[..t], a, b)
     };
     let (blocks_a, rest_a) = mid_a.as_chunks::<BLOCK>();
     let (blocks_b, rest_b) = mid_b.as_chunks::<BLOCK>();
     for (block_a, block_b) in blocks_a.iter().zip(blocks_b) {
         compress2(&mut sa, block_a, &mut sb, block_b);
     }
-    let len = p.prefix_len.wrapping_add(a.len() as u64);
+    let len = p.len.wrapping_add(a.len() as u64);
     let (last_a, blocks) = last_blocks(head, rest_a, len);
     let (last_b, _) = last_blocks(head, rest_b, len);
     let (last_a, _) = last_a.as_chunks::<BLOCK>();

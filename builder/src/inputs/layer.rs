@@ -10,9 +10,9 @@
 //!   layer ends, before the build goes on. A compressed blob is decompressed on a thread of its
 //!   own, which hands the uncompressed stream to the tar parser in chunks (the parser's thread
 //!   hashes it for the diff_id as it reads), so reading, decompressing and parsing (with storing
-//!   the files) overlap on the cores. An uncompressed blob's diff_id is that checked digest, not hashed again. What the
-//!   layer's entries produced meanwhile lives only in the staging directory and the in-memory
-//!   tree, which a refused layer ends with the build. If applying fails, the rest of the blob
+//!   the files) overlap on the cores. An uncompressed blob's diff_id is that checked digest,
+//!   not hashed again. What the layer's entries produced meanwhile lives only in the staging
+//!   directory and the in-memory tree, which a refused layer ends with the build. If applying fails, the rest of the blob
 //!   is still hashed and a wrong digest is reported instead of the parse error, so a tampered
 //!   blob is always named as such.
 //!

@@ -735,8 +735,6 @@ fn put_dir(
     Ok(())
 }
 
-/// Places `leaf` at `comps`. `store` holds the layer's file contents, for comparing a
-/// repeated entry's bytes with the first one's.
 /// Whether a repeated entry is the same as the first: equal metadata and kind, and regular
 /// files equal bytes. A layer's files are spooled unhashed and named by where they are
 /// ([`ContentStore::spool`]), so two copies of the same bytes have different names: their
@@ -769,6 +767,8 @@ fn same_bytes(store: &ContentStore, a: &Content, b: &Content) -> io::Result<bool
     Ok(true)
 }
 
+/// Places `leaf` at `comps`. `store` holds the layer's file contents, for comparing a
+/// repeated entry's bytes with the first one's.
 fn put_leaf(
     tree: &mut Tree,
     comps: &[Vec<u8>],

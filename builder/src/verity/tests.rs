@@ -480,7 +480,7 @@ fn block_digests_sixteen_two_and_one_at_a_time_are_sha256_of_salt_and_block() {
             .collect();
         for salted in [
             Salted::new(salt),
-            Salted::sixteen_lanes(salt),
+            Salted::all_lanes(salt),
             Salted::two_lanes(salt),
             Salted::one_lane(salt),
         ] {
@@ -509,7 +509,7 @@ fn block_digests_sixteen_two_and_one_at_a_time_are_sha256_of_salt_and_block() {
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
     {
-        assert!(Salted::sixteen_lanes(salt).sixteen.is_some());
+        assert!(Salted::all_lanes(salt).sixteen.is_some());
     }
 }
 
