@@ -3,14 +3,15 @@
 //!
 //! One SHA-256 stream is bound by the latency of the `sha256rnds2` instruction: each pair of
 //! rounds waits for the one before. Two independent messages interleaved round by round keep
-//! the unit busy, which on the AMD EPYC machines of this project hashes 4 KiB blocks about 1.4
-//! times as fast as the best single-stream code (the `sha2` crate's, which uses the same
+//! the unit busy, which on the AMD EPYC machines of this project hashes 4 KiB blocks about 1.3
+//! to 1.4 times as fast as the best single-stream code (the `sha2` crate's, which uses the same
 //! instructions; only 1.16 times on the Intel Xeon of issue 13's stop 11). The Linux kernel
 //! hashes dm-verity and fs-verity blocks the same way (`sha256_finup_2x`).
 //!
 //! With AVX-512, [`Sha256x16`] hashes sixteen blocks at once without the SHA extensions, one
-//! message per 32-bit lane of each register (`x16.rs`): on that Intel Xeon about 1.9 GB/s per
-//! core for 4 KiB blocks against 1.35 GB/s for two lanes with the SHA extensions.
+//! message per 32-bit lane of each register (`x16.rs`): per core for 4 KiB blocks, about 1.9
+//! GB/s on that Intel Xeon against 1.35 for two lanes with the SHA extensions, 3.4 against 2.6
+//! on an AMD EPYC of family 26 (Zen 5).
 //!
 //! The SHA instructions also pair two *streams* fed the same bytes ([`Sha256x2::update_both`]
 //! on two [`Stream`]s): a data disk's weights are hashed for their pin and, as part of the
@@ -288,9 +289,9 @@ impl std::error::Error for ShapeMismatch {}
 /// A sixteen-lane SHA-256 hasher with a fixed prefix: `sha256(prefix ‖ m)` of sixteen
 /// equal-length messages lying one after another in memory (sixteen consecutive dm-verity data
 /// blocks), with AVX-512 (no SHA extensions needed). Which of it and [`Sha256x2`] is faster
-/// depends on the CPU, so callers that have both measure: on the Intel Xeon of issue 13 it
-/// hashes 4 KiB blocks about 1.4 times as fast per core as [`Sha256x2`], while an AMD EPYC's
-/// two SHA lanes may be the faster.
+/// depends on the CPU, so callers that have both measure: it hashes 4 KiB blocks about 1.4
+/// times as fast per core as [`Sha256x2`] on the Intel Xeon of issue 13, 1.3 times on an AMD
+/// EPYC of family 26 (Zen 5); where 512-bit operations run as two halves it may be slower.
 ///
 /// Holding one is proof that the CPU has the instructions it uses.
 #[derive(Clone)]
