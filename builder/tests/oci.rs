@@ -920,3 +920,44 @@ fn apply_checked_streams_a_plain_layer_of_many_chunks_and_refuses_a_file_that_gr
         "{err}"
     );
 }
+
+/// An uncompressed layer is read by the parser's thread and hashed on another. One that fails
+/// to parse at its first header is still hashed whole (the hashing thread reads the rest
+/// itself), so a blob that is not the pinned one is named as such, with the whole file's
+/// digest; pinned as it is, the parse error is reported; a file shorter than its pin is
+/// refused by size.
+#[test]
+fn apply_checked_hashes_all_of_a_plain_layer_that_fails_to_parse_early() {
+    use builder::inputs::layer::{apply_checked, CheckedError};
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| b'a' + (i * 11 % 26) as u8)
+        .collect();
+    let good = Layer::new().file("big", &big).file("z", b"end").finish();
+    let mut bad = good.clone();
+    // The first header's checksum field (ustar: bytes 148..156): the parser stops there, in
+    // the first of about 23 chunks.
+    bad[150] ^= 0x07;
+    let path = dir.path().join("layer");
+    fs_err::write(&path, &bad).unwrap();
+    let (_d, store) = store();
+    let blob = tar_blob(&path, &sha(&good)).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::Digest { found, .. }) if *found == sha(&bad)),
+        "{err}"
+    );
+    let blob = tar_blob(&path, &sha(&bad)).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(matches!(&err, CheckedError::Apply(_)), "{err}");
+    // Sized and pinned whole, then cut short.
+    fs_err::write(&path, &good).unwrap();
+    let blob = tar_blob(&path, &sha(&good)).unwrap();
+    fs_err::write(&path, &good[..2_000_000]).unwrap();
+    let err = apply_checked(&blob, |r| apply_layer(&mut Tree::new(), r, "l", &store)).unwrap_err();
+    assert!(
+        matches!(&err, CheckedError::Layer(LayerError::Size { expected, found, .. })
+            if *expected == good.len() as u64 && *found == 2_000_000),
+        "{err}"
+    );
+}

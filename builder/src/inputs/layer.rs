@@ -7,7 +7,8 @@
 //!   (`lint` uses it: it only reads).
 //! - [`apply_checked`] reads the blob once (the build uses it): a thread reads the compressed
 //!   bytes, hashes them and hands them to the decompressor, and the sha256 is checked when the
-//!   layer ends, before the build goes on. A compressed blob is decompressed on a thread of its
+//!   layer ends, before the build goes on. An uncompressed blob is read by the parser's thread
+//!   and hashed on the other, from the same chunks. A compressed blob is decompressed on a thread of its
 //!   own, which hands the uncompressed stream to the tar parser in chunks (the parser's thread
 //!   hashes it for the diff_id as it reads), so reading, decompressing and parsing (with storing
 //!   the files) overlap on the cores. An uncompressed blob's diff_id is that checked digest,
@@ -20,7 +21,7 @@
 //! `io::Error`s of kind `InvalidData` whose payload is a [`LayerError::Decompress`] naming the
 //! layer and the decompressed offset, so whoever parses the tar can report both.
 
-use std::io::{self, BufRead as _, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,11 +107,12 @@ pub struct LayerReader {
     inflater: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The compressed side of a layer read once. A thread reads the blob in chunks, hashes them
-/// and hands them to the decompressor (never past the pinned size), so the pin's hash runs on
-/// another core than decompressing and parsing; past the pinned size, and once the
-/// decompressor is gone, it only hashes, to the end of the file (a longer file is a size
-/// mismatch).
+/// The compressed side of a layer read once. For a compressed blob a thread reads it in
+/// chunks, hashes them and hands them to the decompressor (never past the pinned size), so the
+/// pin's hash runs on another core than decompressing and parsing; past the pinned size, and
+/// once the decompressor is gone, it only hashes, to the end of the file (a longer file is a
+/// size mismatch). For an uncompressed one the parser's thread reads and the thread only
+/// hashes, then reads the rest itself ([`read_here`]).
 struct RawCheck {
     /// The reading thread, until it is joined.
     thread: Option<std::thread::JoinHandle<io::Result<RawSeen>>>,
@@ -216,12 +218,25 @@ struct AheadReader {
 
 impl Read for AheadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, buf)
     }
+}
+
+/// `Read::read` for the readers here, whose `BufRead` does the work.
+fn read_buffered(r: &mut impl io::BufRead, buf: &mut [u8]) -> io::Result<usize> {
+    let available = r.fill_buf()?;
+    let n = available.len().min(buf.len());
+    buf[..n].copy_from_slice(&available[..n]);
+    r.consume(n);
+    Ok(n)
+}
+
+/// `BufRead::consume` for the readers here: `at` moves on by `n`, at most to the chunk's end
+/// (`len`), and `taken` counts the bytes.
+fn advance(at: &mut usize, len: usize, n: usize, taken: &AtomicU64) {
+    let n = n.min(len.saturating_sub(*at));
+    *at += n;
+    taken.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 impl io::BufRead for AheadReader {
@@ -242,9 +257,7 @@ impl io::BufRead for AheadReader {
     }
 
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.chunk.len().saturating_sub(self.at));
-        self.at += n;
-        self.taken.fetch_add(n as u64, Ordering::Relaxed);
+        advance(&mut self.at, self.chunk.len(), n, &self.taken);
     }
 }
 
@@ -335,21 +348,22 @@ pub fn apply_checked<T, E: std::error::Error + 'static>(
 /// Opens `blob` as a decompressed stream without reading it first; the blob's digest is
 /// checked by [`LayerReader::finish`] / [`LayerReader::check_blob`].
 fn stream_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
-    let file = fs_err::File::open(&blob.path).map_err(|source| LayerError::Io {
+    let io_err = |source| LayerError::Io {
         path: blob.path.clone(),
         source,
-    })?;
+    };
+    let file = fs_err::File::open(&blob.path).map_err(io_err)?;
+    let taken = Arc::new(AtomicU64::new(0));
+    if blob.compression == Compression::None {
+        return read_here(blob, file, taken);
+    }
     let (to_reader, chunks) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
     let (spent, spares) = std::sync::mpsc::channel();
     let limit = blob.size;
     let thread = std::thread::Builder::new()
         .name("layer-sha256".into())
         .spawn(move || read_ahead(file, limit, to_reader, spares))
-        .map_err(|source| LayerError::Io {
-            path: blob.path.clone(),
-            source,
-        })?;
-    let taken = Arc::new(AtomicU64::new(0));
+        .map_err(io_err)?;
     let ahead = AheadReader {
         chunks,
         spent,
@@ -358,37 +372,175 @@ fn stream_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
         taken: Arc::clone(&taken),
     };
     let mut reader = decompress(blob, ahead)?;
-    if blob.compression == Compression::None {
-        // The stream is the blob: its diff_id is the digest `check_blob` checks.
-        reader.hasher = None;
-    } else {
-        // Decompressing moves to its own thread: this thread parses the tar, hashes it for the
-        // diff_id (`reader.hasher`, kept) and stores its files meanwhile.
-        let (to_parser, decompressed) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
-        let (spent, spares) = std::sync::mpsc::channel();
-        let decoder = std::mem::replace(&mut reader.inner, Box::new(io::empty()));
-        let inflater = std::thread::Builder::new()
-            .name("layer-inflate".into())
-            .spawn(move || inflate_ahead(decoder, to_parser, spares))
-            .map_err(|source| LayerError::Io {
-                path: blob.path.clone(),
-                source,
-            })?;
-        reader.inner = Box::new(AheadReader {
-            chunks: decompressed,
-            spent,
-            chunk: Vec::new(),
-            at: 0,
-            taken: Arc::new(AtomicU64::new(0)),
-        });
-        reader.inflater = Some(inflater);
-    }
+    // Decompressing moves to its own thread: this thread parses the tar, hashes it for the
+    // diff_id (`reader.hasher`, kept) and stores its files meanwhile.
+    let (to_parser, decompressed) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
+    let (spent, spares) = std::sync::mpsc::channel();
+    let decoder = std::mem::replace(&mut reader.inner, Box::new(io::empty()));
+    let inflater = std::thread::Builder::new()
+        .name("layer-inflate".into())
+        .spawn(move || inflate_ahead(decoder, to_parser, spares))
+        .map_err(io_err)?;
+    reader.inner = Box::new(AheadReader {
+        chunks: decompressed,
+        spent,
+        chunk: Vec::new(),
+        at: 0,
+        taken: Arc::new(AtomicU64::new(0)),
+    });
+    reader.inflater = Some(inflater);
     reader.raw = Some(RawCheck {
         thread: Some(thread),
         seen: None,
         taken,
     });
     Ok(reader)
+}
+
+/// An uncompressed blob for [`apply_checked`]: the parser's thread reads the file itself
+/// ([`ReadHere`]) and a thread of its own only hashes what was read ([`hash_behind`]). The
+/// pin's SHA-256 is the plain layer's bound (one stream); reading on that thread too kept it
+/// from running at its own pace. The stream is the blob, so its diff_id is the digest
+/// [`LayerReader::check_blob`] checks.
+fn read_here(
+    blob: &LayerBlob,
+    file: fs_err::File,
+    taken: Arc<AtomicU64>,
+) -> Result<LayerReader, LayerError> {
+    let io_err = |source| LayerError::Io {
+        path: blob.path.clone(),
+        source,
+    };
+    // The same open file: the hashing thread reads the rest from where the parser stopped.
+    let rest = fs_err::File::from_parts(file.file().try_clone().map_err(io_err)?, file.path());
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel(AHEAD_CHUNKS);
+    let (spent, spares) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("layer-sha256".into())
+        .spawn(move || hash_behind(rest, chunks, spent))
+        .map_err(io_err)?;
+    let here = ReadHere {
+        file,
+        left: blob.size,
+        chunk: Arc::new(Vec::new()),
+        at: 0,
+        to_hasher: Some(to_hasher),
+        spares,
+        taken: Arc::clone(&taken),
+    };
+    let mut reader = decompress(blob, here)?;
+    reader.hasher = None;
+    reader.raw = Some(RawCheck {
+        thread: Some(thread),
+        seen: None,
+        taken,
+    });
+    Ok(reader)
+}
+
+/// A chunk read by [`ReadHere`] for [`hash_behind`], or the read's error (kind and text).
+type Sent = Result<Arc<Vec<u8>>, (io::ErrorKind, String)>;
+
+/// The parser's side of [`read_here`]: reads the blob in chunks, never past its pinned size,
+/// and sends each to the hashing thread before the parser sees it.
+struct ReadHere {
+    file: fs_err::File,
+    /// Pinned bytes not read yet.
+    left: u64,
+    chunk: Arc<Vec<u8>>,
+    at: usize,
+    /// Dropped with the reader: the hashing thread then reads the rest of the file.
+    to_hasher: Option<std::sync::mpsc::SyncSender<Sent>>,
+    /// Chunks the hashing thread is done with.
+    spares: std::sync::mpsc::Receiver<Vec<u8>>,
+    taken: Arc<AtomicU64>,
+}
+
+impl Read for ReadHere {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_buffered(self, buf)
+    }
+}
+
+impl io::BufRead for ReadHere {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.at >= self.chunk.len() && self.left > 0 {
+            let want = usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(AHEAD_CHUNK);
+            // The last chunk again if the hashing thread is done with it, else one it gave
+            // back, else a new one.
+            let kept = Arc::try_unwrap(std::mem::take(&mut self.chunk)).unwrap_or_default();
+            let mut next = reuse(kept, &self.spares, want);
+            let n = loop {
+                match self.file.read(&mut next) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // The pin's check reports it too (as the blob's I/O error).
+                        if let Some(tx) = self.to_hasher.take() {
+                            let _ = tx.send(Err((e.kind(), e.to_string())));
+                        }
+                        return Err(e);
+                    }
+                }
+            };
+            // Shorter than pinned: the end here; the pin's check reports the size.
+            self.left = if n == 0 { 0 } else { self.left - n as u64 };
+            next.truncate(n);
+            self.chunk = Arc::new(next);
+            self.at = 0;
+            if let Some(tx) = &self.to_hasher {
+                // Sent before the parser sees it. The thread only stops early by panicking,
+                // which joining it reports.
+                let _ = tx.send(Ok(Arc::clone(&self.chunk)));
+            }
+        }
+        Ok(self.chunk.get(self.at..).unwrap_or_default())
+    }
+
+    fn consume(&mut self, n: usize) {
+        advance(&mut self.at, self.chunk.len(), n, &self.taken);
+    }
+}
+
+/// The hashing thread of [`read_here`]: hashes the chunks the parser's thread read, in
+/// order, giving each back when it holds the last reference; once the reader is dropped, reads
+/// the rest of `file` (which shares its offset with the reader's) to its end and hashes it too,
+/// so a longer file is a size mismatch and a parser that stopped early still has every byte
+/// checked.
+fn hash_behind(
+    mut file: fs_err::File,
+    chunks: std::sync::mpsc::Receiver<Sent>,
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
+) -> io::Result<RawSeen> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    for chunk in chunks {
+        let chunk = chunk.map_err(|(kind, text)| io::Error::new(kind, text))?;
+        hasher.update(&*chunk);
+        size = size.saturating_add(chunk.len() as u64);
+        if let Ok(chunk) = Arc::try_unwrap(chunk) {
+            // The reader may be gone already.
+            let _ = spent.send(chunk);
+        }
+    }
+    let mut buf = vec![0u8; AHEAD_CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size = size.saturating_add(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(RawSeen {
+        size,
+        sha256: hasher.finalize().into(),
+    })
 }
 
 /// The decompressing reader over `file`, for `blob`'s compression.
