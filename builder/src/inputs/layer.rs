@@ -5,17 +5,17 @@
 //!   decompressed or parsed, so a wrong or tampered blob is reported as a wrong digest and never
 //!   reaches the tar parser. It then rewinds the same open file and decompresses it as a stream
 //!   (`lint` uses it: it only reads).
-//! - [`apply_checked`] reads the blob once (the build uses it): a thread reads the compressed
-//!   bytes, hashes them and hands them to the decompressor, and the sha256 is checked when the
-//!   layer ends, before the build goes on. An uncompressed blob is read by the parser's thread
-//!   and hashed on the other, from the same chunks. A compressed blob is decompressed on a thread of its
-//!   own, which hands the uncompressed stream to the tar parser in chunks (the parser's thread
-//!   hashes it for the diff_id as it reads), so reading, decompressing and parsing (with storing
-//!   the files) overlap on the cores. An uncompressed blob's diff_id is that checked digest,
-//!   not hashed again. What the layer's entries produced meanwhile lives only in the staging
-//!   directory and the in-memory tree, which a refused layer ends with the build. If applying fails, the rest of the blob
-//!   is still hashed and a wrong digest is reported instead of the parse error, so a tampered
-//!   blob is always named as such.
+//! - [`apply_checked`] reads the blob once (the build uses it) and checks its sha256 when the
+//!   layer ends, before the build goes on. A compressed blob: a thread reads the compressed
+//!   bytes, hashes them and hands them to a thread that decompresses them, which hands the
+//!   uncompressed stream to the tar parser in chunks (the parser's thread hashes it for the
+//!   diff_id as it reads), so reading, decompressing and parsing (with storing the files)
+//!   overlap on the cores. An uncompressed blob: the parser's thread reads it and the other
+//!   thread only hashes the same chunks; its diff_id is that checked digest, not hashed again.
+//!   What the layer's entries produced meanwhile lives only in the staging directory and the
+//!   in-memory tree, which a refused layer ends with the build. If applying fails, the rest of
+//!   the blob is still hashed and a wrong digest is reported instead of the parse error, so a
+//!   tampered blob is always named as such.
 //!
 //! Decompression errors (corrupt or truncated gzip/zstd) surface from [`LayerReader::read`] as
 //! `io::Error`s of kind `InvalidData` whose payload is a [`LayerError::Decompress`] naming the
