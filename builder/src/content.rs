@@ -112,7 +112,26 @@ struct State {
     /// The appending functions' read buffer, kept between calls: a layer of 26,000 small
     /// files zeroed a new 64 KiB for each (1.7 GB of `memset`).
     scratch: Vec<u8>,
+    /// Spooled bytes not yet written to the pack.
+    pending: Pending,
 }
+
+/// [`ContentStore::spool`]'s write buffer: spooled bytes are written to the pack in whole
+/// [`PACK_CHUNK`]s at multiples of it, whatever the files' sizes. Written file by file at
+/// wherever each one started, the pack took twice the kernel time per byte that the image's
+/// aligned 128 KiB writes take (ext4's per-page work on partly written pages); aligned, the
+/// OCI build's system time fell by a quarter.
+#[derive(Debug, Default)]
+struct Pending {
+    /// [`PACK_CHUNK`] bytes once allocated; the first `filled` are spooled bytes.
+    buf: Vec<u8>,
+    filled: usize,
+    /// Where `buf[0]` belongs in the pack.
+    at: u64,
+}
+
+/// The pack's write size and alignment for spooled bytes.
+const PACK_CHUNK: usize = crate::verity::PIECE_BYTES;
 
 impl ContentStore {
     /// Uses (and creates) `dir` for the store's pack file.
@@ -166,15 +185,91 @@ impl ContentStore {
     /// Streams `reader` into the store without hashing it and returns its content, named by
     /// where it is ([`Key::Spooled`]): a layer's files, whose bytes the layer's pin covers
     /// (their per-file SHA-256 was a sixth of a 1 GB OCI build's CPU time). Lengths are
-    /// checked as by [`ContentStore::put`]; each content is stored anew.
+    /// checked as by [`ContentStore::put`]; each content is stored anew. The bytes go through
+    /// a buffer written in whole aligned chunks ([`Pending`]); anything that reads the pack
+    /// or appends to it otherwise writes the buffer out first.
     pub fn spool(&self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
         let mut state = self.lock()?;
-        let start = self.append(&mut state, reader, expected_size, None)?;
-        state.end = start + expected_size;
-        Ok(Content {
-            size: expected_size,
-            key: Key::Spooled(start),
-        })
+        let start = state.end;
+        let pending = &mut state.pending;
+        if pending.filled == 0 {
+            pending.at = start;
+        }
+        if pending.buf.is_empty() {
+            pending.buf = vec![0; PACK_CHUNK];
+        }
+        match self.spool_into(pending, reader, expected_size) {
+            Ok(()) => {
+                state.end = start + expected_size;
+                Ok(Content {
+                    size: expected_size,
+                    key: Key::Spooled(start),
+                })
+            }
+            Err(e) => {
+                // Nothing of it is kept: the next content goes where it started (over any of
+                // its bytes already written).
+                // If some of its bytes were written, none of the buffer's are from before it
+                // (the buffer starts past `start`): it empties, and the next spool sets `at`.
+                let pending = &mut state.pending;
+                pending.filled = usize::try_from(start.saturating_sub(pending.at))
+                    .map_or(0, |before| before.min(pending.filled));
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads `reader` to its end into `pending` (which ends where the pack does), writing each
+    /// chunk it fills; the stream must be `expected_size` bytes (errors as [`ContentStore::put`]).
+    fn spool_into(
+        &self,
+        pending: &mut Pending,
+        reader: &mut dyn Read,
+        expected_size: u64,
+    ) -> io::Result<()> {
+        let mut size = 0u64;
+        loop {
+            // The end of the pack's chunk that `pending.at` is in, in the buffer.
+            let limit = PACK_CHUNK - (pending.at % PACK_CHUNK as u64) as usize;
+            if pending.filled == limit {
+                self.write_pending(pending)?;
+                continue;
+            }
+            let got = match reader.read(&mut pending.buf[pending.filled..limit]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            size += got as u64;
+            if size > expected_size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("entry is longer than its declared {expected_size} bytes"),
+                ));
+            }
+            pending.filled += got;
+        }
+        if size != expected_size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry ends after {size} of its declared {expected_size} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the spooled bytes not written yet (before the pack is read or appended to
+    /// otherwise).
+    fn write_pending(&self, pending: &mut Pending) -> io::Result<()> {
+        if pending.filled > 0 {
+            self.pack
+                .file()
+                .write_all_at(&pending.buf[..pending.filled], pending.at)?;
+            pending.at += pending.filled as u64;
+            pending.filled = 0;
+        }
+        Ok(())
     }
 
     /// Writes `reader`'s bytes at the end of the pack (leaving `end` for the caller to move)
@@ -186,6 +281,7 @@ impl ContentStore {
         expected_size: u64,
         mut hasher: Option<&mut Sha256>,
     ) -> io::Result<u64> {
+        self.write_pending(&mut state.pending)?;
         let start = state.end;
         let mut pack = self.pack.file();
         pack.seek(SeekFrom::Start(start))?;
@@ -263,7 +359,9 @@ impl ContentStore {
 
     /// Where `content`'s bytes are: in the pack from an offset, or in an adopted file.
     fn find(&self, content: &Content) -> io::Result<Place> {
-        let state = self.lock()?;
+        let mut state = self.lock()?;
+        // What is read next may be among the bytes still in the buffer.
+        self.write_pending(&mut state.pending)?;
         match &content.key {
             Key::Spooled(start) => {
                 // Within what was spooled (a `Content` made up by hand may not be).
@@ -551,5 +649,80 @@ mod tests {
         let err = store.open(&past).map(|_| ()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         assert!(err.to_string().contains("of 6 bytes at 26"), "{err}");
+    }
+    /// Spooled bytes are written in whole chunks at multiples of the chunk size: contents of
+    /// every size across the chunks' edges read back whole, also read between spools and after
+    /// a hashed content; a stream that fails after whole chunks were written leaves nothing of
+    /// itself, and the next content goes where it started.
+    #[test]
+    fn spooled_contents_cross_the_write_chunks_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let bytes = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let chunk = PACK_CHUNK;
+        let mut kept: Vec<(Content, Vec<u8>)> = Vec::new();
+        let mut end = 0u64;
+        let sizes = [
+            100,
+            chunk - 100,
+            1,
+            3 * chunk + 7,
+            0,
+            chunk,
+            65_536,
+            2 * chunk - 1,
+        ];
+        for (i, &len) in sizes.iter().enumerate() {
+            let data = bytes(len, i as u8);
+            let c = store.spool(&mut &data[..], len as u64).unwrap();
+            assert_eq!(
+                c.key,
+                Key::Spooled(end),
+                "content {i} starts where the last ended"
+            );
+            end += len as u64;
+            kept.push((c, data));
+            if i == 2 {
+                // Read while bytes are still buffered.
+                assert_eq!(read_back(&store, &kept[1].0), kept[1].1);
+            }
+            if i == 4 {
+                let data = bytes(5000, 99);
+                let (c, _) = store.put(&mut &data[..], 5000).unwrap();
+                end += 5000;
+                kept.push((c, data));
+            }
+        }
+        // Longer than declared after two chunks were written, shorter after three: neither
+        // is kept.
+        let long = bytes(2 * chunk + 10, 7);
+        let err = store.spool(&mut &long[..], 2 * chunk as u64).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let short = bytes(3 * chunk, 8);
+        let err = store.spool(&mut &short[..], 4 * chunk as u64).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        let last = bytes(777, 9);
+        let c = store.spool(&mut &last[..], 777).unwrap();
+        assert_eq!(
+            c.key,
+            Key::Spooled(end),
+            "after the failures, where they started"
+        );
+        kept.push((c, last));
+        for (i, (c, data)) in kept.iter().enumerate() {
+            assert!(read_back(&store, c) == *data, "content {i} differs");
+        }
+        let mut tail = vec![0u8; 77];
+        store
+            .read_at(&kept[3].0, 3 * chunk as u64 - 70, &mut tail)
+            .unwrap();
+        assert!(
+            tail[..] == kept[3].1[3 * chunk - 70..],
+            "a range across a chunk's edge"
+        );
     }
 }
