@@ -8,6 +8,11 @@
 #   BENCH_ONLY=...    a subset of: oci disk verity (default all three)
 #   BENCH_BASE=PATH   also time this enclave-builder binary (e.g. a copy of an older build) in
 #                     the same rounds, and print ours/base: before/after in one run
+#   BENCH_FRESH=1     before each timed command, write back and drop the page cache
+#                     (needs root), then read that command's inputs back into it: every
+#                     command starts from the same memory state. On a VM that returns freed
+#                     memory to its host, a command that follows another's gigabytes otherwise
+#                     pays for them (the peer pipeline took 17-34 s for the same work in one run)
 #   BENCH_BIN=PATH    an enclave-builder binary to time instead of building this checkout's
 #                     (e.g. a copy of an older build, for before/after figures); the
 #                     bench-verity binary beside it is used too
@@ -19,6 +24,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-1}
+fresh=${BENCH_FRESH:-}
+if [[ -n $fresh && ! -w /proc/sys/vm/drop_caches ]]; then
+  echo "bench: BENCH_FRESH=1 drops the page cache, which needs root; run as root or without it" >&2
+  exit 2
+fi
 rounds=${BENCH_ROUNDS:-3}
 only=${BENCH_ONLY:-oci disk verity}
 export CARGO_CACHE_AUTO_CLEAN_FREQUENCY=never
@@ -86,6 +96,8 @@ ln "$inputs/weights.bin" "$work/weights-dir/model.safetensors"
 
 declare -A times
 now() { date +%s.%N; }
+# The inputs each timed command reads, for BENCH_FRESH (set before each `run`).
+warm=()
 # run NAME COMMAND...: times COMMAND (quiet), appends the seconds to times[NAME].
 run() {
   local name=$1
@@ -94,6 +106,11 @@ run() {
   # Each command starts with no dirty pages left by the one before (whose writeback would
   # otherwise be charged to it); the sync is not timed.
   sync
+  if [[ -n $fresh ]]; then
+    echo 3 >/proc/sys/vm/drop_caches
+    cat "${warm[@]}" >/dev/null
+    sleep 1
+  fi
   t0=$(now)
   "$@" >"$work/$name.log" 2>&1 || {
     echo "$name failed:" >&2
@@ -154,13 +171,18 @@ base_first() { [[ -n $base ]] && ((r % 2 == 0)); }
 for r in $(seq "$rounds"); do
   echo "round $r"
   if [[ $only == *oci* ]]; then
+    # shellcheck disable=SC2206
+    warm=($layer_blobs)
     ! base_first || run base-oci base_oci
     run ours-oci ours_oci
     base_first || [[ -z $base ]] || run base-oci base_oci
     run peer-oci peer_oci
+    # shellcheck disable=SC2206
+    warm=($layer_blobs "$work/out-oci/rootfs.img")
     run floor-oci floor_oci
   fi
   if [[ $only == *disk* ]]; then
+    warm=("$inputs/weights.bin")
     ! base_first || run base-disk base_disk
     run ours-disk ours_disk
     rss ours-disk
@@ -170,6 +192,7 @@ for r in $(seq "$rounds"); do
   fi
   if [[ $only == *verity* ]]; then
     for f in verity-1g weights; do
+      warm=("$inputs/$f.bin")
       run "ours-v-$f" "$vbin" "$inputs/$f.bin" "$work/ours-v.hash"
       run "peer-v-$f" veritysetup format "$inputs/$f.bin" "$work/peer-v.hash"
     done
