@@ -231,7 +231,9 @@ fn missing_file_names_the_path_and_field() {
 }
 
 /// Builds killed with SIGKILL leave their hidden partial directories; the next build removes
-/// those (nobody holds their locks any more), and a successful build leaves none.
+/// those (nobody holds their locks any more), and a successful build leaves none. A build
+/// killed after renaming its output into place (between that rename and its exit) leaves
+/// that output whole.
 #[test]
 fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
     let mut c = Case::new();
@@ -250,6 +252,16 @@ fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
     c.tar("big.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
     let manifest = c.manifest();
     let out = c.path().join("out");
+    // What a whole output holds, from a build nobody killed (then moved out of the way).
+    let (code, err, built) = c.build();
+    assert_eq!(code, 0, "{err}");
+    let mut whole: Vec<String> = fs_err::read_dir(&built)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    whole.sort();
+    assert!(whole.contains(&"record.json".to_owned()), "{whole:?}");
+    fs_err::remove_dir_all(&built).unwrap();
     let partials = || -> Vec<String> {
         fs_err::read_dir(c.path())
             .unwrap()
@@ -270,15 +282,21 @@ fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
         std::thread::sleep(std::time::Duration::from_millis(5 + 25 * i));
         // SIGKILL: no destructor, no cleanup runs.
         child.kill().unwrap();
-        if child.wait().unwrap().success() {
-            // Finished before the kill: a whole output, moved out of the way.
-            assert!(out.join("record.json").is_file());
+        let finished = child.wait().unwrap().success();
+        if out.exists() {
+            // Finished, or killed after the rename: a whole output, moved out of the way.
+            let mut names: Vec<String> = fs_err::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(
+                names, whole,
+                "a build (finished: {finished}) left an incomplete {out:?}"
+            );
             fs_err::remove_dir_all(&out).unwrap();
         } else {
-            assert!(
-                !out.exists(),
-                "a killed build left a finished-looking {out:?}"
-            );
+            assert!(!finished, "a build exited 0 without its output");
         }
         left_max = left_max.max(partials().len());
     }
