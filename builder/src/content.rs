@@ -207,10 +207,10 @@ impl ContentStore {
                 })
             }
             Err(e) => {
-                // Nothing of it is kept: the next content goes where it started (over any of
-                // its bytes already written).
-                // If some of its bytes were written, none of the buffer's are from before it
-                // (the buffer starts past `start`): it empties, and the next spool sets `at`.
+                // Nothing of it is kept: the next content goes where it started, over any of
+                // its bytes already written. If some were, none of the buffer's bytes are from
+                // before it (the buffer starts past `start`): it empties, and the next spool
+                // sets `at`.
                 let pending = &mut state.pending;
                 pending.filled = usize::try_from(start.saturating_sub(pending.at))
                     .map_or(0, |before| before.min(pending.filled));
@@ -227,7 +227,7 @@ impl ContentStore {
         reader: &mut dyn Read,
         expected_size: u64,
     ) -> io::Result<()> {
-        let mut size = 0u64;
+        let mut exact = Exact::new(reader, expected_size);
         loop {
             // The end of the pack's chunk that `pending.at` is in, in the buffer.
             let limit = PACK_CHUNK - (pending.at % PACK_CHUNK as u64) as usize;
@@ -235,28 +235,12 @@ impl ContentStore {
                 self.write_pending(pending)?;
                 continue;
             }
-            let got = match reader.read(&mut pending.buf[pending.filled..limit]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            size += got as u64;
-            if size > expected_size {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("entry is longer than its declared {expected_size} bytes"),
-                ));
+            match exact.read(&mut pending.buf[pending.filled..limit])? {
+                0 => break,
+                got => pending.filled += got,
             }
-            pending.filled += got;
         }
-        if size != expected_size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("entry ends after {size} of its declared {expected_size} bytes"),
-            ));
-        }
-        Ok(())
+        exact.end()
     }
 
     /// Writes the spooled bytes not written yet (before the pack is read or appended to
@@ -288,21 +272,13 @@ impl ContentStore {
         let mut out = io::BufWriter::with_capacity(1 << 16, pack);
         let mut buf = std::mem::take(&mut state.scratch);
         buf.resize(1 << 16, 0);
-        let mut size = 0u64;
+        let mut exact = Exact::new(reader, expected_size);
         let result = loop {
-            let got = match reader.read(&mut buf) {
+            let got = match exact.read(&mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => break Err(e),
             };
-            size += got as u64;
-            if size > expected_size {
-                break Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("entry is longer than its declared {expected_size} bytes"),
-                ));
-            }
             if let Some(h) = hasher.as_deref_mut() {
                 h.update(&buf[..got]);
             }
@@ -314,12 +290,7 @@ impl ContentStore {
         state.scratch = buf;
         result?;
         flushed?;
-        if size != expected_size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("entry ends after {size} of its declared {expected_size} bytes"),
-            ));
-        }
+        exact.end()?;
         Ok(start)
     }
 
@@ -384,6 +355,56 @@ impl ContentStore {
                 Ok(Place::Adopted(pinned.path.clone()))
             }
         }
+    }
+}
+
+/// A content's stream, which must yield exactly `expected` bytes: reading past them is an
+/// error of kind `InvalidData`, and [`Exact::end`] one of kind `UnexpectedEof` if fewer came.
+struct Exact<'r> {
+    reader: &'r mut dyn Read,
+    size: u64,
+    expected: u64,
+}
+
+impl<'r> Exact<'r> {
+    fn new(reader: &'r mut dyn Read, expected: u64) -> Self {
+        Exact {
+            reader,
+            size: 0,
+            expected,
+        }
+    }
+
+    /// One read into `buf` (an interrupted one is retried); 0 at the stream's end.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let got = loop {
+            match self.reader.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        self.size += got as u64;
+        if self.size > self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("entry is longer than its declared {} bytes", self.expected),
+            ));
+        }
+        Ok(got)
+    }
+
+    /// Whether the stream ended at its declared size.
+    fn end(&self) -> io::Result<()> {
+        if self.size != self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "entry ends after {} of its declared {} bytes",
+                    self.size, self.expected
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -650,6 +671,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         assert!(err.to_string().contains("of 6 bytes at 26"), "{err}");
     }
+
     /// Spooled bytes are written in whole chunks at multiples of the chunk size: contents of
     /// every size across the chunks' edges read back whole, also read between spools and after
     /// a hashed content; a stream that fails after whole chunks were written leaves nothing of

@@ -93,18 +93,26 @@ pub struct PinErrors(pub Vec<PinError>);
 pub fn hash_file(path: &Path) -> std::io::Result<(Sha256Digest, u64)> {
     let mut file = fs_err::File::open(path)?;
     let mut hasher = Sha256::new();
+    let size = hash_rest(&mut file, &mut hasher)?;
+    Ok((Sha256Digest(hasher.finalize().into()), size))
+}
+
+/// Hashes what is left of `reader`, to its end, into `hasher`; returns how many bytes that was.
+pub fn hash_rest(reader: &mut dyn Read, hasher: &mut Sha256) -> std::io::Result<u64> {
     // Small reads stay in cache ([`crate::verity::PIECE_BYTES`] says why this size).
     let mut buf = vec![0u8; crate::verity::PIECE_BYTES];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
     }
-    Ok((Sha256Digest(hasher.finalize().into()), size))
 }
 
 /// Checks one file against its pin.

@@ -252,20 +252,24 @@ fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
     c.tar("big.tar", &t, Some(Sha256Digest::of(&t).to_hex()));
     let manifest = c.manifest();
     let out = c.path().join("out");
+    // The names in a directory, sorted.
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
     // What a whole output holds, from a build nobody killed (then moved out of the way).
     let (code, err, built) = c.build();
     assert_eq!(code, 0, "{err}");
-    let mut whole: Vec<String> = fs_err::read_dir(&built)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    whole.sort();
+    let whole = names(&built);
     assert!(whole.contains(&"record.json".to_owned()), "{whole:?}");
     fs_err::remove_dir_all(&built).unwrap();
     let partials = || -> Vec<String> {
-        fs_err::read_dir(c.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        names(c.path())
+            .into_iter()
             .filter(|n| n.starts_with(".out.partial-"))
             .collect()
     };
@@ -285,13 +289,9 @@ fn builds_killed_with_sigkill_leave_nothing_after_the_next_build() {
         let finished = child.wait().unwrap().success();
         if out.exists() {
             // Finished, or killed after the rename: a whole output, moved out of the way.
-            let mut names: Vec<String> = fs_err::read_dir(&out)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
             assert_eq!(
-                names, whole,
+                names(&out),
+                whole,
                 "a build (finished: {finished}) left an incomplete {out:?}"
             );
             fs_err::remove_dir_all(&out).unwrap();

@@ -525,18 +525,7 @@ fn hash_behind(
             let _ = spent.send(chunk);
         }
     }
-    let mut buf = vec![0u8; AHEAD_CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size = size.saturating_add(n as u64);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    size = size.saturating_add(crate::pin::hash_rest(&mut file, &mut hasher)?);
     Ok(RawSeen {
         size,
         sha256: hasher.finalize().into(),
@@ -585,17 +574,7 @@ pub fn open_layer(blob: &LayerBlob) -> Result<LayerReader, LayerError> {
     };
     let mut file = fs_err::File::open(&blob.path).map_err(io_err)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io_err)?;
-        let Some(chunk) = buf.get(..n) else { break };
-        if chunk.is_empty() {
-            break;
-        }
-        hasher.update(chunk);
-        size = size.saturating_add(n as u64);
-    }
+    let size = crate::pin::hash_rest(&mut file, &mut hasher).map_err(io_err)?;
     if size != blob.size {
         return Err(LayerError::Size {
             path: blob.path.clone(),
