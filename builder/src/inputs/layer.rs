@@ -539,7 +539,7 @@ fn decompress(
 ) -> Result<LayerReader, LayerError> {
     let inner: Box<dyn Read + Send> = match blob.compression {
         Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Compression::Gzip => Box::new(super::gunzip::Gunzip::new(file)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(
             |source| LayerError::Io {
                 path: blob.path.clone(),

@@ -6,5 +6,6 @@
 //! anything parses them) and opens as a decompressed tar stream for [`crate::tree::apply`].
 //! Wheels are pinned like any file and unpacked into the tree by [`crate::tree::wheel`].
 
+pub mod gunzip;
 pub mod layer;
 pub mod oci_layout;
