@@ -12,6 +12,8 @@
 //! stored and named by their sha256, through an in-memory index from digest to extent
 //! ([`ContentStore::put`]; identical ones are kept once). The pack lives in the build's staging
 //! directory and is deleted with it; it is a private spool, never a copy of the image tree.
+//! Its last reader, the image writer, releases each content once it is in the image
+//! ([`ContentSource::release`]), which frees a large one's pages in the pack.
 //!
 //! A pinned local file (a data disk's weights) is not copied into the pack: [`ContentStore::adopt`]
 //! records where it is, and [`ContentSource::open`] streams it from there. Its pin is checked
@@ -20,7 +22,7 @@
 //! the weights are read once, and a file that is not the pinned one fails the build with the
 //! pin error, naming its manifest field, before the image is committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,11 @@ pub trait ContentSource: Sync {
         }
         reader.read_exact(buf)
     }
+
+    /// The caller is done with `content`: it will not read it again. A source may free its
+    /// bytes then ([`ContentStore`] does, for large contents in its pack). The default does
+    /// nothing. Freeing is only an economy: a source that cannot free keeps the bytes.
+    fn release(&self, _content: &Content) {}
 }
 
 /// A pack file of contents: spooled ones named by where they are, hashed ones by sha256.
@@ -114,6 +121,9 @@ struct State {
     scratch: Vec<u8>,
     /// Spooled bytes not yet written to the pack.
     pending: Pending,
+    /// Contents [`ContentSource::release`]d: reading one again is an error, not the zeros a
+    /// freed range of the pack would give.
+    released: HashSet<Key>,
 }
 
 /// [`ContentStore::spool`]'s write buffer: spooled bytes are written to the pack in whole
@@ -132,6 +142,14 @@ struct Pending {
 
 /// The pack's write size and alignment for spooled bytes.
 const PACK_CHUNK: usize = crate::verity::PIECE_BYTES;
+
+/// The least a [`ContentSource::release`] frees from the pack: the pages wholly inside a
+/// content, when they are at least this many bytes (one hole-punching call per MiB or more of
+/// image, at most).
+const RELEASE_MIN: u64 = 1 << 20;
+/// The pack's page size for releasing: only whole pages are freed, so a neighbour's bytes in
+/// a shared page stay.
+const RELEASE_PAGE: u64 = 4096;
 
 impl ContentStore {
     /// Uses (and creates) `dir` for the store's pack file.
@@ -328,11 +346,27 @@ impl ContentStore {
         &self.dir
     }
 
+    /// Deletes the store's directory and closes its pack, which frees the pack's pages (the
+    /// pack's `close`, not the unlink, took 0.13 s for 1 GB: done where it can overlap or
+    /// precede other work, not after the output is renamed into place).
+    pub fn remove(self) -> io::Result<()> {
+        fs_err::remove_dir_all(&self.dir)?;
+        drop(self);
+        Ok(())
+    }
+
     /// Where `content`'s bytes are: in the pack from an offset, or in an adopted file.
     fn find(&self, content: &Content) -> io::Result<Place> {
         let mut state = self.lock()?;
         // What is read next may be among the bytes still in the buffer.
         self.write_pending(&mut state.pending)?;
+        if state.released.contains(&content.key) {
+            return Err(io::Error::other(format!(
+                "content {} was released: its reader said it was done with it, and its bytes \
+                 may be freed",
+                described(content)
+            )));
+        }
         match &content.key {
             Key::Spooled(start) => {
                 // Within what was spooled (a `Content` made up by hand may not be).
@@ -440,6 +474,37 @@ impl ContentSource for ContentStore {
         }
     }
 
+    /// Frees the pack's pages wholly inside `content` when they make at least [`RELEASE_MIN`]
+    /// bytes (a hole punched in the pack), and refuses any later read of it. The image writer
+    /// is the pack's last reader: without this, the pack's pages stayed in the page cache
+    /// beside the image's until the pack was closed, twice the memory for the largest files.
+    /// Errors are ignored: a file system that cannot punch holes keeps the bytes until the
+    /// pack is closed, as before.
+    fn release(&self, content: &Content) {
+        let Ok(place) = self.find(content) else {
+            return;
+        };
+        let Ok(mut state) = self.lock() else {
+            return;
+        };
+        state.released.insert(content.key);
+        let Place::Pack(start) = place else {
+            return;
+        };
+        // Whole pages only (`find` checked the content is within the pack, and wrote out
+        // the pending bytes).
+        let from = start.next_multiple_of(RELEASE_PAGE);
+        let to = (start + content.size) / RELEASE_PAGE * RELEASE_PAGE;
+        if to >= from + RELEASE_MIN {
+            let _ = rustix::fs::fallocate(
+                self.pack.file(),
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                from,
+                to - from,
+            );
+        }
+    }
+
     fn open(&self, content: &Content) -> io::Result<Box<dyn Read + '_>> {
         match self.find(content)? {
             Place::Pack(offset) => Ok(Box::new(io::BufReader::with_capacity(
@@ -459,14 +524,18 @@ impl ContentSource for ContentStore {
 
 /// The error for a content a source (`place`) does not hold.
 pub(crate) fn not_stored(content: &Content, place: &str) -> io::Error {
-    let what = match &content.key {
-        Key::Sha256(d) => format!("with sha256 {}", hex::encode(d)),
-        Key::Spooled(at) => format!("of {} bytes at {at}", content.size),
-    };
     io::Error::new(
         io::ErrorKind::NotFound,
-        format!("no content {what} {place}"),
+        format!("no content {} {place}", described(content)),
     )
+}
+
+/// A content for messages: by its sha256, or by its size and place in the pack.
+fn described(content: &Content) -> String {
+    match &content.key {
+        Key::Sha256(d) => format!("with sha256 {}", hex::encode(d)),
+        Key::Spooled(at) => format!("of {} bytes at {at}", content.size),
+    }
 }
 
 /// A reader over one extent of the pack, using positioned reads (no shared cursor).
@@ -746,5 +815,86 @@ mod tests {
             tail[..] == kept[3].1[3 * chunk - 70..],
             "a range across a chunk's edge"
         );
+    }
+
+    /// Where the pack has a hole and where its data resumes, from `at` (SEEK_HOLE, SEEK_DATA).
+    fn hole_from(store: &ContentStore, at: u64) -> (u64, u64) {
+        let pack = store.pack.file();
+        let hole = rustix::fs::seek(pack, rustix::fs::SeekFrom::Hole(at)).unwrap();
+        // No data after the hole (it is the end of the file): ENXIO.
+        let data = match rustix::fs::seek(pack, rustix::fs::SeekFrom::Data(hole)) {
+            Err(rustix::io::Errno::NXIO) => hole,
+            other => other.unwrap(),
+        };
+        (hole, data)
+    }
+
+    /// A released content's whole pages become a hole in the pack when they make at least
+    /// `RELEASE_MIN`, and nothing else does: its neighbours' bytes in the pages it shares with
+    /// them, a small content's pages, a hashed content's bytes until it is released. A
+    /// released content cannot be read again.
+    #[test]
+    fn released_contents_free_their_whole_pages_and_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let bytes = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) | 1)
+                .collect()
+        };
+        let page = RELEASE_PAGE as usize;
+        // An unaligned small one first, so the large one starts and ends inside pages.
+        let small = bytes(page + 100, 1);
+        let large = bytes(RELEASE_MIN as usize + 3 * page + 7, 2);
+        let after = bytes(2 * page, 3);
+        let mut kept = Vec::new();
+        for data in [&small, &large, &after] {
+            kept.push(store.spool(&mut &data[..], data.len() as u64).unwrap());
+        }
+        let hashed = bytes(RELEASE_MIN as usize + 2 * page, 4);
+        let (h, _) = store.put(&mut &hashed[..], hashed.len() as u64).unwrap();
+        let pack_len = (small.len() + large.len() + after.len() + hashed.len()) as u64;
+        assert_eq!(
+            hole_from(&store, 0).0,
+            pack_len,
+            "no hole before any release"
+        );
+
+        store.release(&kept[0]);
+        assert_eq!(hole_from(&store, 0).0, pack_len, "a small content stays");
+        store.release(&kept[1]);
+        let start = small.len() as u64;
+        let end = start + large.len() as u64;
+        let (hole, data) = hole_from(&store, 0);
+        assert_eq!(
+            (hole, data),
+            (
+                start.next_multiple_of(RELEASE_PAGE),
+                end / RELEASE_PAGE * RELEASE_PAGE
+            ),
+            "the large content's whole pages, exactly"
+        );
+        assert!(
+            read_back(&store, &kept[2]) == after,
+            "the next content is intact"
+        );
+        assert!(
+            read_back(&store, &h) == hashed,
+            "the hashed content is intact"
+        );
+        for c in &kept[..2] {
+            let err = store.open(c).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains("was released"), "{err}");
+        }
+        store.release(&h);
+        let from = (pack_len - hashed.len() as u64).next_multiple_of(RELEASE_PAGE);
+        assert_eq!(
+            hole_from(&store, data).0,
+            from,
+            "the hashed content's pages"
+        );
+        let mut one = [0u8; 1];
+        let err = store.read_at(&h, 0, &mut one).unwrap_err();
+        assert!(err.to_string().contains("was released"), "{err}");
     }
 }

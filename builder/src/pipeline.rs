@@ -41,15 +41,11 @@ pub fn build(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Record> {
         &components,
         &rootfs_wheels,
         &tree,
-        &store,
+        store,
         &dir.join("rootfs.img"),
         progress,
     )
     .context("writing rootfs.img")?;
-    fs_err::remove_dir_all(store.dir())?;
-    // Closed now, not after the output is renamed into place: closing frees the pack's pages
-    // (0.13 s for 1 GB), and after the rename a build should only have to exit.
-    drop(store);
     drop(tree);
     let disks = stage_disks::build_disks(plan, &inputs, dir, progress)?;
     let boot = stage_boot::write_boot(plan, &inputs, &image, &disks, dir, progress)?;

@@ -138,13 +138,12 @@ pub fn build_disks(
             &seed,
             seed.verity_salt(),
             &tree,
-            &store,
+            store,
             &dir.join(&file_name),
             &format!("data disk {}", disk.name),
             progress,
         )
         .with_context(|| format!("{field}: writing {file_name}"))?;
-        fs_err::remove_dir_all(store.dir())?;
 
         for ((w, p), u) in disk.wheels.iter().zip(&pinned.wheels).zip(unpacked) {
             records.push(u.into_record(Some(&disk.name), &w.wheel, p.sha256, p.size));

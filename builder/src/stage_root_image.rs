@@ -22,7 +22,7 @@ pub fn write_root_image(
     components: &[crate::components::rust::Built],
     wheels: &[wheel::Unpacked],
     tree: &Tree,
-    store: &ContentStore,
+    store: ContentStore,
     path: &Path,
     progress: &dyn Progress,
 ) -> anyhow::Result<VerityImage> {

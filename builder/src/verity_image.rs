@@ -41,14 +41,16 @@ pub struct VerityImage {
 
 /// Writes `tree` as an EROFS image at `path` and appends its dm-verity hash area (salted with
 /// `salt`); the file-system UUID and verity UUID derive from `seed`, every timestamp is
-/// `epoch`.
+/// `epoch`. The image is `store`'s last reader: each content is released once it is in the
+/// image ([`crate::content::ContentSource::release`]), and the store is removed once the
+/// file system is written.
 #[allow(clippy::too_many_arguments)]
 pub fn write_verity_image(
     epoch: u64,
     seed: &Seed,
     salt: Vec<u8>,
     tree: &Tree,
-    store: &ContentStore,
+    store: ContentStore,
     path: &Path,
     what: &str,
     progress: &dyn Progress,
@@ -97,12 +99,14 @@ pub fn write_verity_image(
         |w| -> anyhow::Result<erofs::ImageInfo> {
             let mut metered = Meter::new(progress, format!("EROFS {what}"), planned.size()).wrap(w);
             let info = planned
-                .emit(store, &mut metered)
+                .emit(&store, &mut metered)
                 .context("writing the EROFS image")?;
             metered.finish();
             Ok(info)
         },
     )?;
+    // Its pages are freed now, before the verity area and the sync, not after the build.
+    store.remove()?;
     anyhow::ensure!(
         teed.size == info.size,
         "the EROFS writer wrote {} bytes, its layout says {}",
@@ -193,7 +197,7 @@ mod tests {
             &Seed::new(0, &[]),
             vec![7; 32],
             &tree,
-            &store,
+            store,
             &dir.path().join("disk.img"),
             "data disk test",
             &|_: &str| {},

@@ -398,3 +398,82 @@ fn records_fill_earlier_holes_best_fit() {
     // Two metadata blocks and a's whole block.
     assert_eq!(out.len(), 3 * 4096);
 }
+
+/// A source in memory that lists the contents released to it and refuses to read one again.
+struct Releasing {
+    inner: MemoryContent,
+    released: std::sync::Mutex<Vec<Content>>,
+}
+
+impl Releasing {
+    fn check(&self, content: &Content) -> std::io::Result<()> {
+        if self.released.lock().unwrap().contains(content) {
+            return Err(std::io::Error::other("read after its release"));
+        }
+        Ok(())
+    }
+}
+
+impl ContentSource for Releasing {
+    fn open(&self, content: &Content) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        self.check(content)?;
+        self.inner.open(content)
+    }
+
+    fn read_at(&self, content: &Content, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.check(content)?;
+        self.inner.read_at(content, offset, buf)
+    }
+
+    fn release(&self, content: &Content) {
+        self.released.lock().unwrap().push(*content);
+    }
+}
+
+/// Each content with blocks in the data area is released once, after the last inode that
+/// holds it (two files with the same content, a hard link, a tail-packed file); a content
+/// stored wholly inline is not (it is small, and read in the metadata pass). The image is the
+/// one a source that never frees anything gives.
+#[test]
+fn contents_are_released_once_after_their_last_read() {
+    let mut tree = Tree::new();
+    let mut store = MemoryContent::default();
+    let data = |size: usize, seed: u8| -> Vec<u8> {
+        (0..size).map(|j| (j * 7 % 253) as u8 ^ seed).collect()
+    };
+    let twin = data(3 * 4096 + 17, 1);
+    for (name, bytes) in [
+        (&b"a"[..], twin.clone()),
+        (b"b", twin.clone()),
+        (b"c", data(100, 2)),
+        (b"d", data(2 * 4096, 3)),
+        (b"e", data(4097, 4)),
+    ] {
+        file(&mut tree, &mut store, name, &bytes);
+    }
+    let Some(Entry::Leaf(a)) = tree.root.entries.get(&b"a"[..]).cloned() else {
+        panic!("a is a file");
+    };
+    tree.root
+        .entries
+        .insert(b"z-link-to-a".to_vec(), Entry::Leaf(a));
+    let mut expected = Vec::new();
+    write(&tree, &options(), &store, &mut expected).unwrap();
+
+    let releasing = Releasing {
+        inner: store.clone(),
+        released: Default::default(),
+    };
+    let mut out = Vec::new();
+    write(&tree, &options(), &releasing, &mut out).unwrap();
+    assert!(out == expected, "the image differs");
+    let mut released: Vec<u64> = releasing
+        .released
+        .into_inner()
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    released.sort_unstable();
+    assert_eq!(released, [4097, 2 * 4096, 3 * 4096 + 17]);
+}

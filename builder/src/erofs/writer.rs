@@ -3,7 +3,7 @@
 //! Everything here follows the [`Layout`]: the writer never decides a size or an offset, it
 //! only checks that what it wrote landed where the plan said.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
@@ -64,6 +64,15 @@ pub(crate) fn emit(
     }
     w.pad_to(layout.meta_end)?;
 
+    // The data area is the contents' last read (the inline tails above came first): each is
+    // released after the last inode whose blocks hold it, so the source may free its bytes
+    // while the rest of the image is written ([`ContentSource::release`]).
+    let mut last_use = HashMap::new();
+    for (index, inode) in layout.inodes.iter().enumerate() {
+        if let (Body::File(c), true) = (&inode.body, inode.blocks > 0) {
+            last_use.insert(*c, index);
+        }
+    }
     let mut chunk = vec![0u8; 1 << 16];
     for (index, inode) in layout.inodes.iter().enumerate() {
         if inode.blocks == 0 {
@@ -101,6 +110,9 @@ pub(crate) fn emit(
                     None
                 };
                 stream(content, c, &inode.path, tail, &mut chunk, &mut w)?;
+                if last_use.get(c) == Some(&index) {
+                    content.release(c);
+                }
             }
             Body::None => {}
         }
