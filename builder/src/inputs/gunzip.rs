@@ -227,4 +227,50 @@ mod tests {
         assert_eq!(reference.stdout.len(), 205_000);
         assert_eq!(ours(&gz, 1 << 16, 1 << 16).unwrap(), reference.stdout);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Members of any sizes and levels, read through any buffer sizes, inflate to what
+        /// flate2 gives; the same stream cut anywhere, or with a byte changed anywhere, is
+        /// refused or inflated exactly as flate2 does, without a panic.
+        #[test]
+        fn any_members_cut_or_changed_anywhere_inflate_as_flate2_does(
+            parts in proptest::collection::vec((0usize..20_000, 0u32..10, 0u64..u64::MAX), 1..4),
+            cap in 1usize..5000,
+            out in 1usize..9000,
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            change in proptest::prelude::any::<(proptest::sample::Index, u8)>(),
+        ) {
+            let mut gz = Vec::new();
+            let mut ends = Vec::new();
+            for (len, level, seed) in &parts {
+                gz.extend(member(&sample(*len, *seed), *level));
+                ends.push(gz.len());
+            }
+            proptest::prop_assert_eq!(ours(&gz, cap, out).unwrap(), theirs(&gz).unwrap());
+            // Cut at a member's end, the stream is whole members; anywhere else it is refused.
+            let at = cut.index(gz.len());
+            let cut = &gz[..at];
+            if ends.contains(&at) {
+                proptest::prop_assert_eq!(ours(cut, cap, out).unwrap(), theirs(cut).unwrap());
+            } else {
+                proptest::prop_assert!(ours(cut, cap, out).is_err(), "cut at {}", at);
+                proptest::prop_assert!(theirs(cut).is_err());
+            }
+            let mut changed = gz.clone();
+            let at = change.0.index(changed.len());
+            changed[at] ^= change.1.max(1);
+            match (ours(&changed, cap, out), theirs(&changed)) {
+                (Ok(a), Ok(b)) => proptest::prop_assert!(a == b, "both accept, differently"),
+                (Err(_), Err(_)) => {}
+                (a, b) => proptest::prop_assert!(
+                    false,
+                    "byte {at} changed: ours {:?}, flate2's {:?}",
+                    a.map(|v| v.len()),
+                    b.map(|v| v.len())
+                ),
+            }
+        }
+    }
 }
