@@ -4,10 +4,11 @@
 //! of weights, so a file's bytes are streamed once from the layer into the store and streamed
 //! again from the store into the image. Nothing is held whole in memory.
 //!
-//! The store is one append-only pack file: writing 50,000 small files costs one sequential
-//! write instead of 50,000 file creations. A layer's files are spooled unhashed and named by
-//! where they are ([`ContentStore::spool`], [`Key::Spooled`]): the layer's pin covers their
-//! bytes, and is checked before anything from the layer reaches an artifact. Files whose own
+//! The store is one pack file, appended to: writing 50,000 small files costs sequential
+//! writes instead of 50,000 file creations. A layer's files are spooled unhashed and named by
+//! where they are ([`Spooler`], [`Key::Spooled`]; each layer's spooler fills regions of the
+//! pack reserved for it, so layers parsed at once do not wait on each other): the layer's pin
+//! covers their bytes, and is checked before anything from the layer reaches an artifact. Files whose own
 //! digest is checked (manifest files, built components, wheel members) are hashed as they are
 //! stored and named by their sha256, through an in-memory index from digest to extent
 //! ([`ContentStore::put`]; identical ones are kept once). The pack lives in the build's staging
@@ -119,14 +120,15 @@ struct State {
     /// The appending functions' read buffer, kept between calls: a layer of 26,000 small
     /// files zeroed a new 64 KiB for each (1.7 GB of `memset`).
     scratch: Vec<u8>,
-    /// Spooled bytes not yet written to the pack.
-    pending: Pending,
+    /// The pack regions of the [`Spooler`]s still spooling: their bytes may still be in their
+    /// buffers, so no content in them is read until they finish.
+    open: Vec<std::ops::Range<u64>>,
     /// Contents [`ContentSource::release`]d: reading one again is an error, not the zeros a
     /// freed range of the pack would give.
     released: HashSet<Key>,
 }
 
-/// [`ContentStore::spool`]'s write buffer: spooled bytes are written to the pack in whole
+/// A [`Spooler`]'s write buffer: spooled bytes are written to the pack in whole
 /// [`PACK_CHUNK`]s at multiples of it, whatever the files' sizes. Written file by file at
 /// wherever each one started, the pack took twice the kernel time per byte that the image's
 /// aligned 128 KiB writes take (ext4's per-page work on partly written pages); aligned, the
@@ -201,77 +203,23 @@ impl ContentStore {
     }
 
     /// Streams `reader` into the store without hashing it and returns its content, named by
-    /// where it is ([`Key::Spooled`]): a layer's files, whose bytes the layer's pin covers
-    /// (their per-file SHA-256 was a sixth of a 1 GB OCI build's CPU time). Lengths are
-    /// checked as by [`ContentStore::put`]; each content is stored anew. The bytes go through
-    /// a buffer written in whole aligned chunks ([`Pending`]); anything that reads the pack
-    /// or appends to it otherwise writes the buffer out first.
+    /// where it is ([`Key::Spooled`]), through a [`Spooler`] of its own (see there; a layer's
+    /// files go through one spooler, which buffers across files).
     pub fn spool(&self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
-        let mut state = self.lock()?;
-        let start = state.end;
-        let pending = &mut state.pending;
-        if pending.filled == 0 {
-            pending.at = start;
-        }
-        if pending.buf.is_empty() {
-            pending.buf = vec![0; PACK_CHUNK];
-        }
-        match self.spool_into(pending, reader, expected_size) {
-            Ok(()) => {
-                state.end = start + expected_size;
-                Ok(Content {
-                    size: expected_size,
-                    key: Key::Spooled(start),
-                })
-            }
-            Err(e) => {
-                // Nothing of it is kept: the next content goes where it started, over any of
-                // its bytes already written. If some were, none of the buffer's bytes are from
-                // before it (the buffer starts past `start`): it empties, and the next spool
-                // sets `at`.
-                let pending = &mut state.pending;
-                pending.filled = usize::try_from(start.saturating_sub(pending.at))
-                    .map_or(0, |before| before.min(pending.filled));
-                Err(e)
-            }
-        }
+        let mut spooler = self.spooler();
+        let content = spooler.spool(reader, expected_size)?;
+        spooler.finish()?;
+        Ok(content)
     }
 
-    /// Reads `reader` to its end into `pending` (which ends where the pack does), writing each
-    /// chunk it fills; the stream must be `expected_size` bytes (errors as [`ContentStore::put`]).
-    fn spool_into(
-        &self,
-        pending: &mut Pending,
-        reader: &mut dyn Read,
-        expected_size: u64,
-    ) -> io::Result<()> {
-        let mut exact = Exact::new(reader, expected_size);
-        loop {
-            // The end of the pack's chunk that `pending.at` is in, in the buffer.
-            let limit = PACK_CHUNK - (pending.at % PACK_CHUNK as u64) as usize;
-            if pending.filled == limit {
-                self.write_pending(pending)?;
-                continue;
-            }
-            match exact.read(&mut pending.buf[pending.filled..limit])? {
-                0 => break,
-                got => pending.filled += got,
-            }
+    /// A [`Spooler`] for a stream of contents (a layer's files).
+    pub fn spooler(&self) -> Spooler<'_> {
+        Spooler {
+            store: self,
+            pending: Pending::default(),
+            next: 0,
+            region: 0..0,
         }
-        exact.end()
-    }
-
-    /// Writes the spooled bytes not written yet (before the pack is read or appended to
-    /// otherwise).
-    fn write_pending(&self, pending: &mut Pending) -> io::Result<()> {
-        if pending.filled > 0 {
-            self.pack
-                .file()
-                .write_all_at(&pending.buf[..pending.filled], pending.at)?;
-            pending.at += pending.filled as u64;
-            pending.filled = 0;
-        }
-        Ok(())
     }
 
     /// Writes `reader`'s bytes at the end of the pack (leaving `end` for the caller to move)
@@ -283,7 +231,6 @@ impl ContentStore {
         expected_size: u64,
         mut hasher: Option<&mut Sha256>,
     ) -> io::Result<u64> {
-        self.write_pending(&mut state.pending)?;
         let start = state.end;
         let mut pack = self.pack.file();
         pack.seek(SeekFrom::Start(start))?;
@@ -357,9 +304,7 @@ impl ContentStore {
 
     /// Where `content`'s bytes are: in the pack from an offset, or in an adopted file.
     fn find(&self, content: &Content) -> io::Result<Place> {
-        let mut state = self.lock()?;
-        // What is read next may be among the bytes still in the buffer.
-        self.write_pending(&mut state.pending)?;
+        let state = self.lock()?;
         if state.released.contains(&content.key) {
             return Err(io::Error::other(format!(
                 "content {} was released: its reader said it was done with it, and its bytes \
@@ -370,11 +315,19 @@ impl ContentStore {
         match &content.key {
             Key::Spooled(start) => {
                 // Within what was spooled (a `Content` made up by hand may not be).
-                if start
-                    .checked_add(content.size)
-                    .is_none_or(|end| end > state.end)
-                {
+                let Some(end) = start.checked_add(content.size).filter(|&e| e <= state.end) else {
                     return Err(not_stored(content, "in the store"));
+                };
+                if state
+                    .open
+                    .iter()
+                    .any(|r| r.start < end.max(*start + 1) && *start < r.end)
+                {
+                    return Err(io::Error::other(format!(
+                        "content {} is still being spooled: it is read only once its spooler \
+                         has finished",
+                        described(content)
+                    )));
                 }
                 Ok(Place::Pack(*start))
             }
@@ -448,6 +401,146 @@ enum Place {
     Adopted(PathBuf),
 }
 
+/// Spools a stream of contents into a region of the pack reserved for it, through its own
+/// buffer written in whole aligned chunks ([`Pending`]), so that several spoolers (the layers
+/// parsed at once, [`crate::stage_tree`]) never wait on each other: only reserving a region
+/// takes the store's lock. A content is read only once its spooler has finished
+/// ([`Spooler::finish`], or dropping it); a region's unused end goes back to the store when
+/// nothing was reserved after it, so one spooler at a time fills the pack without gaps.
+#[derive(Debug)]
+pub struct Spooler<'s> {
+    store: &'s ContentStore,
+    pending: Pending,
+    /// Where the next content goes, in `region`.
+    next: u64,
+    region: std::ops::Range<u64>,
+}
+
+/// The least a [`Spooler`] reserves at a time: a few region changes per GB spooled.
+const REGION: u64 = 64 << 20;
+
+impl Spooler<'_> {
+    /// Streams `reader` into the pack without hashing it and returns its content, named by
+    /// where it is ([`Key::Spooled`]): a layer's files, whose bytes the layer's pin covers
+    /// (their per-file SHA-256 was a sixth of a 1 GB OCI build's CPU time). The stream must
+    /// yield exactly `expected_size` bytes (a short or long stream is an error of kind
+    /// `UnexpectedEof` / `InvalidData`, as for [`ContentStore::put`]), and a failed one leaves
+    /// nothing: the next content goes where it started.
+    pub fn spool(&mut self, reader: &mut dyn Read, expected_size: u64) -> io::Result<Content> {
+        if self.region.is_empty() || self.region.end - self.next < expected_size {
+            self.reserve(expected_size)?;
+        }
+        let start = self.next;
+        let pending = &mut self.pending;
+        if pending.filled == 0 {
+            pending.at = start;
+        }
+        if pending.buf.is_empty() {
+            pending.buf = vec![0; PACK_CHUNK];
+        }
+        match spool_into(&self.store.pack, pending, reader, expected_size) {
+            Ok(()) => {
+                self.next = start + expected_size;
+                Ok(Content {
+                    size: expected_size,
+                    key: Key::Spooled(start),
+                })
+            }
+            Err(e) => {
+                // Nothing of it is kept: the next content goes where it started, over any of
+                // its bytes already written. If some were, none of the buffer's bytes are from
+                // before it (the buffer starts past `start`): it empties, and the next spool
+                // sets `at`.
+                pending.filled = usize::try_from(start.saturating_sub(pending.at))
+                    .map_or(0, |before| before.min(pending.filled));
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes out the buffered bytes and ends the region: its contents can be read.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.close()
+    }
+
+    /// Ends the current region (writing out the buffer first) and reserves one of at least
+    /// `size` bytes at the pack's end.
+    fn reserve(&mut self, size: u64) -> io::Result<()> {
+        self.close()?;
+        let mut state = self.store.lock()?;
+        let start = state.end;
+        let end = start
+            .checked_add(size.max(REGION))
+            .ok_or_else(|| io::Error::other("content store pack would pass 2^64 bytes"))?;
+        state.end = end;
+        state.open.push(start..end);
+        self.region = start..end;
+        self.next = start;
+        Ok(())
+    }
+
+    /// Writes out the buffer and gives the region back: its unused end too, when it is the
+    /// end of the pack. Does nothing the second time.
+    fn close(&mut self) -> io::Result<()> {
+        write_pending(&self.store.pack, &mut self.pending)?;
+        if self.region.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.store.lock()?;
+        let region = std::mem::replace(&mut self.region, self.next..self.next);
+        state.open.retain(|r| *r != region);
+        if state.end == region.end {
+            state.end = self.next;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spooler<'_> {
+    /// A spooler dropped without [`Spooler::finish`] (its caller failed) still writes out its
+    /// buffer and gives its region back; an error here can only leave contents unreadable,
+    /// which reading them reports.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Reads `reader` to its end into `pending` (whose bytes end where the reader's start),
+/// writing each chunk it fills to `pack`; the stream must be `expected_size` bytes (errors as
+/// [`ContentStore::put`]).
+fn spool_into(
+    pack: &fs_err::File,
+    pending: &mut Pending,
+    reader: &mut dyn Read,
+    expected_size: u64,
+) -> io::Result<()> {
+    let mut exact = Exact::new(reader, expected_size);
+    loop {
+        // The end of the pack's chunk that `pending.at` is in, in the buffer.
+        let limit = PACK_CHUNK - (pending.at % PACK_CHUNK as u64) as usize;
+        if pending.filled == limit {
+            write_pending(pack, pending)?;
+            continue;
+        }
+        match exact.read(&mut pending.buf[pending.filled..limit])? {
+            0 => break,
+            got => pending.filled += got,
+        }
+    }
+    exact.end()
+}
+
+/// Writes `pending`'s bytes not written yet.
+fn write_pending(pack: &fs_err::File, pending: &mut Pending) -> io::Result<()> {
+    if pending.filled > 0 {
+        pack.file()
+            .write_all_at(&pending.buf[..pending.filled], pending.at)?;
+        pending.at += pending.filled as u64;
+        pending.filled = 0;
+    }
+    Ok(())
+}
+
 impl ContentSource for ContentStore {
     /// A positioned read of the pack, or of an adopted file (whoever writes the bytes checks
     /// adopted ones: [`ContentStore::adopt`]).
@@ -491,8 +584,8 @@ impl ContentSource for ContentStore {
         let Place::Pack(start) = place else {
             return;
         };
-        // Whole pages only (`find` checked the content is within the pack, and wrote out
-        // the pending bytes).
+        // Whole pages only (`find` checked the content is within the pack, and that its
+        // spooler has written it out).
         let from = start.next_multiple_of(RELEASE_PAGE);
         let to = (start + content.size) / RELEASE_PAGE * RELEASE_PAGE;
         if to >= from + RELEASE_MIN {
@@ -741,10 +834,11 @@ mod tests {
         assert!(err.to_string().contains("of 6 bytes at 26"), "{err}");
     }
 
-    /// Spooled bytes are written in whole chunks at multiples of the chunk size: contents of
-    /// every size across the chunks' edges read back whole, also read between spools and after
-    /// a hashed content; a stream that fails after whole chunks were written leaves nothing of
-    /// itself, and the next content goes where it started.
+    /// A spooler's bytes are written in whole chunks at multiples of the chunk size: contents
+    /// of every size across the chunks' edges follow each other and read back whole once it
+    /// has finished (not before: they may still be in its buffer); a hashed content stored
+    /// meanwhile goes after its region; a stream that fails after whole chunks were written
+    /// leaves nothing of itself, and the next content goes where it started.
     #[test]
     fn spooled_contents_cross_the_write_chunks_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -767,9 +861,11 @@ mod tests {
             65_536,
             2 * chunk - 1,
         ];
+        let mut spooler = store.spooler();
+        let mut hashed = None;
         for (i, &len) in sizes.iter().enumerate() {
             let data = bytes(len, i as u8);
-            let c = store.spool(&mut &data[..], len as u64).unwrap();
+            let c = spooler.spool(&mut &data[..], len as u64).unwrap();
             assert_eq!(
                 c.key,
                 Key::Spooled(end),
@@ -778,32 +874,39 @@ mod tests {
             end += len as u64;
             kept.push((c, data));
             if i == 2 {
-                // Read while bytes are still buffered.
-                assert_eq!(read_back(&store, &kept[1].0), kept[1].1);
+                let err = store.open(&kept[1].0).map(|_| ()).unwrap_err();
+                assert!(err.to_string().contains("still being spooled"), "{err}");
             }
             if i == 4 {
                 let data = bytes(5000, 99);
                 let (c, _) = store.put(&mut &data[..], 5000).unwrap();
-                end += 5000;
-                kept.push((c, data));
+                assert!(
+                    read_back(&store, &c) == data,
+                    "read while the spooler is open"
+                );
+                hashed = Some((c, data));
             }
         }
         // Longer than declared after two chunks were written, shorter after three: neither
         // is kept.
         let long = bytes(2 * chunk + 10, 7);
-        let err = store.spool(&mut &long[..], 2 * chunk as u64).unwrap_err();
+        let err = spooler.spool(&mut &long[..], 2 * chunk as u64).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         let short = bytes(3 * chunk, 8);
-        let err = store.spool(&mut &short[..], 4 * chunk as u64).unwrap_err();
+        let err = spooler
+            .spool(&mut &short[..], 4 * chunk as u64)
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         let last = bytes(777, 9);
-        let c = store.spool(&mut &last[..], 777).unwrap();
+        let c = spooler.spool(&mut &last[..], 777).unwrap();
         assert_eq!(
             c.key,
             Key::Spooled(end),
             "after the failures, where they started"
         );
         kept.push((c, last));
+        spooler.finish().unwrap();
+        kept.extend(hashed);
         for (i, (c, data)) in kept.iter().enumerate() {
             assert!(read_back(&store, c) == *data, "content {i} differs");
         }
@@ -815,6 +918,69 @@ mod tests {
             tail[..] == kept[3].1[3 * chunk - 70..],
             "a range across a chunk's edge"
         );
+    }
+
+    /// Two spoolers at once, on two threads, each with contents larger than a region: each
+    /// content reads back whole once both have finished, the regions do not overlap, and the
+    /// store's own spooling goes after them.
+    #[test]
+    fn spoolers_on_two_threads_keep_their_contents_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let bytes = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 12) as u8)
+                .collect()
+        };
+        let sizes = [
+            5,
+            PACK_CHUNK + 3,
+            REGION as usize - 1000,
+            3000,
+            REGION as usize + 5,
+            0,
+            70_000,
+        ];
+        let spool_all = |seed: u8| {
+            let mut spooler = store.spooler();
+            let kept: Vec<(Content, Vec<u8>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let data = bytes(len, seed.wrapping_add(i as u8));
+                    (spooler.spool(&mut &data[..], len as u64).unwrap(), data)
+                })
+                .collect();
+            spooler.finish().unwrap();
+            kept
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| spool_all(1));
+            let b = s.spawn(|| spool_all(101));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let mut ranges = Vec::new();
+        for (c, data) in a.iter().chain(&b) {
+            assert!(read_back(&store, c) == *data, "a content differs");
+            let Key::Spooled(at) = c.key else {
+                panic!("spooled contents are named by where they are");
+            };
+            ranges.push(at..at + c.size);
+        }
+        ranges.retain(|r| !r.is_empty());
+        ranges.sort_by_key(|r| r.start);
+        assert!(
+            ranges.windows(2).all(|w| w[0].end <= w[1].start),
+            "{ranges:?}"
+        );
+        let last = ranges.last().unwrap().end;
+        let c = store.spool(&mut &b"after"[..], 5).unwrap();
+        assert_eq!(
+            c.key,
+            Key::Spooled(last),
+            "after the last spooler's contents"
+        );
+        assert_eq!(read_back(&store, &c), b"after");
     }
 
     /// Where the pack has a hole and where its data resumes, from `at` (SEEK_HOLE, SEEK_DATA).

@@ -2,6 +2,9 @@
 //! the [`ContentStore`]: layers applied in order with OCI semantics, then the extra files,
 //! wheels, components, data-disk mount points and the workload description.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use anyhow::Context as _;
 
 use crate::content::ContentStore;
@@ -24,49 +27,7 @@ pub fn assemble_tree(
     progress: &dyn Progress,
 ) -> anyhow::Result<(Tree, Vec<wheel::Unpacked>)> {
     let mut tree = Tree::new();
-    let n = inputs.layers.len();
-    for (i, verified) in inputs.layers.iter().enumerate() {
-        let l = &verified.blob;
-        // Both errors below name the layer themselves ("layer sha256:...: ..."): no context
-        // that would say it twice.
-        let name = format!("sha256:{} ({})", l.digest, l.media_type);
-        progress.message(&format!(
-            "[{}/{n}] applying layer sha256:{} ({} bytes)",
-            i + 1,
-            l.digest,
-            l.size
-        ));
-        // One read of the blob: its digest and the uncompressed stream's diff_id are checked
-        // when the layer ends (a wrong digest is reported even if applying failed).
-        layer::apply_checked(l, |reader| {
-            let mut metered = LayerProgress {
-                meter: Meter::new(progress, format!("layer {}/{n}", i + 1), l.size),
-                reader,
-            };
-            let applied = tree::apply::apply_layer(&mut tree, &mut metered, &name, store);
-            metered.meter.finish();
-            applied
-        })
-        // The typed error itself, not its transparent wrapper, goes into the chain: the exit
-        // code is chosen by the error's type (lib.rs `exit_code`).
-        .map_err(|e| match (e, &verified.tar) {
-            // A plain tar layer's pin is checked here: named by its manifest field, as the
-            // other pin checks name theirs.
-            (
-                layer::CheckedError::Layer(layer::LayerError::Digest {
-                    expected, found, ..
-                }),
-                Some(pinned),
-            ) => anyhow::Error::new(PinError::Mismatch {
-                field: pinned.field.clone(),
-                source_path: pinned.source.clone(),
-                expected,
-                found,
-            }),
-            (layer::CheckedError::Layer(e), _) => anyhow::Error::new(e),
-            (layer::CheckedError::Apply(e), _) => anyhow::Error::new(e),
-        })?;
-    }
+    apply_layers(&mut tree, inputs, store, progress)?;
     for (i, pinned) in &inputs.files {
         let entry = &plan.manifest.rootfs.files[*i];
         let field = format!("rootfs.files[{i}]");
@@ -173,17 +134,130 @@ pub fn assemble_tree(
     Ok((tree, wheels))
 }
 
-/// A layer's decompressed stream, metered by the blob bytes read so far (the blob's size is
-/// what is known in advance).
-struct LayerProgress<'r, 'p> {
-    meter: Meter<'p>,
-    reader: &'r mut layer::LayerReader,
+/// Applies the layers in order. Each is read and parsed on a thread of its own, up to
+/// [`layers_at_once`] at a time, its files spooled as it goes ([`tree::apply::parse_layer`]);
+/// this thread applies each parsed layer to the tree in order ([`tree::apply::apply_parsed`])
+/// while the next ones are parsed. A layer's reading is bound by one stream (inflating it, or
+/// hashing it for its pin), so two at once keep both cores busy where one left a core half
+/// idle. Errors are those of applying them one after another: a layer's pin error first,
+/// then the first error of its entries in order; a later layer's error is never reported
+/// before an earlier one's.
+fn apply_layers(
+    tree: &mut Tree,
+    inputs: &VerifiedInputs,
+    store: &ContentStore,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    let n = inputs.layers.len();
+    let name = |l: &crate::inputs::oci_layout::LayerBlob| {
+        format!("sha256:{} ({})", l.digest, l.media_type)
+    };
+    std::thread::scope(|s| {
+        let parse = |i: usize| {
+            let l = &inputs.layers[i].blob;
+            let read = Arc::new(AtomicU64::new(0));
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let position = Arc::clone(&read);
+            let thread = std::thread::Builder::new()
+                .name("layer-parse".into())
+                .spawn_scoped(s, move || {
+                    let mut spooler = store.spooler();
+                    // One read of the blob: its digest and the uncompressed stream's diff_id
+                    // are checked when the layer ends (a wrong digest is reported even if
+                    // parsing failed).
+                    let checked = layer::apply_checked(l, |reader| {
+                        let mut counted = Counted { reader, position };
+                        tree::apply::parse_layer(&mut counted, &name(l), &mut spooler)
+                    });
+                    let spooled = spooler.finish();
+                    drop(done);
+                    (checked, spooled)
+                });
+            thread.map(|thread| (thread, read, finished))
+        };
+        let mut ahead = std::collections::VecDeque::new();
+        let mut next = 0;
+        for (i, verified) in inputs.layers.iter().enumerate() {
+            while next < n && next < i + layers_at_once() {
+                ahead.push_back(parse(next)?);
+                next += 1;
+            }
+            let Some((thread, read, finished)) = ahead.pop_front() else {
+                anyhow::bail!("layer {} was not parsed", i + 1);
+            };
+            let l = &verified.blob;
+            progress.message(&format!(
+                "[{}/{n}] applying layer sha256:{} ({} bytes)",
+                i + 1,
+                l.digest,
+                l.size
+            ));
+            let mut meter = Meter::new(progress, format!("layer {}/{n}", i + 1), l.size);
+            // Until the thread is done (or gone): it drops `done` at its end.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(std::time::Duration::from_millis(100))
+            {
+                meter.at(read.load(Ordering::Relaxed));
+            }
+            let (checked, spooled) = match thread.join() {
+                Ok(parsed) => parsed,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            meter.finish();
+            // The typed errors themselves, not their transparent wrappers, go into the chain:
+            // the exit code is chosen by the error's type (lib.rs `exit_code`). They name the
+            // layer themselves ("layer sha256:...: ..."): no context that would say it twice.
+            let parsed = match checked {
+                Ok(entries) => Ok(entries),
+                Err(layer::CheckedError::Apply(failed)) => Err(failed),
+                Err(layer::CheckedError::Layer(e)) => {
+                    return Err(match (e, &verified.tar) {
+                        // A plain tar layer's pin is checked here: named by its manifest
+                        // field, as the other pin checks name theirs.
+                        (
+                            layer::LayerError::Digest {
+                                expected, found, ..
+                            },
+                            Some(pinned),
+                        ) => anyhow::Error::new(PinError::Mismatch {
+                            field: pinned.field.clone(),
+                            source_path: pinned.source.clone(),
+                            expected,
+                            found,
+                        }),
+                        (e, _) => anyhow::Error::new(e),
+                    });
+                }
+            };
+            spooled.map_err(|source| tree::apply::ApplyError::Store {
+                layer: name(l),
+                source,
+            })?;
+            tree::apply::apply_parsed(tree, parsed, &name(l), store)?;
+        }
+        Ok(())
+    })
 }
 
-impl std::io::Read for LayerProgress<'_, '_> {
+/// How many layers are read and parsed at once: one per core, at least two (one layer's
+/// reading is bound by one stream), at most four (each holds its parsed entries until it is
+/// applied).
+fn layers_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// A layer's decompressed stream that publishes how many blob bytes were read so far (the
+/// blob's size is what is known in advance), for the applying thread's progress.
+struct Counted<'r> {
+    reader: &'r mut layer::LayerReader,
+    position: Arc<AtomicU64>,
+}
+
+impl std::io::Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.reader.read(buf)?;
-        self.meter.at(self.reader.blob_position());
+        self.position
+            .store(self.reader.blob_position(), Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -176,6 +176,49 @@ fn hardlink_to_missing_target_is_refused() {
     c.refused(&["etc/link", "etc/nowhere"]);
 }
 
+/// Layers are read and parsed at once, but refused as if applied one after another: an
+/// earlier layer's error for what it does to the tree comes before a later layer that is not
+/// its pin; within a layer, an entry's error comes before a broken header after it.
+#[test]
+fn layers_parsed_at_once_are_refused_in_order() {
+    let mut c = Case::new();
+    let first = Layer::new().hardlink("etc/link", "etc/nowhere").finish();
+    c.tar("first.tar", &first, Some(Sha256Digest::of(&first).to_hex()));
+    let wrong = Sha256Digest::of(b"something else").to_hex();
+    c.tar("second.tar", &simple_tar(), Some(wrong.clone()));
+    let err = c.refused(&["etc/link", "etc/nowhere"]);
+    assert!(
+        !err.contains(&wrong),
+        "the later layer's error came first: {err}"
+    );
+    c.layers.remove(0);
+    c.refused(&["rootfs.layers[0] (second.tar): sha256 mismatch", &wrong]);
+
+    let mut c = Case::new();
+    let mut broken = Layer::new()
+        .hardlink("etc/link", "etc/nowhere")
+        .file("etc/a", 0o644, b"a\n")
+        .finish();
+    // The second entry's header: its checksum no longer matches.
+    let at = broken.windows(6).position(|w| w == b"etc/a\0").unwrap();
+    assert_eq!(at % 512, 0, "a header starts with its name");
+    broken[at + 148..at + 156].copy_from_slice(b"0000000\0");
+    c.tar(
+        "broken.tar",
+        &broken,
+        Some(Sha256Digest::of(&broken).to_hex()),
+    );
+    let err = c.refused(&["etc/link", "etc/nowhere"]);
+    assert!(!err.contains("cannot read the tar stream"), "{err}");
+    // The broken header alone is refused as such.
+    let mut alone = simple_tar();
+    let at = alone.windows(6).position(|w| w == b"etc/a\0").unwrap();
+    alone[at + 148..at + 156].copy_from_slice(b"0000000\0");
+    let mut c = Case::new();
+    c.tar("alone.tar", &alone, Some(Sha256Digest::of(&alone).to_hex()));
+    c.refused(&["cannot read the tar stream", "after entry \"etc\""]);
+}
+
 #[test]
 fn conflicting_duplicates_in_one_layer_are_refused() {
     let mut c = Case::new();

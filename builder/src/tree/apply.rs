@@ -23,12 +23,18 @@
 //! `link(2)` does not follow it); a missing or directory target is refused. Owners are the
 //! numeric ids of the header (PAX `uid`/`gid` win), modes keep only the `0o7777` bits, and
 //! extended attributes come from PAX `SCHILY.xattr.*` records. Timestamps are dropped.
+//!
+//! A layer is applied in two steps: [`parse_layer`] reads the tar stream, checks each entry's
+//! own fields and spools its file contents (it needs no tree, so several layers can be parsed
+//! at once), and [`apply_parsed`] then applies the entries to the tree in order (every rule
+//! above). [`apply_layer`] does both. The first error is the one reported, as if each entry
+//! were applied as it was read: the entries parsed before a parsing error are applied first.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read};
 
 use super::{Directory, Entry, Leaf, LeafId, LeafKind, Metadata, Tree};
-use crate::content::{Content, ContentSource as _, ContentStore};
+use crate::content::{Content, ContentSource as _, ContentStore, Spooler};
 use crate::manifest::NAME_MAX;
 
 /// How many symlinks one path may traverse before it is taken for a loop (Linux's limit).
@@ -81,6 +87,14 @@ pub enum ApplyError {
         path: String,
         /// Offset of its header in the decompressed stream.
         offset: u64,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The layer's files cannot be written to the build's content store.
+    #[error("layer {layer}: cannot write its files to the build's content store: {source}")]
+    Store {
+        /// The layer.
+        layer: String,
         /// The I/O error.
         source: io::Error,
     },
@@ -221,31 +235,163 @@ pub fn apply_layer(
     layer: &str,
     store: &ContentStore,
 ) -> Result<(), ApplyError> {
-    let mut archive = tar::Archive::new(tar);
-    let mut state = LayerState::default();
-    let mut after = String::from("at the start");
-    let entries = archive.entries().map_err(|source| ApplyError::Tar {
+    let mut spooler = store.spooler();
+    let parsed = parse_layer(tar, layer, &mut spooler);
+    spooler.finish().map_err(|source| ApplyError::Store {
         layer: layer.to_owned(),
-        after: after.clone(),
         source,
     })?;
+    apply_parsed(tree, parsed, layer, store)
+}
+
+/// One tar entry, read and checked on its own, its file content spooled: what
+/// [`apply_parsed`] applies.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The path as written in the tar, for messages.
+    path: String,
+    /// Its header's offset in the decompressed stream.
+    offset: u64,
+    /// The normalised path.
+    comps: Components,
+    op: Op,
+}
+
+/// What an entry does to the tree.
+#[derive(Debug)]
+enum Op {
+    /// `.wh.NAME` or `.wh..wh..opq` (this name) in the directory the path names.
+    Whiteout(Vec<u8>),
+    /// A hard link to this target (as written).
+    Link(Vec<u8>),
+    Dir(Metadata),
+    Leaf(Leaf),
+}
+
+/// A layer that could not be parsed to its end: the entries before the failure, which are
+/// applied before the error is reported (an error one of them causes comes first).
+#[derive(Debug)]
+pub struct ParseFailed {
+    /// The entries read before the failure.
+    pub before: Vec<Parsed>,
+    /// Why reading stopped.
+    pub error: ApplyError,
+}
+
+impl std::fmt::Display for ParseFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ParseFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+/// Reads the tar stream `tar` (already decompressed): checks each entry's own fields (path,
+/// header, type, link target) and spools regular-file contents through `spooler`, without
+/// the tree. `layer` names the layer in errors.
+pub fn parse_layer(
+    tar: &mut dyn Read,
+    layer: &str,
+    spooler: &mut Spooler<'_>,
+) -> Result<Vec<Parsed>, ParseFailed> {
+    let mut parsed = Vec::new();
+    let mut archive = tar::Archive::new(tar);
+    let mut after = String::from("at the start");
+    let tar_error = |after: &str, source| ApplyError::Tar {
+        layer: layer.to_owned(),
+        after: after.to_owned(),
+        source,
+    };
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(source) => {
+            return Err(ParseFailed {
+                before: parsed,
+                error: tar_error(&after, source),
+            })
+        }
+    };
     for entry in entries {
-        let mut entry = entry.map_err(|source| ApplyError::Tar {
-            layer: layer.to_owned(),
-            after: after.clone(),
-            source,
-        })?;
-        let raw_path = entry.path_bytes().into_owned();
-        let offset = entry.raw_header_position();
+        let result = entry
+            .map_err(|source| tar_error(&after, source))
+            .and_then(|mut entry| {
+                let raw_path = entry.path_bytes().into_owned();
+                let ctx = Ctx {
+                    layer,
+                    path: String::from_utf8_lossy(&raw_path).into_owned(),
+                    offset: entry.raw_header_position(),
+                };
+                let op = parse_entry(&mut entry, &raw_path, &ctx, spooler)?;
+                Ok((ctx.path, ctx.offset, op))
+            });
+        match result {
+            Ok((path, offset, op)) => {
+                after = format!("after entry {path:?} (header at byte {offset})");
+                if let Some((comps, op)) = op {
+                    parsed.push(Parsed {
+                        path,
+                        offset,
+                        comps,
+                        op,
+                    });
+                }
+            }
+            Err(error) => {
+                return Err(ParseFailed {
+                    before: parsed,
+                    error,
+                })
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Applies a layer's entries, as [`parse_layer`] read them, onto `tree` in order (contents
+/// are compared in `store` where a path repeats); a parsing failure is reported after the
+/// entries before it are applied. `layer` names the layer in errors.
+pub fn apply_parsed(
+    tree: &mut Tree,
+    parsed: Result<Vec<Parsed>, ParseFailed>,
+    layer: &str,
+    store: &ContentStore,
+) -> Result<(), ApplyError> {
+    let (entries, failed) = match parsed {
+        Ok(entries) => (entries, None),
+        Err(ParseFailed { before, error }) => (before, Some(error)),
+    };
+    let mut state = LayerState::default();
+    for p in entries {
         let ctx = Ctx {
             layer,
-            path: String::from_utf8_lossy(&raw_path).into_owned(),
-            offset,
+            path: p.path,
+            offset: p.offset,
         };
-        apply_entry(tree, &mut entry, &raw_path, &ctx, store, &mut state)?;
-        after = format!("after entry {:?} (header at byte {offset})", ctx.path);
+        let comps = p.comps;
+        match p.op {
+            Op::Whiteout(name) => whiteout(tree, &comps, &name, &ctx, &state)?,
+            Op::Link(target) => {
+                let id = link_target(tree, &target, &ctx)?;
+                put_leaf(tree, &comps, NewLeaf::Link(id), &ctx, None, &mut state)?;
+            }
+            Op::Dir(meta) => put_dir(tree, &comps, meta, &ctx, &mut state)?,
+            Op::Leaf(leaf) => {
+                put_leaf(
+                    tree,
+                    &comps,
+                    NewLeaf::Leaf(leaf),
+                    &ctx,
+                    Some(store),
+                    &mut state,
+                )?;
+            }
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Adds `leaf` at `path` (for the manifest's extra files), with the same path resolution,
@@ -326,44 +472,38 @@ enum NewLeaf {
     Link(LeafId),
 }
 
-fn apply_entry<R: Read>(
-    tree: &mut Tree,
+/// Reads one entry: its normalised path and what it does, or `None` for an entry that does
+/// nothing (a PAX global header). Everything that needs the tree is left to [`apply_parsed`].
+fn parse_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     raw_path: &[u8],
     ctx: &Ctx<'_>,
-    store: &ContentStore,
-    state: &mut LayerState,
-) -> Result<(), ApplyError> {
+    spooler: &mut Spooler<'_>,
+) -> Result<Option<(Components, Op)>, ApplyError> {
     let comps = normalise(raw_path, ctx)?;
     let kind = entry.header().entry_type();
     if kind.is_pax_global_extensions() {
-        return Ok(());
+        return Ok(None);
     }
-    if let Some(name) = comps.last().filter(|n| n.starts_with(b".wh.")) {
-        return whiteout(
-            tree,
-            comps.get(..comps.len() - 1).unwrap_or_default(),
-            name,
-            ctx,
-            state,
-        );
+    if comps.last().is_some_and(|n| n.starts_with(b".wh.")) {
+        let mut dir = comps;
+        let name = dir.pop().unwrap_or_default();
+        return Ok(Some((dir, Op::Whiteout(name))));
     }
     if kind.is_hard_link() {
         let target = entry
             .link_name_bytes()
             .map(|t| t.into_owned())
             .unwrap_or_default();
-        let id = link_target(tree, &target, ctx)?;
-        put_leaf(tree, &comps, NewLeaf::Link(id), ctx, None, state)?;
-        return Ok(());
+        return Ok(Some((comps, Op::Link(target))));
     }
     let meta = entry_meta(entry, ctx)?;
     let leaf_kind = if kind.is_dir() {
-        return put_dir(tree, &comps, meta, ctx, state);
+        return Ok(Some((comps, Op::Dir(meta))));
     } else if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
         let size = entry.size();
         // Unhashed: the layer's pin covers these bytes.
-        let content = store
+        let content = spooler
             .spool(entry, size)
             .map_err(|source| ApplyError::Content {
                 layer: ctx.layer(),
@@ -403,18 +543,13 @@ fn apply_entry<R: Read>(
             type_flag: char::from(kind.as_byte()),
         });
     };
-    put_leaf(
-        tree,
-        &comps,
-        NewLeaf::Leaf(Leaf {
+    Ok(Some((
+        comps,
+        Op::Leaf(Leaf {
             meta,
             kind: leaf_kind,
         }),
-        ctx,
-        Some(store),
-        state,
-    )?;
-    Ok(())
+    )))
 }
 
 /// Mode bits, owner and xattrs of an entry.
