@@ -8,11 +8,12 @@
 //! writes instead of 50,000 file creations. A layer's files are spooled unhashed and named by
 //! where they are ([`Spooler`], [`Key::Spooled`]; each layer's spooler fills regions of the
 //! pack reserved for it, so layers parsed at once do not wait on each other): the layer's pin
-//! covers their bytes, and is checked before anything from the layer reaches an artifact. Files whose own
-//! digest is checked (manifest files, built components, wheel members) are hashed as they are
-//! stored and named by their sha256, through an in-memory index from digest to extent
-//! ([`ContentStore::put`]; identical ones are kept once). The pack lives in the build's staging
-//! directory and is deleted with it; it is a private spool, never a copy of the image tree.
+//! covers their bytes, and is checked before anything from the layer reaches an artifact.
+//! Files whose own digest is checked (manifest files, built components, wheel members) are
+//! hashed as they are stored and named by their sha256, through an in-memory index from digest
+//! to extent ([`ContentStore::put`]; identical ones are kept once). The pack lives in the
+//! build's staging directory and is deleted with it; it is a private spool, never a copy of
+//! the image tree.
 //! Its last reader, the image writer, releases each content once it is in the image
 //! ([`ContentSource::release`]), which frees a large one's pages in the pack.
 //!
@@ -321,7 +322,7 @@ impl ContentStore {
                 if state
                     .open
                     .iter()
-                    .any(|r| r.start < end.max(*start + 1) && *start < r.end)
+                    .any(|r| r.start < end.max(start.saturating_add(1)) && *start < r.end)
                 {
                     return Err(io::Error::other(format!(
                         "content {} is still being spooled: it is read only once its spooler \

@@ -175,10 +175,11 @@ fn apply_layers(
                 });
             thread.map(|thread| (thread, read, finished))
         };
+        let at_once = layers_at_once();
         let mut ahead = std::collections::VecDeque::new();
         let mut next = 0;
         for (i, verified) in inputs.layers.iter().enumerate() {
-            while next < n && next < i + layers_at_once() {
+            while next < n && next < i + at_once {
                 ahead.push_back(parse(next)?);
                 next += 1;
             }
