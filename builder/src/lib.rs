@@ -390,6 +390,24 @@ fn registry_command(
     Ok(())
 }
 
+/// The error as one line for stderr: its message, then each cause's that it does not already
+/// contain (many errors quote their source in their own message, and `{err:#}` printed it a
+/// second time: "...; the layer is corrupt, rebuild it: archive header checksum mismatch"
+/// after the same words earlier in the line).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let line = cause.to_string();
+        if text.is_empty() {
+            text = line;
+        } else if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+    }
+    text
+}
+
 /// The process exit code for an error from [`run`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.is::<check::NotReproducible>() {
@@ -435,5 +453,42 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         EXIT_INPUT_REFUSED
     } else {
         EXIT_FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::other("archive header checksum mismatch");
+        let err = anyhow::Error::new(tree::apply::ApplyError::Tar {
+            layer: "L".into(),
+            after: "at the start".into(),
+            source: io,
+        })
+        .context("assembling the root tree");
+        // `{:#}` says the source twice: the variant's message quotes it.
+        assert_eq!(
+            format!("{err:#}")
+                .matches("archive header checksum mismatch")
+                .count(),
+            2
+        );
+        let text = error_text(&err);
+        assert_eq!(
+            text.matches("archive header checksum mismatch").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.starts_with("assembling the root tree: layer L: "),
+            "{text}"
+        );
+        // A cause its parent does not quote is still said.
+        let err =
+            anyhow::Error::new(std::io::Error::other("disk full")).context("writing rootfs.img");
+        assert_eq!(error_text(&err), "writing rootfs.img: disk full");
     }
 }

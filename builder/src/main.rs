@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             progress.clear();
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", builder::error_text(&err));
             ExitCode::from(builder::exit_code(&err))
         }
     }

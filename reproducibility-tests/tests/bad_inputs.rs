@@ -216,7 +216,12 @@ fn layers_parsed_at_once_are_refused_in_order() {
     alone[at + 148..at + 156].copy_from_slice(b"0000000\0");
     let mut c = Case::new();
     c.tar("alone.tar", &alone, Some(Sha256Digest::of(&alone).to_hex()));
-    c.refused(&["cannot read the tar stream", "after entry \"etc\""]);
+    let err = c.refused(&["cannot read the tar stream", "after entry \"etc\""]);
+    assert_eq!(
+        err.matches("checksum mismatch").count(),
+        1,
+        "said once: {err}"
+    );
 }
 
 #[test]
