@@ -306,42 +306,48 @@ impl ContentStore {
     /// Where `content`'s bytes are: in the pack from an offset, or in an adopted file.
     fn find(&self, content: &Content) -> io::Result<Place> {
         let state = self.lock()?;
-        if state.released.contains(&content.key) {
-            return Err(io::Error::other(format!(
-                "content {} was released: its reader said it was done with it, and its bytes \
-                 may be freed",
-                described(content)
-            )));
+        place(&state, content)
+    }
+}
+
+/// Where `content`'s bytes are, as `state` records them ([`ContentStore::find`]).
+fn place(state: &State, content: &Content) -> io::Result<Place> {
+    if state.released.contains(&content.key) {
+        return Err(io::Error::other(format!(
+            "content {} was released: its reader said it was done with it, and its bytes \
+             may be freed",
+            described(content)
+        )));
+    }
+    match &content.key {
+        Key::Spooled(start) => {
+            // Within what was spooled (a `Content` made up by hand may not be).
+            let Some(end) = start.checked_add(content.size).filter(|&e| e <= state.end) else {
+                return Err(not_stored(content, "in the store"));
+            };
+            // An empty content counts as its first byte: it too waits for its spooler.
+            if state
+                .open
+                .iter()
+                .any(|r| r.start < end.max(start.saturating_add(1)) && *start < r.end)
+            {
+                return Err(io::Error::other(format!(
+                    "content {} is still being spooled: it is read only once its spooler \
+                     has finished",
+                    described(content)
+                )));
+            }
+            Ok(Place::Pack(*start))
         }
-        match &content.key {
-            Key::Spooled(start) => {
-                // Within what was spooled (a `Content` made up by hand may not be).
-                let Some(end) = start.checked_add(content.size).filter(|&e| e <= state.end) else {
-                    return Err(not_stored(content, "in the store"));
-                };
-                if state
-                    .open
-                    .iter()
-                    .any(|r| r.start < end.max(start.saturating_add(1)) && *start < r.end)
-                {
-                    return Err(io::Error::other(format!(
-                        "content {} is still being spooled: it is read only once its spooler \
-                         has finished",
-                        described(content)
-                    )));
-                }
-                Ok(Place::Pack(*start))
+        Key::Sha256(sha256) => {
+            if let Some(start) = state.index.get(sha256) {
+                return Ok(Place::Pack(*start));
             }
-            Key::Sha256(sha256) => {
-                if let Some(start) = state.index.get(sha256) {
-                    return Ok(Place::Pack(*start));
-                }
-                let pinned = state
-                    .adopted
-                    .get(sha256)
-                    .ok_or_else(|| not_stored(content, "in the store"))?;
-                Ok(Place::Adopted(pinned.path.clone()))
-            }
+            let pinned = state
+                .adopted
+                .get(sha256)
+                .ok_or_else(|| not_stored(content, "in the store"))?;
+            Ok(Place::Adopted(pinned.path.clone()))
         }
     }
 }
@@ -575,13 +581,14 @@ impl ContentSource for ContentStore {
     /// Errors are ignored: a file system that cannot punch holes keeps the bytes until the
     /// pack is closed, as before.
     fn release(&self, content: &Content) {
-        let Ok(place) = self.find(content) else {
-            return;
-        };
         let Ok(mut state) = self.lock() else {
             return;
         };
+        let Ok(place) = place(&state, content) else {
+            return;
+        };
         state.released.insert(content.key);
+        drop(state);
         let Place::Pack(start) = place else {
             return;
         };
@@ -666,6 +673,14 @@ impl Read for Extent<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `len` bytes from `seed`: none zero (a hole reads as zeros), and each 4 KiB page unlike
+    /// the next 255 (a page in the wrong place shows).
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| ((i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8) | 1)
+            .collect()
+    }
 
     fn read_back(store: &ContentStore, c: &Content) -> Vec<u8> {
         let mut back = Vec::new();
@@ -844,11 +859,6 @@ mod tests {
     fn spooled_contents_cross_the_write_chunks_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let bytes = |len: usize, seed: u8| -> Vec<u8> {
-            (0..len)
-                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-                .collect()
-        };
         let chunk = PACK_CHUNK;
         let mut kept: Vec<(Content, Vec<u8>)> = Vec::new();
         let mut end = 0u64;
@@ -865,7 +875,7 @@ mod tests {
         let mut spooler = store.spooler();
         let mut hashed = None;
         for (i, &len) in sizes.iter().enumerate() {
-            let data = bytes(len, i as u8);
+            let data = pattern(len, i as u8);
             let c = spooler.spool(&mut &data[..], len as u64).unwrap();
             assert_eq!(
                 c.key,
@@ -879,7 +889,7 @@ mod tests {
                 assert!(err.to_string().contains("still being spooled"), "{err}");
             }
             if i == 4 {
-                let data = bytes(5000, 99);
+                let data = pattern(5000, 99);
                 let (c, _) = store.put(&mut &data[..], 5000).unwrap();
                 assert!(
                     read_back(&store, &c) == data,
@@ -890,15 +900,15 @@ mod tests {
         }
         // Longer than declared after two chunks were written, shorter after three: neither
         // is kept.
-        let long = bytes(2 * chunk + 10, 7);
+        let long = pattern(2 * chunk + 10, 7);
         let err = spooler.spool(&mut &long[..], 2 * chunk as u64).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-        let short = bytes(3 * chunk, 8);
+        let short = pattern(3 * chunk, 8);
         let err = spooler
             .spool(&mut &short[..], 4 * chunk as u64)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
-        let last = bytes(777, 9);
+        let last = pattern(777, 9);
         let c = spooler.spool(&mut &last[..], 777).unwrap();
         assert_eq!(
             c.key,
@@ -928,11 +938,6 @@ mod tests {
     fn spoolers_on_two_threads_keep_their_contents_apart() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let bytes = |len: usize, seed: u8| -> Vec<u8> {
-            (0..len)
-                .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 12) as u8)
-                .collect()
-        };
         let sizes = [
             5,
             PACK_CHUNK + 3,
@@ -948,7 +953,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &len)| {
-                    let data = bytes(len, seed.wrapping_add(i as u8));
+                    let data = pattern(len, seed.wrapping_add(i as u8));
                     (spooler.spool(&mut &data[..], len as u64).unwrap(), data)
                 })
                 .collect();
@@ -1004,21 +1009,16 @@ mod tests {
     fn released_contents_free_their_whole_pages_and_are_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let bytes = |len: usize, seed: u8| -> Vec<u8> {
-            (0..len)
-                .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) | 1)
-                .collect()
-        };
         let page = RELEASE_PAGE as usize;
         // An unaligned small one first, so the large one starts and ends inside pages.
-        let small = bytes(page + 100, 1);
-        let large = bytes(RELEASE_MIN as usize + 3 * page + 7, 2);
-        let after = bytes(2 * page, 3);
+        let small = pattern(page + 100, 1);
+        let large = pattern(RELEASE_MIN as usize + 3 * page + 7, 2);
+        let after = pattern(2 * page, 3);
         let mut kept = Vec::new();
         for data in [&small, &large, &after] {
             kept.push(store.spool(&mut &data[..], data.len() as u64).unwrap());
         }
-        let hashed = bytes(RELEASE_MIN as usize + 2 * page, 4);
+        let hashed = pattern(RELEASE_MIN as usize + 2 * page, 4);
         let (h, _) = store.put(&mut &hashed[..], hashed.len() as u64).unwrap();
         let pack_len = (small.len() + large.len() + after.len() + hashed.len()) as u64;
         assert_eq!(

@@ -69,8 +69,11 @@ pub(crate) fn emit(
     // while the rest of the image is written ([`ContentSource::release`]).
     let mut last_use = HashMap::new();
     for (index, inode) in layout.inodes.iter().enumerate() {
-        if let (Body::File(c), true) = (&inode.body, inode.blocks > 0) {
-            last_use.insert(*c, index);
+        match &inode.body {
+            Body::File(c) if inode.blocks > 0 => {
+                last_use.insert(*c, index);
+            }
+            _ => {}
         }
     }
     let mut chunk = vec![0u8; 1 << 16];

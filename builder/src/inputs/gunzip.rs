@@ -22,7 +22,7 @@ const GZIP_WINDOW_BITS: u8 = 16 + 15;
 pub struct Gunzip<R> {
     input: R,
     /// The current member's inflater; `None` between members.
-    member: Option<Box<Inflate>>,
+    member: Option<Inflate>,
     /// Whether any member was started: an empty input is not a gzip stream.
     started: bool,
 }
@@ -56,8 +56,7 @@ impl<R: BufRead> Read for Gunzip<R> {
                 }
                 None => {
                     self.started = true;
-                    self.member
-                        .insert(Box::new(Inflate::new(true, GZIP_WINDOW_BITS)))
+                    self.member.insert(Inflate::new(true, GZIP_WINDOW_BITS))
                 }
             };
             let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
