@@ -65,6 +65,7 @@ pub mod cli;
 pub mod components;
 pub mod content;
 pub mod diff;
+pub mod direct;
 pub mod erofs;
 pub mod exit;
 pub mod initramfs;

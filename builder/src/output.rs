@@ -226,74 +226,6 @@ fn held(path: &Path) -> bool {
     }
 }
 
-/// How many written bytes [`WriteBehind`] lets accumulate before it starts their writeback.
-pub const WRITE_BEHIND_BYTES: u64 = 8 << 20;
-
-/// A file being written that is synced before it is renamed into place, whose written bytes
-/// are handed to the disk as they accumulate instead of all at the final sync.
-///
-/// Every [`WRITE_BEHIND_BYTES`] written, the window just completed gets
-/// `posix_fadvise(POSIX_FADV_DONTNEED)`, which on Linux starts the window's writeback without
-/// waiting for it (and drops the pages already clean). Written this way, the disk works while
-/// the build computes, the final `fsync` finds almost nothing left to do, and the dirty pages
-/// stay far below the kernel's limits. Measured on the 2-core development VM (Linux 6.18, ext4,
-/// 24 GiB: the kernel throttles writers beyond about 3.6 GB of dirty pages), writing in
-/// 128 KiB writes then `fsync`: 1 GiB took 0.96-1.07 s, 0.54-0.68 s with write-behind;
-/// 4 GiB took 12.2 s (10.1 s of it system time, the writer throttled), 4.2-5.9 s with
-/// write-behind (4.7 s without any sync at all). Windows of 2 and 32 MiB were slower than 8.
-///
-/// The advice changes no byte: it is advice, and its errors are ignored (a file system
-/// without it just writes back at the sync, which reports any real I/O error).
-pub struct WriteBehind<'a> {
-    file: &'a fs_err::File,
-    /// Bytes written through this writer.
-    written: u64,
-    /// Where the window whose writeback has not been started begins.
-    behind: u64,
-}
-
-impl<'a> WriteBehind<'a> {
-    /// Writes `file`, a new file, from its start. (Writing elsewhere writes the same bytes,
-    /// but advises on the wrong ranges.)
-    pub fn new(file: &'a fs_err::File) -> Self {
-        WriteBehind {
-            file,
-            written: 0,
-            behind: 0,
-        }
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-}
-
-impl std::io::Write for WriteBehind<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = (&mut &*self.file).write(buf)?;
-        self.written += n as u64;
-        let pending = self.written - self.behind;
-        if pending >= WRITE_BEHIND_BYTES {
-            if let Some(len) = std::num::NonZeroU64::new(pending) {
-                // Advice only: see the type's doc.
-                let _ = rustix::fs::fadvise(
-                    self.file,
-                    self.behind,
-                    Some(len),
-                    rustix::fs::Advice::DontNeed,
-                );
-            }
-            self.behind = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Staging;
@@ -306,40 +238,6 @@ mod tests {
             .collect();
         v.sort();
         v
-    }
-
-    /// The bytes on disk are the bytes written, in pieces of awkward sizes across several
-    /// write-behind windows (each window's advice must drop no byte, dirty or not), and the
-    /// count is exact.
-    #[test]
-    fn write_behind_writes_every_byte_across_windows() {
-        use std::io::Write as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("img");
-        let len = 3 * super::WRITE_BEHIND_BYTES as usize + 12_345;
-        // No two 4 KiB pages alike, so a page dropped or written twice shows.
-        let bytes: Vec<u8> = (0..len as u64)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 12) as u8)
-            .collect();
-        let file = fs_err::File::create(&path).unwrap();
-        let mut out = super::WriteBehind::new(&file);
-        let mut at = 0;
-        for piece in [1usize, 4095, 131_072, 7_777_777, 3 << 20].iter().cycle() {
-            let end = (at + piece).min(len);
-            out.write_all(&bytes[at..end]).unwrap();
-            at = end;
-            if at == len {
-                break;
-            }
-        }
-        out.flush().unwrap();
-        assert_eq!(out.written(), len as u64);
-        file.sync_all().unwrap();
-        drop(file);
-        let back = fs_err::read(&path).unwrap();
-        assert_eq!(back.len(), len);
-        let first_difference = back.iter().zip(&bytes).position(|(a, b)| a != b);
-        assert_eq!(first_difference, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use measurements::Sha256Digest;
 
 use crate::content::ContentStore;
-use crate::output::WriteBehind;
+use crate::direct::DirectWriter;
 use crate::pin::PinError;
 use crate::progress::{Meter, Progress};
 use crate::seed::Seed;
@@ -86,11 +86,10 @@ pub fn write_verity_image(
             then: e.tail.clone(),
         })
         .collect();
-    let file = fs_err::File::create(path)?;
-    // Its writeback starts as it is written, so the sync before the rename has little left.
-    let mut out = WriteBehind::new(&file);
+    // Past the page cache, on a thread of its own: the image is never read back.
+    let mut out = DirectWriter::create(path)?;
     // One pass: the EROFS writer's bytes go to the file and, on the other core, into the
-    // dm-verity level 0 and the file's sha256; the image is never read back.
+    // dm-verity level 0 and the file's sha256.
     let (info, teed) = verity::tee(
         &mut out,
         verity::BlockSize::DEFAULT,
@@ -134,10 +133,10 @@ pub fn write_verity_image(
     hasher.update(&vtree.area);
     let sha256 = Sha256Digest(hasher.finalize());
     let size = info.size + vtree.area.len() as u64;
+    let (file, written) = out.finish()?;
     anyhow::ensure!(
-        out.written() == size,
-        "{} bytes were written to {}, {size} were hashed",
-        out.written(),
+        written == size,
+        "{written} bytes were written to {}, {size} were hashed",
         path.display()
     );
     file.sync_all()?;
