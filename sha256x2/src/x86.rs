@@ -192,6 +192,60 @@ fn compress2(a: &mut State, block_a: &[u8; BLOCK], b: &mut State, block_b: &[u8;
 }
 
 /// Both digests; `a.len() == b.len()`.
+/// Four rounds of two states over one message: its schedule and round-constant sums are
+/// computed once for both.
+macro_rules! four_rounds_same {
+    ($g:literal, $a:ident, $b:ident, $w:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
+        if $g >= 4 {
+            let x = _mm_sha256msg1_epu32($w.$w0, $w.$w1);
+            let x = _mm_add_epi32(x, _mm_alignr_epi8($w.$w3, $w.$w2, 4));
+            $w.$w0 = _mm_sha256msg2_epu32(x, $w.$w3);
+        }
+        let k = words([K[4 * $g], K[4 * $g + 1], K[4 * $g + 2], K[4 * $g + 3]]);
+        let kw = _mm_add_epi32($w.$w0, k);
+        let high = _mm_shuffle_epi32(kw, 0x0E);
+        $a.cdgh = _mm_sha256rnds2_epu32($a.cdgh, $a.abef, kw);
+        $b.cdgh = _mm_sha256rnds2_epu32($b.cdgh, $b.abef, kw);
+        $a.abef = _mm_sha256rnds2_epu32($a.abef, $a.cdgh, high);
+        $b.abef = _mm_sha256rnds2_epu32($b.abef, $b.cdgh, high);
+    }};
+}
+
+/// [`compress2`] of one block into two states ([`both`]): the message schedule, which
+/// depends only on the block, is computed once, not once per state (on the AMD EPYC of issue
+/// 13's stops 12-14, 256 MiB in 128 KiB pieces: 1.54 GB/s per stream against 1.50, five
+/// runs each).
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn compress_same(a: &mut State, b: &mut State, block: &[u8; BLOCK]) {
+    let (start_a, start_b) = (*a, *b);
+    let mut w = (
+        load(block, 0),
+        load(block, 1),
+        load(block, 2),
+        load(block, 3),
+    );
+    four_rounds_same!(0, a, b, w, 0 1 2 3);
+    four_rounds_same!(1, a, b, w, 1 2 3 0);
+    four_rounds_same!(2, a, b, w, 2 3 0 1);
+    four_rounds_same!(3, a, b, w, 3 0 1 2);
+    four_rounds_same!(4, a, b, w, 0 1 2 3);
+    four_rounds_same!(5, a, b, w, 1 2 3 0);
+    four_rounds_same!(6, a, b, w, 2 3 0 1);
+    four_rounds_same!(7, a, b, w, 3 0 1 2);
+    four_rounds_same!(8, a, b, w, 0 1 2 3);
+    four_rounds_same!(9, a, b, w, 1 2 3 0);
+    four_rounds_same!(10, a, b, w, 2 3 0 1);
+    four_rounds_same!(11, a, b, w, 3 0 1 2);
+    four_rounds_same!(12, a, b, w, 0 1 2 3);
+    four_rounds_same!(13, a, b, w, 1 2 3 0);
+    four_rounds_same!(14, a, b, w, 2 3 0 1);
+    four_rounds_same!(15, a, b, w, 3 0 1 2);
+    a.abef = _mm_add_epi32(a.abef, start_a.abef);
+    a.cdgh = _mm_add_epi32(a.cdgh, start_a.cdgh);
+    b.abef = _mm_add_epi32(b.abef, start_b.abef);
+    b.cdgh = _mm_add_epi32(b.cdgh, start_b.cdgh);
+}
+
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
     debug_assert_eq!(a.len(), b.len());
@@ -237,7 +291,7 @@ fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
 fn both(a: &mut [u32; 8], b: &mut [u32; 8], blocks: &[[u8; BLOCK]]) {
     let (mut sa, mut sb) = (to_state(a), to_state(b));
     for block in blocks {
-        compress2(&mut sa, block, &mut sb, block);
+        compress_same(&mut sa, &mut sb, block);
     }
     *a = from_state(sa);
     *b = from_state(sb);
