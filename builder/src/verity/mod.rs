@@ -823,13 +823,15 @@ impl io::Write for TeeWriter<'_> {
 }
 
 /// Whether sixteen lanes hash 4 KiB blocks faster than two on this CPU, measured once per
-/// process (about a millisecond, with the first salt asked for: the salt does not change the
+/// process (about 3 ms, with the first salt asked for: the salt does not change the
 /// speed). Both give the same bytes; which is faster depends on the CPU. Sixteen AVX-512
 /// lanes against two lanes with the SHA extensions, per core: 1.9 against 1.35 GB/s on the
 /// Intel Xeon of issue 13, 3.4 against 2.6 on an AMD EPYC of family 26 (Zen 5). CPUs that run
 /// 512-bit operations as two halves (AMD's family 25) may favour the two lanes; that was not
 /// measured. Without the SHA extensions sixteen lanes are always used where the CPU has them.
 fn sixteen_is_faster(salt: &[u8]) -> bool {
+    /// How long the sixteen lanes run before they are timed (once per process).
+    const SIXTEEN_WARM_UP: std::time::Duration = std::time::Duration::from_millis(2);
     static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FASTER.get_or_init(|| {
         let sixteen = Salted::all_lanes(salt);
@@ -843,10 +845,19 @@ fn sixteen_is_faster(salt: &[u8]) -> bool {
         const BLOCK: usize = 4096;
         let data: Vec<u8> = (0..64 * BLOCK).map(|i| (i * 31 % 251) as u8).collect();
         let mut out = vec![0u8; 64 * DIGEST_SIZE];
-        // The best of five runs each, the two interleaved: the first runs also wake the
-        // vector units up.
+        // The sixteen lanes first run alone for a while: on the AMD EPYC (Zen 5) their first
+        // milliseconds are slower. Measured without it (five runs each), sixteen took 91-100 µs
+        // for these 64 blocks against two lanes' 88-99 in six builds of six, and the two
+        // lanes were chosen; warmed for 2 ms, sixteen took 70-73 µs against 87-90 in ten of
+        // ten. The weights build with two lanes forced took 3.94 s against 3.45 s with
+        // sixteen (median of 6).
+        let warm = std::time::Instant::now();
+        while warm.elapsed() < SIXTEEN_WARM_UP {
+            sixteen.digest_blocks(&data, BLOCK, &mut out);
+        }
+        // Then the best of eight runs each, the two interleaved.
         let mut best = [std::time::Duration::MAX; 2];
-        for _ in 0..5 {
+        for _ in 0..8 {
             for (best, salted) in best.iter_mut().zip([&sixteen, &two]) {
                 let start = std::time::Instant::now();
                 salted.digest_blocks(&data, BLOCK, &mut out);
