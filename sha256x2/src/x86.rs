@@ -126,21 +126,26 @@ fn digest(state: State) -> [u8; DIGEST_LEN] {
     digest_bytes(from_state(state))
 }
 
-/// Four rounds (`4g..4g+4`) of both lanes. `$w0` is the register of message words `4g-16..`,
-/// replaced by words `4g..` (FIPS 180-4 6.2.2 step 1, four words at a time); `$w1`, `$w2`,
-/// `$w3` hold words `4g-12..`, `4g-8..`, `4g-4..`.
-macro_rules! four_rounds {
-    ($g:literal, $a:ident, $b:ident, $wa:ident, $wb:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
+/// The message words of group `$g` of four rounds (`4g..4g+4`) in `$w.$w0`, which held words
+/// `4g-16..` (FIPS 180-4 6.2.2 step 1, four words at a time); `$w1`, `$w2`, `$w3` hold words
+/// `4g-12..`, `4g-8..`, `4g-4..`. The first four groups' words are the block's own.
+macro_rules! next_words {
+    ($g:literal, $w:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
         if $g >= 4 {
             // W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]: msg1 adds σ0(W[t-15]) to
             // W[t-16], alignr supplies W[t-7], msg2 adds σ1(W[t-2]).
-            let x = _mm_sha256msg1_epu32($wa.$w0, $wa.$w1);
-            let x = _mm_add_epi32(x, _mm_alignr_epi8($wa.$w3, $wa.$w2, 4));
-            $wa.$w0 = _mm_sha256msg2_epu32(x, $wa.$w3);
-            let x = _mm_sha256msg1_epu32($wb.$w0, $wb.$w1);
-            let x = _mm_add_epi32(x, _mm_alignr_epi8($wb.$w3, $wb.$w2, 4));
-            $wb.$w0 = _mm_sha256msg2_epu32(x, $wb.$w3);
+            let x = _mm_sha256msg1_epu32($w.$w0, $w.$w1);
+            let x = _mm_add_epi32(x, _mm_alignr_epi8($w.$w3, $w.$w2, 4));
+            $w.$w0 = _mm_sha256msg2_epu32(x, $w.$w3);
         }
+    }};
+}
+
+/// Four rounds (`4g..4g+4`) of both lanes, each over its own message words (`next_words!`).
+macro_rules! four_rounds {
+    ($g:literal, $a:ident, $b:ident, $wa:ident, $wb:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
+        next_words!($g, $wa, $w0 $w1 $w2 $w3);
+        next_words!($g, $wb, $w0 $w1 $w2 $w3);
         let k = words([K[4 * $g], K[4 * $g + 1], K[4 * $g + 2], K[4 * $g + 3]]);
         let ka = _mm_add_epi32($wa.$w0, k);
         let kb = _mm_add_epi32($wb.$w0, k);
@@ -153,54 +158,62 @@ macro_rules! four_rounds {
     }};
 }
 
+/// The sixteen groups of four rounds of one compression: `$four!` (`four_rounds!` or
+/// `four_rounds_same!`) with its arguments, each group's message words rotated one further.
+macro_rules! sixteen_groups {
+    ($four:ident, $($arg:ident),+) => {{
+        $four!(0, $($arg),+, 0 1 2 3);
+        $four!(1, $($arg),+, 1 2 3 0);
+        $four!(2, $($arg),+, 2 3 0 1);
+        $four!(3, $($arg),+, 3 0 1 2);
+        $four!(4, $($arg),+, 0 1 2 3);
+        $four!(5, $($arg),+, 1 2 3 0);
+        $four!(6, $($arg),+, 2 3 0 1);
+        $four!(7, $($arg),+, 3 0 1 2);
+        $four!(8, $($arg),+, 0 1 2 3);
+        $four!(9, $($arg),+, 1 2 3 0);
+        $four!(10, $($arg),+, 2 3 0 1);
+        $four!(11, $($arg),+, 3 0 1 2);
+        $four!(12, $($arg),+, 0 1 2 3);
+        $four!(13, $($arg),+, 1 2 3 0);
+        $four!(14, $($arg),+, 2 3 0 1);
+        $four!(15, $($arg),+, 3 0 1 2);
+    }};
+}
+
+/// The first four message-schedule words of `block`.
+#[target_feature(enable = "sse2,ssse3")]
+fn first_words(block: &[u8; BLOCK]) -> (__m128i, __m128i, __m128i, __m128i) {
+    (
+        load(block, 0),
+        load(block, 1),
+        load(block, 2),
+        load(block, 3),
+    )
+}
+
+/// The compression's last step: the state before the block added to the state after it.
+#[target_feature(enable = "sse2")]
+fn feed_forward(state: &mut State, start: State) {
+    state.abef = _mm_add_epi32(state.abef, start.abef);
+    state.cdgh = _mm_add_epi32(state.cdgh, start.cdgh);
+}
+
 /// One compression of each lane: `a` with `block_a`, `b` with `block_b`.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn compress2(a: &mut State, block_a: &[u8; BLOCK], b: &mut State, block_b: &[u8; BLOCK]) {
     let (start_a, start_b) = (*a, *b);
-    let mut wa = (
-        load(block_a, 0),
-        load(block_a, 1),
-        load(block_a, 2),
-        load(block_a, 3),
-    );
-    let mut wb = (
-        load(block_b, 0),
-        load(block_b, 1),
-        load(block_b, 2),
-        load(block_b, 3),
-    );
-    four_rounds!(0, a, b, wa, wb, 0 1 2 3);
-    four_rounds!(1, a, b, wa, wb, 1 2 3 0);
-    four_rounds!(2, a, b, wa, wb, 2 3 0 1);
-    four_rounds!(3, a, b, wa, wb, 3 0 1 2);
-    four_rounds!(4, a, b, wa, wb, 0 1 2 3);
-    four_rounds!(5, a, b, wa, wb, 1 2 3 0);
-    four_rounds!(6, a, b, wa, wb, 2 3 0 1);
-    four_rounds!(7, a, b, wa, wb, 3 0 1 2);
-    four_rounds!(8, a, b, wa, wb, 0 1 2 3);
-    four_rounds!(9, a, b, wa, wb, 1 2 3 0);
-    four_rounds!(10, a, b, wa, wb, 2 3 0 1);
-    four_rounds!(11, a, b, wa, wb, 3 0 1 2);
-    four_rounds!(12, a, b, wa, wb, 0 1 2 3);
-    four_rounds!(13, a, b, wa, wb, 1 2 3 0);
-    four_rounds!(14, a, b, wa, wb, 2 3 0 1);
-    four_rounds!(15, a, b, wa, wb, 3 0 1 2);
-    a.abef = _mm_add_epi32(a.abef, start_a.abef);
-    a.cdgh = _mm_add_epi32(a.cdgh, start_a.cdgh);
-    b.abef = _mm_add_epi32(b.abef, start_b.abef);
-    b.cdgh = _mm_add_epi32(b.cdgh, start_b.cdgh);
+    let (mut wa, mut wb) = (first_words(block_a), first_words(block_b));
+    sixteen_groups!(four_rounds, a, b, wa, wb);
+    feed_forward(a, start_a);
+    feed_forward(b, start_b);
 }
 
-/// Both digests; `a.len() == b.len()`.
 /// Four rounds of two states over one message: its schedule and round-constant sums are
 /// computed once for both.
 macro_rules! four_rounds_same {
     ($g:literal, $a:ident, $b:ident, $w:ident, $w0:tt $w1:tt $w2:tt $w3:tt) => {{
-        if $g >= 4 {
-            let x = _mm_sha256msg1_epu32($w.$w0, $w.$w1);
-            let x = _mm_add_epi32(x, _mm_alignr_epi8($w.$w3, $w.$w2, 4));
-            $w.$w0 = _mm_sha256msg2_epu32(x, $w.$w3);
-        }
+        next_words!($g, $w, $w0 $w1 $w2 $w3);
         let k = words([K[4 * $g], K[4 * $g + 1], K[4 * $g + 2], K[4 * $g + 3]]);
         let kw = _mm_add_epi32($w.$w0, k);
         let high = _mm_shuffle_epi32(kw, 0x0E);
@@ -218,34 +231,13 @@ macro_rules! four_rounds_same {
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn compress_same(a: &mut State, b: &mut State, block: &[u8; BLOCK]) {
     let (start_a, start_b) = (*a, *b);
-    let mut w = (
-        load(block, 0),
-        load(block, 1),
-        load(block, 2),
-        load(block, 3),
-    );
-    four_rounds_same!(0, a, b, w, 0 1 2 3);
-    four_rounds_same!(1, a, b, w, 1 2 3 0);
-    four_rounds_same!(2, a, b, w, 2 3 0 1);
-    four_rounds_same!(3, a, b, w, 3 0 1 2);
-    four_rounds_same!(4, a, b, w, 0 1 2 3);
-    four_rounds_same!(5, a, b, w, 1 2 3 0);
-    four_rounds_same!(6, a, b, w, 2 3 0 1);
-    four_rounds_same!(7, a, b, w, 3 0 1 2);
-    four_rounds_same!(8, a, b, w, 0 1 2 3);
-    four_rounds_same!(9, a, b, w, 1 2 3 0);
-    four_rounds_same!(10, a, b, w, 2 3 0 1);
-    four_rounds_same!(11, a, b, w, 3 0 1 2);
-    four_rounds_same!(12, a, b, w, 0 1 2 3);
-    four_rounds_same!(13, a, b, w, 1 2 3 0);
-    four_rounds_same!(14, a, b, w, 2 3 0 1);
-    four_rounds_same!(15, a, b, w, 3 0 1 2);
-    a.abef = _mm_add_epi32(a.abef, start_a.abef);
-    a.cdgh = _mm_add_epi32(a.cdgh, start_a.cdgh);
-    b.abef = _mm_add_epi32(b.abef, start_b.abef);
-    b.cdgh = _mm_add_epi32(b.cdgh, start_b.cdgh);
+    let mut w = first_words(block);
+    sixteen_groups!(four_rounds_same, a, b, w);
+    feed_forward(a, start_a);
+    feed_forward(b, start_b);
 }
 
+/// Both digests; `a.len() == b.len()`.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn pair(p: &Prefixed, a: &[u8], b: &[u8]) -> [[u8; DIGEST_LEN]; 2] {
     debug_assert_eq!(a.len(), b.len());
