@@ -13,7 +13,7 @@
 //! or for a write) gets buffered writes instead, whose writeback starts as they accumulate.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use fs_err::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
@@ -43,7 +43,6 @@ const WRITE_BEHIND: u64 = 8 << 20;
 /// without `finish` (its caller failed), it stops the thread and leaves the file partly
 /// written, for the caller to remove.
 pub struct DirectWriter {
-    path: PathBuf,
     file: fs_err::File,
     piece: Piece,
     /// To the writing thread, until `finish`.
@@ -80,7 +79,6 @@ impl DirectWriter {
             .name("image-write".into())
             .spawn(move || write_pieces(&theirs, direct, pieces, &spent))?;
         Ok(DirectWriter {
-            path: path.to_owned(),
             file,
             piece: Piece::new(0),
             to_thread: Some(to_thread),
@@ -129,7 +127,7 @@ impl DirectWriter {
         self.join()?;
         Err(io::Error::other(format!(
             "{}: the writing thread stopped",
-            self.path.display()
+            self.file.path().display()
         )))
     }
 
@@ -274,18 +272,16 @@ impl Piece {
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
+    use std::path::PathBuf;
 
     use super::*;
+    use crate::diff::first_difference;
 
     /// No two 4 KiB pages alike, so a page dropped, moved or written twice shows.
     fn pattern(len: usize) -> Vec<u8> {
         (0..len as u64)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 12) as u8)
             .collect()
-    }
-
-    fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-        a.iter().zip(b).position(|(x, y)| x != y)
     }
 
     /// Writes `bytes` through a [`DirectWriter`] in pieces of awkward sizes; the file, and
