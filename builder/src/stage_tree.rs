@@ -178,6 +178,17 @@ fn apply_layers(
         let at_once = layers_at_once();
         let mut ahead = std::collections::VecDeque::new();
         let mut next = 0;
+        // One task for all the layers: the ones parsed ahead are read while an earlier one is
+        // waited for, and their bytes count as they are read.
+        let total = inputs.layers.iter().map(|l| l.blob.size).sum();
+        let task = if n == 1 {
+            String::from("layer")
+        } else {
+            format!("{n} layers")
+        };
+        let mut meter = Meter::new(progress, task, total);
+        // Blob bytes of the layers applied so far.
+        let mut applied = 0u64;
         for (i, verified) in inputs.layers.iter().enumerate() {
             while next < n && next < i + at_once {
                 ahead.push_back(parse(next)?);
@@ -193,18 +204,18 @@ fn apply_layers(
                 l.digest,
                 l.size
             ));
-            let mut meter = Meter::new(progress, format!("layer {}/{n}", i + 1), l.size);
             // Until the thread is done (or gone): it drops `done` at its end.
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 finished.recv_timeout(std::time::Duration::from_millis(100))
             {
-                meter.at(read.load(Ordering::Relaxed));
+                meter.at(applied + read.load(Ordering::Relaxed) + in_flight(&ahead));
             }
             let (checked, spooled) = match thread.join() {
                 Ok(parsed) => parsed,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            meter.finish();
+            applied += l.size;
+            meter.at(applied + in_flight(&ahead));
             // The typed errors themselves, not their transparent wrappers, go into the chain:
             // the exit code is chosen by the error's type (lib.rs `exit_code`). They name the
             // layer themselves ("layer sha256:...: ..."): no context that would say it twice.
@@ -236,8 +247,17 @@ fn apply_layers(
             })?;
             tree::apply::apply_parsed(tree, parsed, &name(l), store)?;
         }
+        meter.finish();
         Ok(())
     })
+}
+
+/// Blob bytes read so far by the layers parsed ahead.
+fn in_flight<T, U>(ahead: &std::collections::VecDeque<(T, Arc<AtomicU64>, U)>) -> u64 {
+    ahead
+        .iter()
+        .map(|(_, read, _)| read.load(Ordering::Relaxed))
+        .sum()
 }
 
 /// How many layers are read and parsed at once: one per core, at least two (one layer's
@@ -260,5 +280,90 @@ impl std::io::Read for Counted<'_> {
         self.position
             .store(self.reader.blob_position(), Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    /// Every `bytes` report, in order.
+    #[derive(Default)]
+    struct Reports(RefCell<Vec<(String, u64, u64)>>);
+
+    impl Progress for Reports {
+        fn message(&self, _: &str) {}
+        fn bytes(&self, task: &str, done: u64, total: u64) {
+            self.0.borrow_mut().push((task.to_owned(), done, total));
+        }
+    }
+
+    /// A tar layer of one file of `len` bytes (different bytes per `seed`).
+    fn layer(name: &str, len: usize, seed: u8) -> Vec<u8> {
+        let data: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(len as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Layers read ahead of the one being applied count as they are read: one task for all of
+    /// them, its bytes only growing, from 0 to the blobs' total (which crosses a report step).
+    #[test]
+    fn the_layers_are_one_task_whose_bytes_grow_to_the_blobs_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let mut toml = String::from(
+            "schema = 1\n[image]\nname = \"t\"\nversion = \"1\"\nsource_date_epoch = 0\n",
+        );
+        let mut sizes = 0u64;
+        for (i, len) in [3 << 20, 5 << 20, 2 << 20].into_iter().enumerate() {
+            let bytes = layer(&format!("f{i}"), len, i as u8);
+            let name = format!("l{i}.tar");
+            fs_err::write(dir.path().join(&name), &bytes).unwrap();
+            sizes += fs_err::metadata(dir.path().join(&name)).unwrap().len();
+            toml += &format!(
+                "[[rootfs.layers]]\ntar = \"{name}\"\nsha256 = \"{}\"\n",
+                sha(&bytes)
+            );
+        }
+        for (name, bytes) in [("vmlinuz", b"k"), ("fw.fd", b"f")] {
+            fs_err::write(dir.path().join(name), bytes).unwrap();
+        }
+        toml += &format!(
+            "[boot]\nkernel = {{ path = \"vmlinuz\", sha256 = \"{}\" }}\n\
+             firmware = {{ path = \"fw.fd\", sha256 = \"{}\" }}\n",
+            sha(b"k"),
+            sha(b"f")
+        );
+        let manifest = dir.path().join("m.toml");
+        fs_err::write(&manifest, toml).unwrap();
+        let plan = Plan::new(&manifest, &dir.path().join("out"), false).unwrap();
+        let inputs = crate::stage_inputs::verify_inputs(&plan).unwrap();
+        let store = ContentStore::new(dir.path().join("objects")).unwrap();
+        let reports = Reports::default();
+        assemble_tree(&plan, &inputs, &[], &store, &reports).unwrap();
+
+        let reports = reports.0.into_inner();
+        assert!(
+            reports.iter().all(|(task, _, _)| task == "3 layers"),
+            "{reports:?}"
+        );
+        assert_eq!(reports.first(), Some(&("3 layers".into(), 0, sizes)));
+        assert_eq!(reports.last(), Some(&("3 layers".into(), sizes, sizes)));
+        assert!(reports.len() >= 3, "a report past 8 MiB: {reports:?}");
+        assert!(reports.windows(2).all(|w| w[0].1 <= w[1].1), "{reports:?}");
     }
 }
