@@ -122,20 +122,22 @@ impl<T: Write> Write for Metered<'_, T> {
     }
 }
 
+/// A [`Progress`] for tests that keeps every `bytes` report, in order.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Seen(pub(crate) std::cell::RefCell<Vec<(String, u64, u64)>>);
+
+#[cfg(test)]
+impl Progress for Seen {
+    fn message(&self, _: &str) {}
+    fn bytes(&self, task: &str, done: u64, total: u64) {
+        self.0.borrow_mut().push((task.to_owned(), done, total));
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
     use super::*;
-
-    #[derive(Default)]
-    struct Seen(RefCell<Vec<(String, u64, u64)>>);
-    impl Progress for Seen {
-        fn message(&self, _: &str) {}
-        fn bytes(&self, task: &str, done: u64, total: u64) {
-            self.0.borrow_mut().push((task.to_owned(), done, total));
-        }
-    }
 
     #[test]
     fn a_meter_reports_at_the_start_every_step_and_at_the_end() {

@@ -285,22 +285,10 @@ impl std::io::Read for Counted<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
     use sha2::{Digest, Sha256};
 
     use super::*;
-
-    /// Every `bytes` report, in order.
-    #[derive(Default)]
-    struct Reports(RefCell<Vec<(String, u64, u64)>>);
-
-    impl Progress for Reports {
-        fn message(&self, _: &str) {}
-        fn bytes(&self, task: &str, done: u64, total: u64) {
-            self.0.borrow_mut().push((task.to_owned(), done, total));
-        }
-    }
+    use crate::progress::Seen;
 
     /// A tar layer of one file of `len` bytes (different bytes per `seed`).
     fn layer(name: &str, len: usize, seed: u8) -> Vec<u8> {
@@ -353,7 +341,7 @@ mod tests {
         let plan = Plan::new(&manifest, &dir.path().join("out"), false).unwrap();
         let inputs = crate::stage_inputs::verify_inputs(&plan).unwrap();
         let store = ContentStore::new(dir.path().join("objects")).unwrap();
-        let reports = Reports::default();
+        let reports = Seen::default();
         assemble_tree(&plan, &inputs, &[], &store, &reports).unwrap();
 
         let reports = reports.0.into_inner();
