@@ -1,6 +1,10 @@
 //! Stages 3 and 4, one function for the root and every data disk: a tree → an EROFS image
 //! with its dm-verity hash area appended, hashed as it is written (never read back).
 //!
+//! Memory does not grow with the image: the hash area is built as the level-0 digests arrive
+//! ([`verity::TreeWriter`]) into an unlinked file beside the image, then appended to it (read
+//! back from the page cache: 1/127 of the data with 4 KiB blocks).
+//!
 //! Adopted contents (a data disk's pinned weights, [`ContentStore::adopt`]) are checked
 //! against their pins here, from the image's bytes: the image's sha256 and each pin's are
 //! computed in one pass over them ([`verity::Also`]).
@@ -31,8 +35,8 @@ pub struct VerityImage {
     pub data_size: u64,
     /// The verity parameters used.
     pub params: verity::Params,
-    /// The computed tree.
-    pub tree: verity::HashTree,
+    /// The computed tree's root and geometry.
+    pub tree: verity::TreeRoot,
     /// sha256 and size of the whole image file.
     pub sha256: Sha256Digest,
     /// Total size.
@@ -88,13 +92,25 @@ pub fn write_verity_image(
         .collect();
     // Past the page cache, on a thread of its own: the image is never read back.
     let mut out = DirectWriter::create(path)?;
+    // The hash area, as it is built: unlinked, so nothing of it outlives the build.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let area = fs_err::File::from_parts(
+        tempfile::tempfile_in(dir).with_context(|| {
+            format!("creating the {what}'s dm-verity area in {}", dir.display())
+        })?,
+        dir.join(format!("(the {what}'s dm-verity area, unlinked)")),
+    );
+    let mut tree = verity::TreeWriter::new(&params, planned.size(), area)
+        .context("laying out the dm-verity tree")?;
+    let mut level0 = |digests: &[u8]| tree.push(digests).map_err(std::io::Error::other);
     // One pass: the EROFS writer's bytes go to the file and, on the other core, into the
-    // dm-verity level 0 and the file's sha256.
+    // dm-verity tree and the file's sha256.
     let (info, teed) = verity::tee(
         &mut out,
         verity::BlockSize::DEFAULT,
         &params.salt,
         &also,
+        &mut level0,
         |w| -> anyhow::Result<erofs::ImageInfo> {
             let mut metered = Meter::new(progress, format!("EROFS {what}"), planned.size()).wrap(w);
             let info = planned
@@ -123,16 +139,23 @@ pub fn write_verity_image(
             .with_context(|| format!("{}: the bytes written to the {what}", file.path.display()));
         }
     }
-    let vtree = verity::from_level0(&params, info.size, &teed.level0)
-        .context("computing the dm-verity tree")?;
-    drop(teed.level0);
-    for piece in vtree.area.chunks(verity::PIECE_BYTES) {
-        out.write_all(piece)?;
-    }
+    let (vtree, area) = tree.finish().context("computing the dm-verity tree")?;
+    // The area after the data, read back piece by piece into the image and its sha256.
+    let area_size = vtree.layout.area_size();
     let mut hasher = teed.sha256;
-    hasher.update(&vtree.area);
+    let mut piece = vec![0u8; verity::PIECE_BYTES];
+    let mut at = 0;
+    while at < area_size {
+        let n = (area_size - at).min(piece.len() as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(area.file(), &mut piece[..n], at)
+            .with_context(|| format!("reading back the {what}'s dm-verity area at byte {at}"))?;
+        out.write_all(&piece[..n])?;
+        hasher.update(&piece[..n]);
+        at += n as u64;
+    }
+    drop(area);
     let sha256 = Sha256Digest(hasher.finalize());
-    let size = info.size + vtree.area.len() as u64;
+    let size = info.size + area_size;
     let (file, written) = out.finish()?;
     anyhow::ensure!(
         written == size,

@@ -2,7 +2,9 @@
 //!
 //! [`build_at`] reads the data once (or [`tee`] hashes it as it is written and
 //! [`from_level0`] finishes the tree) and returns a [`HashTree`]: the root hash and the *hash
-//! area*, the bytes veritysetup would write to the hash device:
+//! area*, the bytes veritysetup would write to the hash device. [`TreeWriter`] builds the same
+//! area as the level-0 digests arrive and writes it out as it goes (an image build's memory
+//! does not grow with the image), returning a [`TreeRoot`]:
 //!
 //! ```text
 //! hash offset ─▶ ┌──────────────────────────┐
@@ -36,9 +38,11 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 mod dump;
+mod streamed;
 mod superblock;
 
 pub use dump::dump;
+pub use streamed::{TreeRoot, TreeWriter, WriteAt};
 pub use superblock::{Superblock, MAX_SALT_SIZE, SUPERBLOCK_SIZE};
 
 /// Size of one digest (SHA-256) in bytes.
@@ -161,7 +165,7 @@ impl Layout {
             data_blocks,
             level_blocks,
         };
-        // Everything is held in memory, so the area must be addressable.
+        // Offsets in the area are `usize` (`level_range`), and `from_level0` holds it whole.
         layout.area_len().ok_or(Error::TooLarge { data_size })?;
         Ok(layout)
     }
@@ -247,7 +251,7 @@ pub struct HashTree {
     pub salt: Vec<u8>,
 }
 
-impl HashTree {
+impl TreeRoot {
     /// The root hash as lowercase hex.
     pub fn root_hash_hex(&self) -> String {
         hex::encode(self.root_hash)
@@ -290,6 +294,36 @@ impl HashTree {
         }
         Ok(line)
     }
+}
+
+impl HashTree {
+    /// The root, geometry and salt, without the area.
+    pub fn root(&self) -> TreeRoot {
+        TreeRoot {
+            root_hash: self.root_hash,
+            data_blocks: self.data_blocks,
+            hash_blocks: self.hash_blocks,
+            layout: self.layout.clone(),
+            salt: self.salt.clone(),
+        }
+    }
+
+    /// The root hash as lowercase hex.
+    pub fn root_hash_hex(&self) -> String {
+        hex::encode(self.root_hash)
+    }
+
+    /// [`TreeRoot::dm_table`] of this tree.
+    pub fn dm_table(
+        &self,
+        data_dev: &str,
+        hash_dev: &str,
+        hash_offset: u64,
+        options: &[&str],
+    ) -> Result<String, Error> {
+        self.root()
+            .dm_table(data_dev, hash_dev, hash_offset, options)
+    }
 
     /// The superblock fields written at the start of the area.
     pub fn superblock(&self) -> Result<Superblock, Error> {
@@ -309,6 +343,21 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// Writing the hash area failed.
+    #[error("writing the dm-verity hash area at byte {offset} of it")]
+    Write {
+        /// Byte offset in the area.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// More data (level-0 digests) than the declared size.
+    #[error("more data than its declared size of {data_size} bytes")]
+    Overrun {
+        /// Bytes expected.
+        data_size: u64,
     },
     /// The data ended before `data_size` bytes.
     #[error("the data ends at byte {offset}, before its declared size of {data_size} bytes")]
@@ -489,62 +538,46 @@ pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<Has
             data_size,
         });
     }
-    let sb = Superblock {
-        hash_type: superblock::HASH_TYPE,
-        uuid: params.uuid,
-        algorithm: superblock::ALGORITHM.to_owned(),
-        data_block_size: layout.data_block_size.get(),
-        hash_block_size: layout.hash_block_size.get(),
-        data_blocks: layout.data_blocks,
-        salt: params.salt.clone(),
-    }
-    .to_bytes()?;
     // `Layout::new` checked that the area fits in a usize.
     let area_len = layout.area_len().ok_or(Error::TooLarge { data_size })?;
     let mut area = Vec::new();
     area.try_reserve_exact(area_len)
         .map_err(|_| Error::TooLarge { data_size })?;
     area.resize(area_len, 0);
-    area[..SUPERBLOCK_SIZE].copy_from_slice(&sb);
-
-    let salted = Salted::new(&params.salt);
-    let hbs = layout.hash_block_size.bytes();
-    let root_hash = if layout.levels() == 0 {
-        // One data block: the root is its digest and there is no tree. The length check
-        // above makes `level0` exactly one digest.
-        let mut root = [0u8; DIGEST_SIZE];
-        root.copy_from_slice(level0);
-        root
-    } else {
-        let level0_range = layout.level_range(0);
-        area[level0_range.start..level0_range.start + level0.len()].copy_from_slice(level0);
-        for i in 1..layout.levels() {
-            let below = layout.level_range(i - 1);
-            let this = layout.level_range(i);
-            let (upper, lower) = area.split_at_mut(below.start);
-            let src = &lower[..below.len()];
-            let used = src.len() / hbs * DIGEST_SIZE;
-            hash_blocks(src, hbs, &salted, &mut upper[this.start..this.start + used]);
-        }
-        let top = layout.level_range(layout.levels() - 1);
-        salted.digest(&area[top])
-    };
+    let mut writer = TreeWriter::new(params, data_size, Memory(std::cell::RefCell::new(area)))?;
+    writer.push(level0)?;
+    let (root, Memory(area)) = writer.finish()?;
     Ok(HashTree {
-        root_hash,
-        data_blocks: layout.data_blocks,
-        hash_blocks: layout.hash_blocks(),
-        area,
-        salt: params.salt.clone(),
-        layout,
+        root_hash: root.root_hash,
+        data_blocks: root.data_blocks,
+        hash_blocks: root.hash_blocks,
+        area: area.into_inner(),
+        layout: root.layout,
+        salt: root.salt,
     })
+}
+
+/// An area in memory, laid out in advance ([`from_level0`]).
+struct Memory(std::cell::RefCell<Vec<u8>>);
+
+impl WriteAt for Memory {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut area = self.0.borrow_mut();
+        let at = usize::try_from(offset)
+            .ok()
+            .filter(|at| {
+                at.checked_add(buf.len())
+                    .is_some_and(|end| end <= area.len())
+            })
+            .ok_or_else(|| io::Error::other("a hash block past the end of the area"))?;
+        area[at..at + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
 }
 
 /// What [`tee`] computed over the bytes written through it.
 #[derive(Debug)]
 pub struct Teed {
-    /// `sha256(salt ‖ block)` of each data block, in order (the last block may be partial
-    /// if the byte count is not a multiple of the block size: [`from_level0`] refuses that).
-    pub level0: Vec<u8>,
     /// Plain sha256 of every byte so far; keep updating it to digest a whole file.
     pub sha256: sha256x2::Stream,
     /// The sha256 of each [`Also`] given to [`tee`], in the same order.
@@ -569,9 +602,11 @@ pub struct Also {
 
 /// Runs `write` with a writer that passes every byte to `out` in chunks of [`PIECE_BYTES`] and
 /// computes, each on a thread of its own, the dm-verity level-0 digests (`data_block_size`,
-/// `salt`) and the plain sha256 of the bytes (and, on that same thread, the sha256 of each of
-/// `also`): the data is hashed as it is written, never read back. Returns `write`'s result
-/// and the digests. If `write` fails, its error is returned and the digests are dropped.
+/// `salt`), handed to `level0` chunk by chunk, in order (a [`TreeWriter`]'s `push`), and the
+/// plain sha256 of the bytes (and, on that same thread, the sha256 of each of `also`): the
+/// data is hashed as it is written, never read back. Returns `write`'s result and the
+/// digests. If `level0` fails, its error is returned; else if `write` fails, its error is, and
+/// the digests are dropped.
 ///
 /// Two threads that each wait only for their next chunk, rather than one thread that splits
 /// every chunk between rayon's workers: a `rayon::join` per 128 KiB chunk from outside the
@@ -584,6 +619,7 @@ pub fn tee<T, E: From<io::Error>>(
     data_block_size: BlockSize,
     salt: &[u8],
     also: &[Also],
+    level0: &mut (dyn FnMut(&[u8]) -> io::Result<()> + Send),
     write: impl FnOnce(&mut dyn io::Write) -> Result<T, E>,
 ) -> Result<(T, Teed), E> {
     let block = data_block_size.bytes();
@@ -616,15 +652,16 @@ pub fn tee<T, E: From<io::Error>>(
             }
             h.finish()
         });
-        let blocks = s.spawn(move || {
-            let mut level0 = Vec::new();
+        let blocks = s.spawn(move || -> io::Result<()> {
+            let mut digests = Vec::new();
             for chunk in block_chunks {
-                let start = level0.len();
-                level0.resize(start + chunk.len().div_ceil(block) * DIGEST_SIZE, 0);
-                salted.digest_blocks(&chunk, block, &mut level0[start..]);
+                digests.resize(chunk.len().div_ceil(block) * DIGEST_SIZE, 0);
+                salted.digest_blocks(&chunk, block, &mut digests);
                 give_back(chunk, &recycle_too);
+                // On an error the chunks stop being taken, and the writer stops too.
+                level0(&digests)?;
             }
-            level0
+            Ok(())
         });
         let mut w = TeeWriter {
             out,
@@ -636,18 +673,10 @@ pub fn tee<T, E: From<io::Error>>(
         // Ends the hashers' loops (also after an error).
         drop(w);
         let (sha256, also, size) = join(whole);
-        let level0 = join(blocks);
-        result.map(|t| {
-            (
-                t,
-                Teed {
-                    level0,
-                    sha256,
-                    also,
-                    size,
-                },
-            )
-        })
+        // A failed `level0` stops the writer with "a hashing thread stopped": its own error
+        // says why.
+        join(blocks).map_err(E::from)?;
+        result.map(|t| (t, Teed { sha256, also, size }))
     })
 }
 
@@ -866,15 +895,6 @@ fn sixteen_is_faster(salt: &[u8]) -> bool {
         }
         best[0] < best[1]
     })
-}
-
-/// Digests of each `block`-sized piece of `src` into consecutive 32-byte slots of `out`.
-fn hash_blocks(src: &[u8], block: usize, salted: &Salted, out: &mut [u8]) {
-    // Sixteen blocks per task, as the sixteen-lane hasher takes them; at least 64 per task.
-    src.par_chunks(16 * block)
-        .zip(out.par_chunks_mut(16 * DIGEST_SIZE))
-        .with_min_len(4)
-        .for_each(|(b, o)| salted.digest_blocks(b, block, o));
 }
 
 /// `sha256(salt ‖ block)`: sixteen blocks at a time where the CPU has AVX-512

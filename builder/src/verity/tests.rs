@@ -380,12 +380,23 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
             then: 10..10,
         },
     ];
-    let ((), teed) = tee(&mut out, BlockSize::DEFAULT, &p.salt, &also, |w| {
-        for piece in data.chunks(77_777) {
-            w.write_all(piece)?;
-        }
-        Ok::<(), io::Error>(())
-    })
+    let mut level0 = Vec::new();
+    let ((), teed) = tee(
+        &mut out,
+        BlockSize::DEFAULT,
+        &p.salt,
+        &also,
+        &mut |d: &[u8]| {
+            level0.extend_from_slice(d);
+            Ok(())
+        },
+        |w| {
+            for piece in data.chunks(77_777) {
+                w.write_all(piece)?;
+            }
+            Ok::<(), io::Error>(())
+        },
+    )
     .unwrap();
     assert_eq!(out, data, "the bytes pass through unchanged");
     assert_eq!(teed.size, data.len() as u64);
@@ -405,23 +416,46 @@ fn tee_gives_the_tree_and_sha256_of_what_passed_through() {
         })
         .collect();
     assert_eq!(teed.also, expected);
-    let streamed = from_level0(&p, data.len() as u64, &teed.level0).unwrap();
+    let streamed = from_level0(&p, data.len() as u64, &level0).unwrap();
     let read = build_at(&data[..], data.len() as u64, &p).unwrap();
     assert_eq!(streamed.root_hash, read.root_hash);
     assert_eq!(streamed.area, read.area);
     // A level 0 of the wrong length is refused, not padded.
-    assert!(from_level0(&p, data.len() as u64 + 4096, &teed.level0).is_err());
+    assert!(from_level0(&p, data.len() as u64 + 4096, &level0).is_err());
 }
 
 #[test]
 fn tee_returns_the_writers_error() {
     let mut out = Vec::new();
-    let err = tee(&mut out, BlockSize::DEFAULT, b"", &[], |w| {
-        w.write_all(&[1; 10_000])?;
-        Err::<(), io::Error>(io::Error::other("the writer failed"))
-    })
+    let err = tee(
+        &mut out,
+        BlockSize::DEFAULT,
+        b"",
+        &[],
+        &mut |_: &[u8]| Ok(()),
+        |w| {
+            w.write_all(&[1; 10_000])?;
+            Err::<(), io::Error>(io::Error::other("the writer failed"))
+        },
+    )
     .unwrap_err();
     assert_eq!(err.to_string(), "the writer failed");
+}
+
+#[test]
+fn tee_returns_the_level0_sink_s_error_not_the_writer_s_consequence() {
+    let mut out = Vec::new();
+    let err = tee(
+        &mut out,
+        BlockSize::DEFAULT,
+        b"",
+        &[],
+        &mut |_: &[u8]| Err(io::Error::other("the tree's file is full")),
+        // Enough chunks that the writer finds the level-0 thread gone.
+        |w| w.write_all(&vec![1; 200 * PIECE_BYTES]),
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the tree's file is full");
 }
 
 #[test]
@@ -441,6 +475,7 @@ fn tee_refuses_extra_streams_that_overlap() {
         BlockSize::DEFAULT,
         b"",
         &overlapping,
+        &mut |_: &[u8]| Ok(()),
         |w| w.write_all(&[1; 10_000]),
     )
     .unwrap_err();
@@ -485,19 +520,12 @@ fn block_digests_sixteen_two_and_one_at_a_time_are_sha256_of_salt_and_block() {
             Salted::one_lane(salt),
         ] {
             let mut out = vec![0u8; expected.len()];
-            hash_blocks(&data[..len], block, &salted, &mut out);
+            salted.digest_blocks(&data[..len], block, &mut out);
             assert!(
                 out == expected,
                 "{len} bytes in {block}-byte blocks, two lanes: {}, sixteen: {}",
                 salted.two.is_some(),
                 salted.sixteen.is_some()
-            );
-            // The same through the one call the hashing threads make per chunk.
-            let mut out = vec![0u8; expected.len()];
-            salted.digest_blocks(&data[..len], block, &mut out);
-            assert!(
-                out == expected,
-                "{len} bytes in {block}-byte blocks, one call"
             );
         }
     }
@@ -539,4 +567,131 @@ fn build_at_over_a_file_and_over_memory_gives_the_level0_of_the_format() {
     assert!(memory.area[2 * 4096 + level0.len()..]
         .iter()
         .all(|&b| b == 0));
+}
+
+/// The hash area straight from the format description (module doc): level 0 is the digests
+/// zero-padded to whole hash blocks, each level above hashes the blocks of the one below
+/// until a level is one block, and the area is the superblock block then the levels from the
+/// top down. Returns the root and the area after the superblock block.
+fn naive_tree(salt: &[u8], level0: &[u8], hbs: usize) -> ([u8; 32], Vec<u8>) {
+    if level0.len() == 32 {
+        return (level0.try_into().unwrap(), Vec::new());
+    }
+    let pad = |mut v: Vec<u8>| {
+        v.resize(v.len().div_ceil(hbs) * hbs, 0);
+        v
+    };
+    let mut levels = vec![pad(level0.to_vec())];
+    while levels.last().unwrap().len() > hbs {
+        let below = levels.last().unwrap();
+        let above: Vec<u8> = below
+            .chunks(hbs)
+            .flat_map(|b| salted_digest(salt, b))
+            .collect();
+        levels.push(pad(above));
+    }
+    let root = salted_digest(salt, levels.last().unwrap());
+    (root, levels.into_iter().rev().flatten().collect())
+}
+
+/// The area streamed into a file, the level-0 digests given in pieces of every kind (one
+/// digest, a few, more than a flush at once, all at once), is the format's, for trees of one
+/// to three levels, both sides of each level's block boundaries, two hash block sizes.
+#[test]
+fn a_streamed_tree_is_the_format_s_area_whatever_the_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    for (hbs, blocks) in [
+        (4096u32, 1u64),
+        (4096, 2),
+        (4096, 127),
+        (4096, 128),
+        (4096, 129),
+        (4096, 128 * 128),
+        (4096, 128 * 128 + 1),
+        (4096, 2 * 128 * 128 + 77),
+        (512, 16),
+        (512, 17),
+        (512, 257),
+        (512, 16 * 16 * 16 + 1),
+    ] {
+        let p = Params {
+            hash_block_size: hbs,
+            ..Params::new(b"a salt of 32 bytes, as in builds".to_vec(), [3; 16])
+        };
+        let level0: Vec<u8> = (0..blocks * 32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        let (root, levels) = naive_tree(&p.salt, &level0, hbs as usize);
+        let data_size = blocks * 4096;
+        for pieces in [
+            vec![level0.len()],
+            vec![32],
+            vec![32 * 5, 32 * 3000, 32, 32 * 64],
+        ] {
+            let path = dir.path().join("area");
+            let file = fs_err::File::create(&path).unwrap();
+            let mut w = TreeWriter::new(&p, data_size, file).unwrap();
+            let mut rest = &level0[..];
+            for &n in pieces.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, after) = rest.split_at(n.min(rest.len()));
+                w.push(piece).unwrap();
+                rest = after;
+            }
+            let (tree, _) = w.finish().unwrap();
+            let area = fs_err::read(&path).unwrap();
+            let what = format!("{blocks} blocks, {hbs}-byte hash blocks, pieces {pieces:?}");
+            assert_eq!(tree.root_hash, root, "{what}");
+            assert_eq!(area.len() as u64, tree.layout.area_size(), "{what}");
+            assert!(area[hbs as usize..] == levels[..], "{what}");
+            assert_eq!(
+                Superblock::parse(&area).unwrap().data_blocks,
+                blocks,
+                "{what}"
+            );
+            assert_eq!(tree.data_blocks, blocks, "{what}");
+        }
+        // The in-memory tree is the same.
+        let memory = from_level0(&p, data_size, &level0).unwrap();
+        assert_eq!(memory.root_hash, root);
+        assert!(memory.area[hbs as usize..] == levels[..]);
+    }
+}
+
+/// Too many digests, too few, and a file that cannot be written are errors that say which.
+#[test]
+fn a_streamed_tree_refuses_the_wrong_digest_count_and_names_a_failed_write() {
+    let p = params();
+    let sink = || fs_err::File::create(tempfile::NamedTempFile::new().unwrap().path()).unwrap();
+    let mut w = TreeWriter::new(&p, 3 * 4096, sink()).unwrap();
+    w.push(&[1; 64]).unwrap();
+    assert!(matches!(
+        w.push(&[1; 64]),
+        Err(Error::Overrun { data_size: 12_288 })
+    ));
+    let mut w = TreeWriter::new(&p, 3 * 4096, sink()).unwrap();
+    w.push(&[1; 64]).unwrap();
+    assert!(matches!(
+        w.finish(),
+        Err(Error::Truncated {
+            offset: 8192,
+            data_size: 12_288
+        })
+    ));
+    // /dev/full: every write fails with "no space left".
+    let full = fs_err::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut w = TreeWriter::new(&p, 200 * 4096, full).unwrap();
+    w.push(&[1; 200 * 32]).unwrap();
+    let err = w.finish().unwrap_err();
+    assert!(
+        matches!(&err, Error::Write { offset, source } if *offset == 2 * 4096
+            && source.raw_os_error() == Some(28)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("at byte 8192"), "{err}");
 }
