@@ -65,7 +65,7 @@ fn main() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            stdout.contains(&tree.root_hash_hex()),
+            stdout.contains(&tree.root.root_hash_hex()),
             "root hashes differ:\n{stdout}"
         );
         let mut area = Vec::new();

@@ -114,7 +114,7 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
 
     let tree = verity::build_at(data, data.len() as u64, params).unwrap();
     assert_eq!(
-        tree.root_hash_hex(),
+        tree.root.root_hash_hex(),
         field(&out, "Root hash"),
         "root hash, {} bytes",
         data.len()
@@ -132,18 +132,18 @@ fn check_separate(dir: &Path, data: &[u8], params: &Params) -> (verity::HashTree
         data.len()
     );
     assert_eq!(
-        tree.data_blocks,
+        tree.root.data_blocks,
         field(&out, "Data blocks").parse::<u64>().unwrap()
     );
     assert_eq!(
-        tree.hash_blocks,
+        tree.root.hash_blocks,
         field(&out, "Hash blocks").parse::<u64>().unwrap()
     );
     // Over the file veritysetup read (positioned reads of a file, not bytes in memory).
     let file = fs_err::File::open(&data_path).unwrap();
     let at = verity::build_at(&file, data.len() as u64, params).unwrap();
     assert_eq!(
-        at.root_hash_hex(),
+        at.root.root_hash_hex(),
         field(&out, "Root hash"),
         "root hash over the file, {} bytes",
         data.len()
@@ -174,7 +174,7 @@ fn check_appended(dir: &Path, data: &[u8], params: &Params) -> verity::HashTree 
     let out = veritysetup_ok(&str_args(&args));
 
     let tree = verity::build_at(data, data.len() as u64, params).unwrap();
-    assert_eq!(tree.root_hash_hex(), field(&out, "Root hash"));
+    assert_eq!(tree.root.root_hash_hex(), field(&out, "Root hash"));
     let theirs = fs_err::read(&image).unwrap();
     assert!(
         theirs[..data.len()] == *data,
@@ -258,8 +258,8 @@ fn large_random_data_across_read_chunks() {
 fn veritysetup_verify_accepts_ours_and_rejects_tampering() {
     let dir = tempdir();
     let (data, tree) = random_tree(300, 7);
-    let root = tree.root_hash_hex();
-    assert_eq!(tree.layout.levels(), 2);
+    let root = tree.root.root_hash_hex();
+    assert_eq!(tree.root.layout.levels(), 2);
 
     let image = dir.path().join("image");
     let write_image = |data: &[u8], area: &[u8]| {
@@ -294,7 +294,7 @@ fn veritysetup_verify_accepts_ours_and_rejects_tampering() {
 
     // A wrong root hash.
     write_image(&data, &tree.area);
-    let mut wrong = tree.root_hash;
+    let mut wrong = tree.root.root_hash;
     wrong[0] ^= 1;
     let wrong = hex::encode(wrong);
     assert!(!veritysetup(&[
@@ -321,6 +321,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
         let tree = check_appended(dir.path(), &data, &params);
         let image = dir.path().join("image");
         let table = tree
+            .root
             .dm_table("/dev/DATA", "/dev/HASH", data.len() as u64, &[])
             .unwrap();
         let f: Vec<&str> = table.split(' ').collect();
@@ -339,7 +340,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
         assert_eq!(f[6], dbs.to_string());
         assert_eq!(f[7], hbs.to_string());
         assert_eq!(f[10], "sha256");
-        assert_eq!(f[11], tree.root_hash_hex());
+        assert_eq!(f[11], tree.root.root_hash_hex());
         let (data_blocks, hash_start) = (f[8], f[9].parse::<u64>().unwrap());
 
         // veritysetup without a superblock takes the kernel's parameters literally: the tree
@@ -350,7 +351,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
             hex::encode(&salt)
         };
         assert_eq!(f[12], salt_hex);
-        let root = tree.root_hash_hex();
+        let root = tree.root.root_hash_hex();
         let args = [
             "verify".to_owned(),
             path_str(&image).into(),
@@ -369,7 +370,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
 
         // And independently: in veritysetup's own image, the block at hash_start hashes to the
         // root hash (when there is a tree at all).
-        if tree.layout.levels() > 0 {
+        if tree.root.layout.levels() > 0 {
             let bytes = fs_err::read(&image).unwrap();
             let start = (hash_start * u64::from(hbs)) as usize;
             let top: [u8; 32] = Sha256::new()
@@ -377,7 +378,7 @@ fn dm_table_numbers_agree_with_veritysetup() {
                 .chain_update(&bytes[start..start + hbs as usize])
                 .finalize()
                 .into();
-            assert_eq!(top, tree.root_hash);
+            assert_eq!(top, tree.root.root_hash);
         }
     }
 }
@@ -412,7 +413,7 @@ fn superblock_fields_match_veritysetup_dump() {
         format!("  uuid             {UUID_STR}"),
         "  data_blocks      200".to_owned(),
         "hash_blocks        3".to_owned(),
-        format!("root_hash          {}", tree.root_hash_hex()),
+        format!("root_hash          {}", tree.root.root_hash_hex()),
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
     }
@@ -424,7 +425,7 @@ fn deterministic() {
     let data = pseudo_random(1000 * 4096, 11);
     let a = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
     let b = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
-    assert_eq!(a.root_hash, b.root_hash);
+    assert_eq!(a.root.root_hash, b.root.root_hash);
     assert!(a.area == b.area);
     // A different salt or uuid changes what it should, and only that.
     let c = verity::build_at(
@@ -436,7 +437,7 @@ fn deterministic() {
         },
     )
     .unwrap();
-    assert_eq!(a.root_hash, c.root_hash);
+    assert_eq!(a.root.root_hash, c.root.root_hash);
     assert!(a.area[4096..] == c.area[4096..] && a.area[..4096] != c.area[..4096]);
     let d = verity::build_at(
         &data[..],
@@ -447,7 +448,7 @@ fn deterministic() {
         },
     )
     .unwrap();
-    assert_ne!(a.root_hash, d.root_hash);
+    assert_ne!(a.root.root_hash, d.root.root_hash);
 }
 
 /// A pinned known answer, so a format change shows up even where veritysetup is missing.
@@ -461,7 +462,7 @@ fn known_answer_from_veritysetup() {
     let params = params_with(4096, 4096, vec![0xa5; 32]);
     let tree = verity::build_at(&data[..], data.len() as u64, &params).unwrap();
     assert_eq!(
-        tree.root_hash_hex(),
+        tree.root.root_hash_hex(),
         "8a62b977412fd871a9f18a3acee686afe1b8058a87762b6e51783702489753ed",
         "root hash changed: update only if the format change is intentional"
     );

@@ -234,21 +234,14 @@ impl Layout {
     }
 }
 
-/// A computed hash area: the veritysetup superblock block followed by the tree levels.
+/// A computed hash area, in memory: the tree's root and the veritysetup superblock block
+/// followed by the tree levels.
 #[derive(Debug, Clone)]
 pub struct HashTree {
-    /// The root hash (what the kernel command line pins).
-    pub root_hash: [u8; 32],
-    /// Number of data blocks covered.
-    pub data_blocks: u64,
-    /// Number of hash blocks in the tree (without the superblock block).
-    pub hash_blocks: u64,
+    /// The root hash, the geometry and the salt.
+    pub root: TreeRoot,
     /// Bytes to write at the hash offset: superblock block, then the levels.
     pub area: Vec<u8>,
-    /// The geometry the tree was built with.
-    pub layout: Layout,
-    /// The salt the tree was built with.
-    pub salt: Vec<u8>,
 }
 
 impl TreeRoot {
@@ -297,34 +290,6 @@ impl TreeRoot {
 }
 
 impl HashTree {
-    /// The root, geometry and salt, without the area.
-    pub fn root(&self) -> TreeRoot {
-        TreeRoot {
-            root_hash: self.root_hash,
-            data_blocks: self.data_blocks,
-            hash_blocks: self.hash_blocks,
-            layout: self.layout.clone(),
-            salt: self.salt.clone(),
-        }
-    }
-
-    /// The root hash as lowercase hex.
-    pub fn root_hash_hex(&self) -> String {
-        hex::encode(self.root_hash)
-    }
-
-    /// [`TreeRoot::dm_table`] of this tree.
-    pub fn dm_table(
-        &self,
-        data_dev: &str,
-        hash_dev: &str,
-        hash_offset: u64,
-        options: &[&str],
-    ) -> Result<String, Error> {
-        self.root()
-            .dm_table(data_dev, hash_dev, hash_offset, options)
-    }
-
     /// The superblock fields written at the start of the area.
     pub fn superblock(&self) -> Result<Superblock, Error> {
         Superblock::parse(&self.area)
@@ -548,12 +513,8 @@ pub fn from_level0(params: &Params, data_size: u64, level0: &[u8]) -> Result<Has
     writer.push(level0)?;
     let (root, Memory(area)) = writer.finish()?;
     Ok(HashTree {
-        root_hash: root.root_hash,
-        data_blocks: root.data_blocks,
-        hash_blocks: root.hash_blocks,
+        root,
         area: area.into_inner(),
-        layout: root.layout,
-        salt: root.salt,
     })
 }
 

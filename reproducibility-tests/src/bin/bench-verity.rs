@@ -21,6 +21,6 @@ fn main() -> anyhow::Result<()> {
     let tree = verity::build_at(&file, size, &params).context("computing the tree")?;
     let mut w = fs_err::File::create(&out)?;
     w.write_all(&tree.area)?;
-    println!("{}", tree.root_hash_hex());
+    println!("{}", tree.root.root_hash_hex());
     Ok(())
 }
