@@ -21,9 +21,9 @@ use measurements::Sha256Digest;
 use serde_json::{json, Value};
 
 use crate::util::{
-    assert_refused, build_ok, build_quiet, builder, builder_bin, flipped_copy, fsck_extract,
-    fsck_extract_preserving, listing_diff, manifest_head, ok, project_dir, run_builder,
-    sev_snp_measure, tool, tree_listing, write_in, Conditions, OVMF, OVMF_SNP,
+    assert_refused, build_ok, build_quiet, build_quiet_args, builder, builder_bin, flipped_copy,
+    fsck_extract, fsck_extract_preserving, listing_diff, manifest_head, ok, project_dir,
+    run_builder, sev_snp_measure, tool, tree_listing, write_in, Conditions, OVMF, OVMF_SNP,
 };
 
 /// Python (standard library only) that writes, rewrites and extracts wheels.
@@ -1289,16 +1289,8 @@ fn build_peak_rss_kib(manifest: &Path, out: &Path) -> u64 {
         print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
         sys.exit(r.returncode)\n";
     let bin = builder_bin();
-    let args = [
-        "-c",
-        SCRIPT,
-        bin.to_str().unwrap(),
-        "build",
-        manifest.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ];
+    let mut args = vec!["-c", SCRIPT, bin.to_str().unwrap()];
+    args.extend(build_quiet_args(manifest, out));
     let o = tool("python3", &args);
     ok(&o, "enclave-builder build, under Python's getrusage");
     String::from_utf8(o.stdout).unwrap().trim().parse().unwrap()

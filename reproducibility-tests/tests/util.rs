@@ -138,8 +138,13 @@ pub(crate) fn build_ok(manifest: &Path, out: PathBuf) -> PathBuf {
 
 /// `enclave-builder build MANIFEST --out OUT --quiet`, run plainly (like [`builder`]).
 pub(crate) fn build_quiet(manifest: &Path, out: &Path) -> Output {
+    builder(&build_quiet_args(manifest, out))
+}
+
+/// The arguments of [`build_quiet`].
+pub(crate) fn build_quiet_args<'a>(manifest: &'a Path, out: &'a Path) -> [&'a str; 5] {
     let (manifest, out) = (manifest.to_str().unwrap(), out.to_str().unwrap());
-    builder(&["build", manifest, "--out", out, "--quiet"])
+    ["build", manifest, "--out", out, "--quiet"]
 }
 
 /// Checks a build was refused: exit code 3, neither `out` nor a staging (`partial`)

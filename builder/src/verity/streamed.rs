@@ -95,11 +95,6 @@ impl<W: WriteAt> TreeWriter<W> {
         })
     }
 
-    /// The area's size in bytes: the superblock block and the levels.
-    pub fn area_size(&self) -> u64 {
-        self.layout.area_size()
-    }
-
     /// Takes the next level-0 digests (whole digests, any number of them).
     pub fn push(&mut self, digests: &[u8]) -> Result<(), Error> {
         let data_size = self.data_size();
